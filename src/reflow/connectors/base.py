@@ -1,0 +1,282 @@
+"""The connector contract.
+
+A connector knows nothing about the service around it: it is given its validated
+config (a pydantic model) and Arrow record batches, and it returns results or raises
+the typed errors of :mod:`reflow.connectors.errors`. It never imports ``reflow.db``,
+``reflow.api``, ``reflow.config`` or ``reflow.engine``.
+
+Conventions every connector follows:
+
+* Rows move as ``pyarrow.RecordBatch``; a source yields them with at most
+  ``batch_size`` rows each and never holds the whole result in memory.
+* A destination batch's columns are named by destination field ``full_name``; the
+  sync key column is always present.
+* Vendor SDKs are imported lazily inside the connector's methods, so listing the
+  registry never imports them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, model_validator
+
+StepStatus = Literal["success", "failed", "warning"]
+Action = Literal["upsert", "update", "insert", "append", "delete"]
+
+#: Census REST operation names; ``create`` is accepted as an alias of ``insert``.
+OPERATIONS: tuple[str, ...] = ("upsert", "update", "insert", "mirror", "append", "delete")
+
+
+class ConnectorConfig(BaseModel):
+    """Base of every connector's credentials model.
+
+    Secrets are ``SecretStr``; each field has a title and description, because the
+    model's JSON Schema is what ``/source_types`` and ``/connectors`` serve.
+    Unknown keys are ignored (Census clients send extra keys).
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        # Census's Terraform provider sends "" for every optional field it did not set.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+    def connection_details(self) -> dict[str, Any]:
+        """The non-secret part, under the same keys as the input."""
+        secret = secret_field_names(type(self))
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in secret}
+
+    def identifying_value(self) -> str | None:
+        """What follows "<Label> - " in a default connection name (host, account...)."""
+        for key in ("hostname", "account", "path", "url", "host"):
+            value = getattr(self, key, None)
+            if value:
+                return str(value)
+        return None
+
+
+def secret_field_names(model: type[BaseModel]) -> set[str]:
+    from pydantic import SecretStr
+
+    out = set()
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if ann is SecretStr or (hasattr(ann, "__args__") and SecretStr in ann.__args__):
+            out.add(name)
+    return out
+
+
+@dataclass(frozen=True)
+class TestStep:
+    step: str
+    status: StepStatus
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class TableRef:
+    catalog: str
+    schema: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    #: Whether the column is unique in the table (a primary key or unique constraint).
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class SourceCapabilities:
+    #: Source object kinds the connector can read.
+    object_kinds: tuple[str, ...] = ("table", "model")
+    #: Whether the source can host Reflow's bookkeeping schema (in-warehouse diff).
+    supports_bookkeeping: bool = False
+    #: Default rows per Arrow batch.
+    batch_size: int = 50_000
+
+
+class SourceConnector(abc.ABC):
+    """A warehouse or database that models and tables are read from."""
+
+    service_name: ClassVar[str]
+    label: ClassVar[str]
+    documentation_slug: ClassVar[str]
+    config_model: ClassVar[type[ConnectorConfig]]
+    capabilities: ClassVar[SourceCapabilities] = SourceCapabilities()
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def test_connection(self) -> list[TestStep]:
+        """Ordered steps; stops at the first failed step, whose message is the
+        system's own."""
+
+    @abc.abstractmethod
+    def list_tables(self) -> list[TableRef]:
+        """Tables and views the credentials can read (system schemas excluded)."""
+
+    @abc.abstractmethod
+    def list_columns(self, table: TableRef) -> list[Column]:
+        """Columns of one table; raises ``ObjectNotFound`` for an unknown table."""
+
+    @abc.abstractmethod
+    def query_columns(self, sql: str) -> list[Column]:
+        """Columns a query returns, without reading its rows (read-only, with a
+        statement timeout); raises ``InvalidQuery`` with the database's message."""
+
+    @abc.abstractmethod
+    def table_query(self, table: TableRef) -> str:
+        """``SELECT * FROM <table>`` with every identifier quoted for this dialect."""
+
+    @abc.abstractmethod
+    def read(self, sql: str, *, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream the query's rows as record batches, read-only."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+@dataclass(frozen=True)
+class DestinationField:
+    full_name: str
+    label: str
+    type: str
+    createable: bool = True
+    updateable: bool = True
+    required: bool = False
+    #: Can identify records for upsert/update/insert (a unique or primary key).
+    identifier: bool = False
+    lookup_object: str | None = None
+
+
+@dataclass(frozen=True)
+class DestinationObject:
+    full_name: str
+    label: str
+    supported_operations: tuple[str, ...]
+    fields: tuple[DestinationField, ...] = ()
+    allow_custom_fields: bool = False
+
+    def field(self, full_name: str) -> DestinationField | None:
+        return next((f for f in self.fields if f.full_name == full_name), None)
+
+
+@dataclass(frozen=True)
+class DestinationCapabilities:
+    operations: tuple[str, ...] = ("upsert",)
+    #: Records per write call.
+    batch_size: int = 50_000
+    #: Write calls the engine may run at once.
+    max_concurrency: int = 1
+    #: Requests per second the destination allows; ``None`` for no limit.
+    rate_limit_per_second: float | None = None
+    #: Whether the destination's objects are files (the object name is a path template).
+    file_system: bool = False
+
+
+@dataclass
+class RejectedRecord:
+    #: Index of the record within the batch given to ``write``.
+    index: int
+    reason: str
+
+
+@dataclass
+class WriteResult:
+    """Per-record outcome of one ``write``: every record not listed in
+    ``rejected`` was accepted."""
+
+    rejected: list[RejectedRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What a writer knows about the run it writes for."""
+
+    sync_id: int
+    run_id: int
+    object_name: str
+    key_field: str
+    fields: tuple[str, ...]
+
+
+class BatchWriter(abc.ABC):
+    """Writes the batches of one sync run into one destination object."""
+
+    @abc.abstractmethod
+    def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
+        """Write one batch. Record-level refusals go in the result; a refusal of the
+        whole batch for its data raises ``BatchRejected``; other failures raise
+        ``TransientError`` or ``TerminalError``. Must be idempotent for upsert,
+        update and delete, so a resent batch is harmless."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release resources at the end of the run."""
+
+
+class DestinationConnector(abc.ABC):
+    """Where synced records go."""
+
+    service_name: ClassVar[str]
+    label: ClassVar[str]
+    documentation_slug: ClassVar[str]
+    config_model: ClassVar[type[ConnectorConfig]]
+    capabilities: ClassVar[DestinationCapabilities] = DestinationCapabilities()
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def test_connection(self) -> list[TestStep]:
+        """Ordered steps, as for sources."""
+
+    @abc.abstractmethod
+    def list_objects(self) -> list[DestinationObject]:
+        """Objects the credentials can write, with their fields."""
+
+    def get_object(self, full_name: str) -> DestinationObject:
+        from reflow.connectors.errors import ObjectNotFound
+
+        for obj in self.list_objects():
+            if obj.full_name == full_name:
+                return obj
+        raise ObjectNotFound(f"object {full_name!r} not found in the destination")
+
+    @abc.abstractmethod
+    def open_writer(self, ctx: WriteContext) -> BatchWriter:
+        """A writer for one run into ``ctx.object_name``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+def run_steps(steps: list[tuple[str, Any]], *, warn: set[str] | None = None) -> list[TestStep]:
+    """Run named checks in order; the first that raises fails its step and ends the
+    test (a step named in ``warn`` only warns and the test goes on)."""
+    warn = warn or set()
+    out: list[TestStep] = []
+    for name, check in steps:
+        try:
+            check()
+        except Exception as exc:  # the system's own message is the point
+            message = str(exc).strip() or type(exc).__name__
+            if name in warn:
+                out.append(TestStep(name, "warning", message))
+                continue
+            out.append(TestStep(name, "failed", message))
+            break
+        out.append(TestStep(name, "success"))
+    return out

@@ -1,0 +1,52 @@
+"""Connector registry keyed by ``service_name``.
+
+Built-ins are listed by import path so that listing types never imports a vendor
+SDK; third-party connectors come from the ``reflow.connectors`` entry-point group
+(each entry point names a connector class).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+
+from reflow.connectors.base import DestinationConnector, SourceConnector
+
+_BUILTIN_SOURCES: dict[str, str] = {
+    "postgres": "reflow.connectors.sources.postgres:PostgresSource",
+}
+
+_BUILTIN_DESTINATIONS: dict[str, str] = {
+    "postgres": "reflow.connectors.destinations.postgres:PostgresDestination",
+}
+
+
+def _load(path: str) -> type:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@cache
+def source_types() -> dict[str, type[SourceConnector]]:
+    found = {name: _load(path) for name, path in _BUILTIN_SOURCES.items()}
+    for cls in _plugins(SourceConnector):
+        found.setdefault(cls.service_name, cls)
+    return dict(sorted(found.items()))
+
+
+@cache
+def destination_types() -> dict[str, type[DestinationConnector]]:
+    found = {name: _load(path) for name, path in _BUILTIN_DESTINATIONS.items()}
+    for cls in _plugins(DestinationConnector):
+        found.setdefault(cls.service_name, cls)
+    return dict(sorted(found.items()))
+
+
+def _plugins(base: type) -> list[type]:
+    out = []
+    for ep in entry_points(group="reflow.connectors"):
+        cls = ep.load()
+        if isinstance(cls, type) and issubclass(cls, base):
+            out.append(cls)
+    return out

@@ -1,0 +1,164 @@
+"""PostgreSQL source (and Redshift, which speaks the same protocol).
+
+Rows leave the database through ``COPY (query) TO STDOUT`` as CSV and are parsed
+into Arrow batches, so memory is bounded by the batch, not the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from reflow.connectors._csvstream import read_csv_batches
+from reflow.connectors._postgres import PostgresConfig, connect, quote_qualified
+from reflow.connectors.base import (
+    Column,
+    SourceCapabilities,
+    SourceConnector,
+    TableRef,
+    TestStep,
+    run_steps,
+)
+from reflow.connectors.errors import InvalidQuery, ObjectNotFound
+
+BOOKKEEPING_SCHEMA = "reflow_bookkeeping"
+
+# pg_type OIDs -> Arrow types; anything else travels as text.
+_ARROW_BY_OID: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    26: pa.int64(),
+    700: pa.float32(),
+    701: pa.float64(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+}
+
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", BOOKKEEPING_SCHEMA)
+
+
+class PostgresSource(SourceConnector):
+    service_name = "postgres"
+    label = "Postgres"
+    documentation_slug = "postgres"
+    config_model = PostgresConfig
+    capabilities = SourceCapabilities(supports_bookkeeping=True)
+    config: PostgresConfig
+
+    def test_connection(self) -> list[TestStep]:
+        state: dict[str, Any] = {}
+
+        def connectivity() -> None:
+            state["conn"] = connect(self.config, autocommit=True)
+
+        def read_access() -> None:
+            state["conn"].execute(
+                "SELECT schema_name FROM information_schema.schemata LIMIT 1"
+            ).fetchall()
+
+        def bookkeeping() -> None:
+            conn = state["conn"]
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING_SCHEMA}._reflow_probe (x int)"
+            )
+            conn.execute(f"DROP TABLE {BOOKKEEPING_SCHEMA}._reflow_probe")
+
+        try:
+            return run_steps(
+                [
+                    ("Verify connectivity", connectivity),
+                    ("Verify read access", read_access),
+                    ("Verify write access to the bookkeeping schema", bookkeeping),
+                ],
+                warn={"Verify write access to the bookkeeping schema"},
+            )
+        finally:
+            if "conn" in state:
+                state["conn"].close()
+
+    def list_tables(self) -> list[TableRef]:
+        with connect(self.config, read_only=True) as conn:
+            rows = conn.execute(
+                "SELECT table_catalog, table_schema, table_name FROM information_schema.tables"
+                " WHERE table_schema <> ALL(%s) ORDER BY table_schema, table_name",
+                (list(_SYSTEM_SCHEMAS),),
+            ).fetchall()
+        return [TableRef(*row) for row in rows]
+
+    def list_columns(self, table: TableRef) -> list[Column]:
+        with connect(self.config, read_only=True) as conn:
+            rows = conn.execute(
+                """
+                SELECT c.column_name, c.data_type,
+                       EXISTS (
+                         SELECT 1 FROM information_schema.table_constraints tc
+                         JOIN information_schema.constraint_column_usage cu
+                           ON cu.constraint_name = tc.constraint_name
+                          AND cu.table_schema = tc.table_schema
+                         WHERE tc.table_schema = c.table_schema AND tc.table_name = c.table_name
+                           AND tc.constraint_type IN ('PRIMARY KEY', 'UNIQUE')
+                           AND cu.column_name = c.column_name)
+                FROM information_schema.columns c
+                WHERE c.table_schema = %s AND c.table_name = %s
+                ORDER BY c.ordinal_position
+                """,
+                (table.schema, table.name),
+            ).fetchall()
+        if not rows:
+            raise ObjectNotFound(f"table {table.schema}.{table.name} not found")
+        return [Column(name, dtype, bool(unique)) for name, dtype, unique in rows]
+
+    def query_columns(self, sql: str) -> list[Column]:
+        import psycopg
+
+        with connect(self.config, read_only=True) as conn:
+            try:
+                cur = conn.execute(f"SELECT * FROM ({_strip(sql)}) AS _reflow_q LIMIT 0")
+            except psycopg.Error as exc:
+                raise InvalidQuery(str(exc).strip()) from exc
+            finally:
+                conn.rollback()
+            names = [d.name for d in cur.description or []]
+            types = _type_names(conn, [d.type_code for d in cur.description or []])
+        return [Column(n, t) for n, t in zip(names, types, strict=True)]
+
+    def table_query(self, table: TableRef) -> str:
+        return f"SELECT * FROM {quote_qualified(table.schema, table.name)}"
+
+    def read(self, sql: str, *, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
+        import psycopg
+
+        batch_size = batch_size or self.capabilities.batch_size
+        with connect(self.config, read_only=True) as conn:
+            try:
+                cur = conn.execute(f"SELECT * FROM ({_strip(sql)}) AS _reflow_q LIMIT 0")
+                schema = pa.schema(
+                    [(d.name, _ARROW_BY_OID.get(d.type_code, pa.string())) for d in cur.description]
+                )
+                with cur.copy(
+                    f"COPY (SELECT * FROM ({_strip(sql)}) AS _reflow_q) TO STDOUT (FORMAT csv)"
+                ) as copy:
+                    yield from read_csv_batches(copy, schema, batch_size=batch_size)
+            except psycopg.Error as exc:
+                raise InvalidQuery(str(exc).strip()) from exc
+
+
+def _strip(sql: str) -> str:
+    return sql.strip().rstrip(";")
+
+
+def _type_names(conn: Any, oids: list[int]) -> list[str]:
+    if not oids:
+        return []
+    rows = dict(
+        conn.execute(
+            "SELECT oid, format_type(oid, NULL) FROM pg_type WHERE oid = ANY(%s)", (oids,)
+        ).fetchall()
+    )
+    return [rows.get(oid, "unknown") for oid in oids]
