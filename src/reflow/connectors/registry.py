@@ -19,6 +19,10 @@ _BUILTIN_SOURCES: dict[str, str] = {
 
 _BUILTIN_DESTINATIONS: dict[str, str] = {
     "postgres": "reflow.connectors.destinations.postgres:PostgresDestination",
+    "mysql": "reflow.connectors.destinations.mysql:MySQLDestination",
+    "sqlite": "reflow.connectors.destinations.sqlite:SQLiteDestination",
+    "duckdb": "reflow.connectors.destinations.duckdb:DuckDBDestination",
+    "snowflake": "reflow.connectors.destinations.snowflake:SnowflakeDestination",
 }
 
 

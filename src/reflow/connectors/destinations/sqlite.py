@@ -1,0 +1,291 @@
+"""SQLite destination (a Reflow extension: Census has no SQLite type).
+
+Objects are the tables of the file's ``main`` schema, named by their bare table
+name; ``main.<table>`` is accepted as the same object. SQLite has no grants, so
+every table is writable when the file is.
+
+Each batch is bound with ``executemany`` from the Arrow columns into a temporary
+staging table, then merged with one statement per action (``INSERT ... ON
+CONFLICT``, ``UPDATE ... FROM``, ``DELETE ... WHERE key IN``), in one transaction
+per batch, so a rejected batch leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from pydantic import Field
+
+from reflow.connectors.base import (
+    Action,
+    BatchWriter,
+    ConnectorConfig,
+    DestinationCapabilities,
+    DestinationConnector,
+    DestinationField,
+    DestinationObject,
+    TestStep,
+    WriteContext,
+    WriteResult,
+    run_steps,
+)
+from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
+
+_OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
+
+# Result codes (primary, low byte) whose cause is the batch's data.
+_DATA_CODES = {"SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE"}
+# Another writer holds the file; retrying later helps.
+_BUSY_CODES = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+
+
+class SQLiteConfig(ConnectorConfig):
+    path: str = Field(
+        title="Path",
+        description="Path of the database file on the Reflow host; created if absent.",
+    )
+    busy_timeout_seconds: float = Field(
+        30,
+        title="Busy timeout (s)",
+        description="How long a write waits for another writer's lock before failing.",
+        ge=0,
+    )
+
+
+class SQLiteDestination(DestinationConnector):
+    service_name = "sqlite"
+    label = "SQLite"
+    documentation_slug = "sqlite"
+    config_model = SQLiteConfig
+    capabilities = DestinationCapabilities(operations=_OPERATIONS, batch_size=50_000)
+    config: SQLiteConfig
+
+    def test_connection(self) -> list[TestStep]:
+        state: dict[str, sqlite3.Connection] = {}
+
+        def connectivity() -> None:
+            state["conn"] = _connect(self.config)
+            state["conn"].execute("SELECT count(*) FROM main.sqlite_schema").fetchone()
+
+        def write_access() -> None:
+            # A temp table would live outside the file; the file itself must be writable.
+            conn = state["conn"]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE main._reflow_probe (x INTEGER)")
+            conn.execute("ROLLBACK")
+
+        try:
+            return run_steps(
+                [("Verify connectivity", connectivity), ("Verify write access", write_access)]
+            )
+        finally:
+            if "conn" in state:
+                state["conn"].close()
+
+    def list_objects(self) -> list[DestinationObject]:
+        with _closing(_connect(self.config)) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT name FROM main.sqlite_schema WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+                )
+            ]
+            return [_describe(conn, name) for name in names]
+
+    def get_object(self, full_name: str) -> DestinationObject:
+        table = split_name(full_name)
+        with _closing(_connect(self.config)) as conn:
+            found = conn.execute(
+                "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+            if not found:
+                raise ObjectNotFound(f"table {full_name!r} not found")
+            return _describe(conn, found[0])
+
+    def open_writer(self, ctx: WriteContext) -> BatchWriter:
+        return SQLiteWriter(self.config, ctx)
+
+
+class SQLiteWriter(BatchWriter):
+    def __init__(self, config: SQLiteConfig, ctx: WriteContext) -> None:
+        self.ctx = ctx
+        self.conn = _connect(config)
+        self.target = "main." + quote_ident(split_name(ctx.object_name))
+        self.stage = "temp." + quote_ident(f"_reflow_stage_{ctx.run_id}")
+        self._staged_columns: tuple[str, ...] | None = None
+
+    def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
+        columns = tuple(batch.schema.names)
+        placeholders = ", ".join("?" for _ in columns)
+        try:
+            self._stage(columns)
+            # BEGIN IMMEDIATE takes the write lock up front so a busy file fails here,
+            # before any statement of the batch ran.
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(
+                    f"INSERT INTO {self.stage} ({_cols(columns)}) VALUES ({placeholders})",
+                    _rows(batch),
+                )
+                self.conn.execute(self._merge_sql(columns, action))
+                self.conn.execute(f"DELETE FROM {self.stage}")
+            except BaseException:
+                # SQLite may already have rolled back on its own (e.g. SQLITE_FULL).
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _classify(exc) from exc
+        return WriteResult()
+
+    def _stage(self, columns: tuple[str, ...]) -> None:
+        if self._staged_columns == columns:
+            return
+        self.conn.execute(f"DROP TABLE IF EXISTS {self.stage}")
+        # Copies each column's type affinity, so staged values convert as the target's.
+        self.conn.execute(
+            f"CREATE TABLE {self.stage} AS SELECT {_cols(columns)} FROM {self.target} WHERE 0"
+        )
+        self._staged_columns = columns
+
+    def _merge_sql(self, columns: tuple[str, ...], action: Action) -> str:
+        key = quote_ident(self.ctx.key_field)
+        cols = _cols(columns)
+        others = [quote_ident(c) for c in columns if c != self.ctx.key_field]
+        # "WHERE true" resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON.
+        insert = f"INSERT INTO {self.target} ({cols}) SELECT {cols} FROM {self.stage} WHERE true"
+        if action == "upsert":
+            sets = ", ".join(f"{c} = excluded.{c}" for c in others)
+            return f"{insert} ON CONFLICT ({key}) " + (
+                f"DO UPDATE SET {sets}" if others else "DO NOTHING"
+            )
+        if action == "insert":
+            return f"{insert} ON CONFLICT ({key}) DO NOTHING"
+        if action == "append":
+            return insert
+        if action == "update":
+            assign = ", ".join(f"{c} = s.{c}" for c in others) or f"{key} = s.{key}"
+            return (
+                f"UPDATE {self.target} AS t SET {assign} FROM {self.stage} AS s"
+                f" WHERE t.{key} = s.{key}"
+            )
+        if action == "delete":
+            return f"DELETE FROM {self.target} WHERE {key} IN (SELECT {key} FROM {self.stage})"
+        raise TerminalError(f"unsupported action {action!r}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def split_name(full_name: str) -> str:
+    """``main.table`` or ``table`` -> ``table``."""
+    schema, dot, table = full_name.partition(".")
+    return table if dot and schema.lower() == "main" else full_name
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cols(columns: tuple[str, ...]) -> str:
+    return ", ".join(quote_ident(c) for c in columns)
+
+
+def _connect(config: SQLiteConfig) -> sqlite3.Connection:
+    try:
+        # isolation_level=None: transactions are explicit, so one batch is one transaction.
+        return sqlite3.connect(
+            config.path, timeout=config.busy_timeout_seconds, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        raise _classify(exc) from exc
+
+
+class _closing:
+    """``with`` for a connection that closes it (sqlite3's own only ends a transaction)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+def _describe(conn: sqlite3.Connection, table: str) -> DestinationObject:
+    unique = _single_column_keys(conn, table)
+    fields = []
+    # table_info: cid, name, type, notnull, dflt_value, pk
+    for _, name, dtype, notnull, default, pk in conn.execute(
+        f"PRAGMA main.table_info({quote_ident(table)})"
+    ):
+        # An INTEGER PRIMARY KEY is the rowid: SQLite assigns it when absent.
+        rowid = pk and dtype.upper() == "INTEGER"
+        fields.append(
+            DestinationField(
+                full_name=name,
+                label=name,
+                type=dtype or "ANY",
+                required=bool(notnull) and default is None and not rowid,
+                identifier=name in unique,
+            )
+        )
+    return DestinationObject(table, table, _OPERATIONS, tuple(fields))
+
+
+def _single_column_keys(conn: sqlite3.Connection, table: str) -> set[str]:
+    keys = set()
+    pk = [r[1] for r in conn.execute(f"PRAGMA main.table_info({quote_ident(table)})") if r[5]]
+    if len(pk) == 1:
+        keys.add(pk[0])
+    # index_list: seq, name, unique, origin, partial
+    for _, index, unique, _origin, partial in conn.execute(
+        f"PRAGMA main.index_list({quote_ident(table)})"
+    ):
+        if not unique or partial:
+            continue
+        cols = [r[2] for r in conn.execute(f"PRAGMA main.index_info({quote_ident(index)})")]
+        if len(cols) == 1 and cols[0] is not None:
+            keys.add(cols[0])
+    return keys
+
+
+def _rows(batch: pa.RecordBatch) -> Iterator[tuple[Any, ...]]:
+    columns = [[_adapt(v) for v in col.to_pylist()] for col in batch.columns]
+    return zip(*columns, strict=True)
+
+
+def _adapt(value: Any) -> Any:
+    """Values sqlite3 cannot bind become their canonical text."""
+    if value is None or isinstance(value, (int, float, str, bytes)):
+        return value
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return json.dumps(value, default=str)
+
+
+def _classify(exc: sqlite3.Error) -> Exception:
+    message = str(exc).strip() or type(exc).__name__
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    primary = "_".join(name.split("_")[:2])  # SQLITE_CONSTRAINT_UNIQUE -> SQLITE_CONSTRAINT
+    if isinstance(exc, sqlite3.IntegrityError) or primary in _DATA_CODES:
+        return BatchRejected(message)
+    if primary in _BUSY_CODES:
+        return TransientError(message)
+    return TerminalError(message)
