@@ -1,0 +1,1 @@
+"""The Census-compatible HTTP API."""

@@ -1,0 +1,78 @@
+"""``create_app()``: the Census-compatible API under ``/api/v1``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reflow import __version__
+from reflow.api.routers import catalog, destinations, sources, syncs
+from reflow.errors import ReflowError
+from reflow.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runtime.executor is not None:
+            runtime.executor.start()
+        yield
+        if runtime.executor is not None:
+            # Running runs stop at their next batch boundary and are marked failed,
+            # never left working.
+            runtime.executor.shutdown(wait=True)
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Reflow",
+        version=__version__,
+        description="Self-hosted reverse ETL with a Census-compatible Management API.",
+    )
+    app.state.runtime = runtime
+    for module in (catalog, sources, destinations, syncs):
+        app.include_router(module.router, prefix="/api/v1")
+    _install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ReflowError)
+    async def reflow_error(_: Request, exc: ReflowError) -> JSONResponse:
+        return JSONResponse(exc.envelope(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path"))
+            parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+        return JSONResponse({"status": "error", "message": "; ".join(parts)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status: str | int = "not_found" if exc.status_code == 404 else exc.status_code
+        if exc.status_code < 500 and exc.status_code != 404:
+            status = "error"
+        return JSONResponse(
+            {"status": status, "message": str(exc.detail)}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(
+            {"status": "error", "message": "internal error; see the server log"}, status_code=500
+        )

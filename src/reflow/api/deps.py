@@ -1,0 +1,83 @@
+"""Request-scoped dependencies: the runtime, a database session, the caller."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from reflow.crypto import Vault
+from reflow.errors import BadRequest, Forbidden, Unauthorized
+from reflow.runtime import Runtime
+from reflow.services.auth import Principal, authenticate
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_session(runtime: Runtime = Depends(get_runtime)) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
+
+
+def bearer_token(request: Request) -> str | None:
+    """``Authorization: Bearer <token>``, or HTTP Basic with user ``bearer`` and the
+    token as password (the form dagster-census and the old Census docs use)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("malformed Basic credentials") from None
+        return password if user.lower() == "bearer" else None
+    return None
+
+
+@dataclass
+class WorkspaceContext:
+    session: Session
+    runtime: Runtime
+    workspace_id: int
+    principal: Principal
+
+    @property
+    def vault(self) -> Vault:
+        return self.runtime.vault
+
+    def commit(self) -> None:
+        self.session.commit()
+
+
+def workspace_context(
+    request: Request,
+    session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
+) -> WorkspaceContext:
+    principal = authenticate(session, token=bearer_token(request))
+    if principal.workspace_id is None:
+        raise Forbidden("this endpoint needs a workspace API key, not an organization token")
+    return WorkspaceContext(session, runtime, principal.workspace_id, principal)
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}`` (Airflow posts none)."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body

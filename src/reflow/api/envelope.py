@@ -1,0 +1,55 @@
+"""The Census response envelope and pagination parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse
+
+from reflow.db.repo import Page, PageParams
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO-8601 UTC with milliseconds and ``Z``, as Census prints timestamps."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def ok(data: Any, status: str = "success", code: int = 200, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": status, "data": data, **extra}, status_code=code)
+
+
+def bare(body: dict[str, Any], code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=code)
+
+
+def page_params(
+    page: int = Query(1, description="Page number, from 1; 0 is treated as 1."),
+    per_page: int = Query(25, description="Records per page; at most 100."),
+    order: str = Query("desc", description="Order by creation: asc or desc."),
+) -> PageParams:
+    return PageParams(
+        page=max(page, 1),
+        per_page=min(max(per_page, 1), 100),
+        order="asc" if order == "asc" else "desc",
+    )
+
+
+def listing(request: Request, page: Page, data: list[Any], **extra: Any) -> JSONResponse:
+    pagination = page.pagination()
+    next_url = None
+    if pagination["next_page"] is not None:
+        next_url = str(
+            request.url.include_query_params(
+                page=pagination["next_page"], per_page=page.params.per_page
+            )
+        )
+    return JSONResponse(
+        {"status": "success", "data": data, "pagination": pagination, "next": next_url, **extra}
+    )

@@ -1,0 +1,61 @@
+"""Source types and destination types (``/connectors``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from reflow.api import render
+from reflow.api.deps import WorkspaceContext, workspace_context
+from reflow.api.envelope import listing, ok, page_params
+from reflow.connectors import registry
+from reflow.db.repo import Page, PageParams
+from reflow.errors import NotFound
+
+router = APIRouter(tags=["catalog"])
+
+
+def _page(items: list, params: PageParams) -> Page:
+    """Types have no creation time: they are listed by service name whatever ``order``."""
+    start = (params.page - 1) * params.per_page
+    return Page(items[start : start + params.per_page], len(items), params)
+
+
+@router.get("/source_types")
+def list_source_types(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    _: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    page = _page(list(registry.source_types().values()), params)
+    return listing(request, page, [render.source_type(c) for c in page.items])
+
+
+@router.get("/source_types/{service_name}")
+def get_source_type(
+    service_name: str, _: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    cls = registry.source_types().get(service_name)
+    if cls is None:
+        raise NotFound(f"source type {service_name!r} not found")
+    return ok(render.source_type(cls))
+
+
+@router.get("/connectors")
+def list_connectors(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    _: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    page = _page(list(registry.destination_types().values()), params)
+    return listing(request, page, [render.destination_type(c) for c in page.items])
+
+
+@router.get("/connectors/{service_name}")
+def get_connector(
+    service_name: str, _: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    cls = registry.destination_types().get(service_name)
+    if cls is None:
+        raise NotFound(f"destination type {service_name!r} not found")
+    return ok(render.destination_type(cls))

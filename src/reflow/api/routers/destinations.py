@@ -1,0 +1,122 @@
+"""Destinations and their objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from reflow.api import render
+from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.envelope import listing, ok, page_params
+from reflow.db.repo import Page, PageParams
+from reflow.errors import BadRequest
+from reflow.services import destinations
+
+router = APIRouter(tags=["destinations"])
+
+
+def _service_connection(body: dict[str, Any]) -> dict[str, Any]:
+    conn = body.get("service_connection")
+    if not isinstance(conn, dict):
+        raise BadRequest("service_connection is required and must be an object")
+    if "credentials" in conn and not isinstance(conn["credentials"], dict):
+        raise BadRequest("service_connection.credentials must be an object")
+    if conn.get("name") is not None and not isinstance(conn["name"], str):
+        raise BadRequest("service_connection.name must be a string")
+    return conn
+
+
+@router.post("/destinations", status_code=201)
+def create_destination(
+    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    conn = _service_connection(body)
+    destination = destinations.create(
+        ctx.session,
+        workspace_id=ctx.workspace_id,
+        vault=ctx.vault,
+        type=conn.get("type"),
+        credentials=conn.get("credentials"),
+        name=conn.get("name"),
+    )
+    ctx.commit()
+    return ok(render.destination(destination), "created", 201)
+
+
+@router.get("/destinations")
+def list_destinations(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    """Objects are not embedded in lists: listing them asks every destination
+    (see docs/compatibility.md); fetch one destination or its objects instead."""
+    page = destinations.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
+    return listing(request, page, [render.destination(d) for d in page.items])
+
+
+@router.get("/destinations/{destination_id}")
+def get_destination(
+    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    destination = destinations.get(
+        ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
+    )
+    return ok(render.destination(destination))
+
+
+@router.patch("/destinations/{destination_id}")
+def update_destination(
+    destination_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    destination = destinations.get(
+        ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
+    )
+    destination = destinations.update(
+        ctx.session, destination=destination, vault=ctx.vault, changes=_service_connection(body)
+    )
+    ctx.commit()
+    return ok(render.destination(destination), "updated")
+
+
+@router.delete("/destinations/{destination_id}")
+def delete_destination(
+    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    destination = destinations.get(
+        ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
+    )
+    destinations.delete(ctx.session, destination=destination)
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
+
+
+@router.get("/destinations/{destination_id}/objects")
+def list_destination_objects(
+    destination_id: int,
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    destination = destinations.get(
+        ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
+    )
+    objects = destinations.list_objects(destination, vault=ctx.vault)
+    start = (params.page - 1) * params.per_page
+    page = Page(objects[start : start + params.per_page], len(objects), params)
+    return listing(request, page, [render.destination_object(o) for o in page.items])
+
+
+@router.get("/destinations/{destination_id}/objects/{full_name:path}")
+def get_destination_object(
+    destination_id: int, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    destination = destinations.get(
+        ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
+    )
+    obj = destinations.get_object(destination, vault=ctx.vault, full_name=full_name)
+    return ok(render.destination_object(obj))

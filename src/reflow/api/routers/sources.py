@@ -1,0 +1,166 @@
+"""Sources, their objects, tables and models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from reflow.api import render
+from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.envelope import listing, ok, page_params
+from reflow.db.repo import PageParams
+from reflow.errors import BadRequest
+from reflow.services import models, sources
+
+router = APIRouter(tags=["sources"])
+
+
+def _connection(body: dict[str, Any]) -> dict[str, Any]:
+    conn = body.get("connection")
+    if not isinstance(conn, dict):
+        raise BadRequest("connection is required and must be an object")
+    if "credentials" in conn and not isinstance(conn["credentials"], dict):
+        raise BadRequest("connection.credentials must be an object")
+    return conn
+
+
+@router.post("/sources", status_code=201)
+def create_source(
+    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    conn = _connection(body)
+    source = sources.create(
+        ctx.session,
+        workspace_id=ctx.workspace_id,
+        vault=ctx.vault,
+        type=conn.get("type"),
+        credentials=conn.get("credentials"),
+        name=conn.get("name"),
+        label=conn.get("label"),
+        sync_engine=conn.get("sync_engine"),
+        read_only_connection=conn.get("read_only_connection"),
+        warehouse_writeback_retention_in_days=conn.get("warehouse_writeback_retention_in_days"),
+    )
+    ctx.commit()
+    return ok(render.source(source), "created", 201)
+
+
+@router.get("/sources")
+def list_sources(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    page = sources.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
+    return listing(request, page, [render.source(s) for s in page.items])
+
+
+@router.get("/sources/{source_id}")
+def get_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    return ok(render.source(sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)))
+
+
+@router.patch("/sources/{source_id}")
+def update_source(
+    source_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    source = sources.update(ctx.session, source=source, vault=ctx.vault, changes=_connection(body))
+    ctx.commit()
+    return ok(render.source(source), "updated")
+
+
+@router.delete("/sources/{source_id}")
+def delete_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    sources.delete(ctx.session, source=source)
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
+
+
+@router.post("/sources/{source_id}/models", status_code=201)
+def create_model(
+    source_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    for field in ("name", "query"):
+        if not isinstance(body.get(field), str) or not body[field].strip():
+            raise BadRequest(f"{field} is required and must be a non-empty string")
+    if body.get("description") is not None and not isinstance(body["description"], str):
+        raise BadRequest("description must be a string")
+    model = models.create(
+        ctx.session,
+        source=source,
+        vault=ctx.vault,
+        name=body["name"],
+        query=body["query"],
+        description=body.get("description"),
+    )
+    ctx.commit()
+    return ok(render.model(model), "created", 201)
+
+
+@router.get("/sources/{source_id}/models")
+def list_models(
+    source_id: int,
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    page = models.list_(ctx.session, source=source, params=params)
+    return listing(request, page, [render.model(m) for m in page.items])
+
+
+@router.get("/sources/{source_id}/models/{model_id}")
+def get_model(
+    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    return ok(render.model(models.get(ctx.session, source=source, model_id=model_id)))
+
+
+@router.patch("/sources/{source_id}/models/{model_id}")
+def update_model(
+    source_id: int,
+    model_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    model = models.get(ctx.session, source=source, model_id=model_id)
+    for field in ("name", "query", "description"):
+        if body.get(field) is not None and not isinstance(body[field], str):
+            raise BadRequest(f"{field} must be a string")
+    model = models.update(ctx.session, model=model, source=source, vault=ctx.vault, changes=body)
+    ctx.commit()
+    return ok(render.model(model), "updated")
+
+
+@router.delete("/sources/{source_id}/models/{model_id}")
+def delete_model(
+    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    models.delete(ctx.session, model=models.get(ctx.session, source=source, model_id=model_id))
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
+
+
+@router.get("/sources/{source_id}/objects")
+def list_source_objects(
+    source_id: int,
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    """Models of the source (tables join this list with the sources issue)."""
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    page = models.list_(ctx.session, source=source, params=params)
+    return listing(request, page, [render.model(m) for m in page.items])

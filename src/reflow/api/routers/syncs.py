@@ -1,0 +1,121 @@
+"""Syncs and sync runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from reflow.api import render
+from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.envelope import listing, ok, page_params
+from reflow.db.engine import after_commit
+from reflow.db.repo import PageParams
+from reflow.db.tables import Sync
+from reflow.errors import BadRequest
+from reflow.services import runs, syncs
+
+router = APIRouter(tags=["syncs"])
+
+
+def _render_sync(ctx: WorkspaceContext, sync: Sync) -> dict[str, Any]:
+    from reflow.services.source_objects import describe
+
+    return render.sync(
+        sync,
+        source_object=describe(ctx.session, sync=sync),
+        last_run=syncs.last_run(ctx.session, sync=sync),
+    )
+
+
+@router.post("/syncs")
+def create_sync(
+    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    """200 with ``{"sync_id": N}``, as Census answers (its demo app checks the code)."""
+    sync = syncs.create(ctx.session, workspace_id=ctx.workspace_id, vault=ctx.vault, body=body)
+    if sync is None:
+        return JSONResponse({"status": "success", "message": "the sync configuration is valid"})
+    ctx.commit()
+    return ok({"sync_id": sync.id}, "created")
+
+
+@router.get("/syncs")
+def list_syncs(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    page = syncs.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
+    return listing(request, page, [_render_sync(ctx, s) for s in page.items])
+
+
+@router.get("/syncs/{sync_id}")
+def get_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    return ok(_render_sync(ctx, sync))
+
+
+@router.patch("/syncs/{sync_id}")
+def update_sync(
+    sync_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    sync = syncs.update(ctx.session, sync=sync, vault=ctx.vault, body=body)
+    ctx.commit()
+    return ok(_render_sync(ctx, sync), "updated")
+
+
+@router.delete("/syncs/{sync_id}")
+def delete_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    syncs.delete(ctx.session, sync=syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id))
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
+
+
+@router.post("/syncs/{sync_id}/trigger")
+def trigger_sync(
+    sync_id: int,
+    force_full_sync: bool | None = Query(None, description="Resend every record."),
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    """``force_full_sync`` as a query parameter (documented) or JSON body (dagster)."""
+    full = force_full_sync if force_full_sync is not None else body.get("force_full_sync", False)
+    if not isinstance(full, bool):
+        raise BadRequest("force_full_sync must be a boolean")
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    run = runs.trigger(ctx.session, sync=sync, force_full_sync=full)
+    if run.status == "queued":
+        run_id = run.id
+        after_commit(ctx.session, lambda: ctx.runtime.enqueue(run_id))
+    ctx.commit()
+    return ok({"sync_run_id": run.id})
+
+
+@router.get("/syncs/{sync_id}/sync_runs")
+def list_sync_runs(
+    sync_id: int,
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    page = runs.list_for_sync(ctx.session, sync=sync, params=params)
+    return listing(request, page, [render.sync_run(r) for r in page.items])
+
+
+@router.get("/sync_runs/{run_id}")
+def get_sync_run(run_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    return ok(render.sync_run(runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)))
+
+
+@router.post("/sync_runs/{run_id}/cancel")
+def cancel_sync_run(run_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    run = runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)
+    runs.request_cancel(ctx.session, run=run)
+    ctx.commit()
+    return ok({}, "cancelled")

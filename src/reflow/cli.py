@@ -1,0 +1,103 @@
+"""``reflow`` command: init, serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from reflow.config import Settings, get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="create the schema, an organization and tokens")
+    init.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+    serve = commands.add_parser("serve", help="run the API and the local executor")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--init", action="store_true", help="initialize the state store first if it is empty"
+    )
+
+    commands.add_parser("migrate", help="upgrade the state store's schema")
+
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return {"init": _init, "serve": _serve, "migrate": _migrate}[args.command](args, settings)
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    from reflow.errors import Conflict
+    from reflow.runtime import Runtime
+    from reflow.services.bootstrap import initialize
+
+    runtime = Runtime.from_settings(settings)
+    try:
+        result = initialize(runtime.engine)
+    except Conflict as exc:
+        print(f"reflow init: {exc}", file=sys.stderr)
+        return 1
+    _print_init(result, as_json=args.json)
+    return 0
+
+
+def _print_init(result: object, *, as_json: bool) -> None:
+    data = {
+        "organization_id": result.organization_id,  # type: ignore[attr-defined]
+        "organization_token": result.organization_token,  # type: ignore[attr-defined]
+        "workspace_id": result.workspace_id,  # type: ignore[attr-defined]
+        "workspace_token": result.workspace_token,  # type: ignore[attr-defined]
+    }
+    if as_json:
+        print(json.dumps(data))
+        return
+    print("Reflow is initialized. These tokens are shown once; keep them.")
+    for key, value in data.items():
+        print(f"  {key}: {value}")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from reflow.api.app import create_app
+    from reflow.db import migrate
+    from reflow.jobs.executor import LocalExecutor
+    from reflow.runtime import Runtime
+    from reflow.services.bootstrap import initialize, is_initialized
+
+    runtime = Runtime.from_settings(settings)
+    if not is_initialized(runtime.engine):
+        if not args.init:
+            print("reflow serve: the state store is empty; run `reflow init` first", file=sys.stderr)
+            return 1
+        result = initialize(runtime.engine)
+        _print_init(result, as_json=False)
+        base = f"http://{args.host}:{args.port}/api/v1"
+        print(f'\nTry:\n  curl -H "Authorization: Bearer {result.workspace_token}" {base}/sources\n')
+    elif not migrate.is_up_to_date(runtime.engine):
+        migrate.upgrade(runtime.engine)
+    runtime.executor = LocalExecutor(runtime)
+    app = create_app(runtime)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    return 0
+
+
+def _migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from reflow.db import migrate
+    from reflow.runtime import Runtime
+
+    migrate.upgrade(Runtime.from_settings(settings).engine)
+    print("reflow migrate: the schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The one settings object. No other module reads ``os.environ``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REFLOW_", extra="ignore")
+
+    home: Path = Field(Path(".reflow"), description="Where the embedded default keeps its state.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the control-plane database; SQLite under home if unset."
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Encrypts credentials at rest; generated under home if unset."
+    )
+    executor: Literal["local", "celery"] = "local"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    local_workers: int = Field(2, ge=1, description="Threads of the local executor.")
+    snapshot_dir: Path | None = Field(
+        None, description="Where engine-side snapshots live; home/snapshots if unset."
+    )
+    batch_size: int = Field(50_000, ge=1, description="Rows per Arrow batch on the data path.")
+    public_url: str | None = Field(None, description="Base URL used in links the API returns.")
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'reflow.db').resolve()}"
+
+    @property
+    def resolved_snapshot_dir(self) -> Path:
+        return self.snapshot_dir or self.home / "snapshots"
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once and kept in home with mode 0600."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.home / "secret.key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

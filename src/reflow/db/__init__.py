@@ -1,0 +1,1 @@
+"""Control-plane persistence: engine/session, ORM tables, repositories, migrations."""

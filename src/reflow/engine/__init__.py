@@ -1,0 +1,1 @@
+"""One sync run: read -> diff -> map -> write -> record. No HTTP, no FastAPI."""

@@ -1,0 +1,63 @@
+"""A run's state in the control-plane database. Every transition is a conditional
+update, so a duplicated job can never run a sync twice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+
+from reflow.db.tables import SyncRun, SyncRunRecord, utcnow
+from reflow.runtime import Runtime
+
+
+def claim(runtime: Runtime, run_id: int) -> bool:
+    with runtime.session() as session:
+        result = session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == "queued")
+            .values(status="working", started_at=utcnow(), heartbeat_at=utcnow(),
+                    current_step="Checking source and destination configuration")
+        )
+        return result.rowcount == 1
+
+
+def report(runtime: Runtime, run_id: int, **values: Any) -> bool:
+    """Update a working run; returns whether cancellation was requested."""
+    with runtime.session() as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == "working")
+            .values(heartbeat_at=utcnow(), **values)
+        )
+        return bool(session.scalar(select(SyncRun.cancel_requested).where(SyncRun.id == run_id)))
+
+
+def finish(runtime: Runtime, run_id: int, *, status: str, **values: Any) -> None:
+    with runtime.session() as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == "working")
+            .values(status=status, completed_at=utcnow(), current_step=None, **values)
+        )
+
+
+def log_records(
+    runtime: Runtime, run_id: int, records: list[dict[str, Any]], *, status: str, operation: str
+) -> None:
+    """Keep invalid/rejected records with their reasons (served by the records API)."""
+    if not records:
+        return
+    with runtime.session() as session:
+        session.add_all(
+            SyncRunRecord(
+                run_id=run_id,
+                identifier=r["identifier"],
+                status=status,
+                operation=operation,
+                status_message=r["reason"],
+                record_payload=json.loads(json.dumps(r["payload"], default=str)),
+            )
+            for r in records
+        )

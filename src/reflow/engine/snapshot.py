@@ -1,0 +1,146 @@
+"""The engine-side snapshot: what the last successful deliveries of a sync were
+(sync key -> hash of the mapped values), kept in a DuckDB file per sync.
+
+A run stages the mapped source rows next to it (tables dropped when the run ends;
+``CREATE OR REPLACE`` clears what a crashed run left), and DuckDB computes the diff;
+DuckDB spills to disk, so memory stays bounded whatever the model's size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+KEY, HASH = "__reflow_key", "__reflow_hash"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SnapshotStore:
+    def __init__(self, path: Path, *, memory_limit: str = "256MB") -> None:
+        import duckdb
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(path))
+        spill = path.parent / "spill"
+        spill.mkdir(exist_ok=True)
+        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.con.execute(f"SET temp_directory = '{spill}'")
+        self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS snapshot (key VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL)"
+        )
+        self.con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
+        self._staged = False
+        self._writer = self.con.cursor()
+        self._readers: list[Any] = []
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        # fetchall, not fetchone: DuckDB refuses new work while a result is unfinished.
+        rows = self.con.execute("SELECT v FROM meta WHERE k = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._writer.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def reset(self) -> None:
+        self._writer.execute("DELETE FROM snapshot")
+
+    # -- staging -----------------------------------------------------------------------
+    def stage(self, table: pa.Table, key_field: str) -> None:
+        """Append mapped rows with their normalised key and the hash of every mapped value."""
+        cols = ", ".join(f"{_q(c)} := {_q(c)}" for c in table.column_names)
+        select = (
+            f"SELECT *, CAST({_q(key_field)} AS VARCHAR) AS {KEY},"
+            f" md5(CAST(to_json(struct_pack({cols})) AS VARCHAR)) AS {HASH} FROM staged_batch"
+        )
+        self.con.register("staged_batch", table)
+        try:
+            if self._staged:
+                self.con.execute(f"INSERT INTO stage {select}")
+            else:
+                self.con.execute(f"CREATE OR REPLACE TABLE stage AS {select}")
+                self._staged = True
+        finally:
+            self.con.unregister("staged_batch")
+
+    def source_count(self) -> int:
+        return self._count("stage") if self._staged else 0
+
+    def classify(self, *, full: bool) -> tuple[int, int]:
+        """Split staged rows into invalid ones (null or duplicate key) and changed ones
+        (new, or hash differs from the snapshot; every valid row when ``full``).
+        Returns (invalid, changed) counts."""
+        if not self._staged:
+            return 0, 0
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE dupes AS SELECT {KEY} FROM stage"
+            f" WHERE {KEY} IS NOT NULL GROUP BY 1 HAVING count(*) > 1"
+        )
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE invalid AS SELECT * FROM stage WHERE {KEY} IS NULL"
+            f" OR {KEY} IN (SELECT {KEY} FROM dupes)"
+        )
+        changed_filter = "TRUE" if full else f"p.hash IS DISTINCT FROM s.{HASH}"
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE changed AS SELECT s.* FROM stage s"
+            f" LEFT JOIN snapshot p ON p.key = s.{KEY}"
+            f" WHERE s.{KEY} IS NOT NULL AND s.{KEY} NOT IN (SELECT {KEY} FROM dupes)"
+            f" AND {changed_filter}"
+        )
+        return self._count("invalid"), self._count("changed")
+
+    def removed_count(self) -> int:
+        """Snapshot keys no longer in the source (what a mirror sync deletes)."""
+        self.con.execute(
+            "CREATE OR REPLACE TABLE removed AS SELECT key AS "
+            f"{KEY} FROM snapshot WHERE key NOT IN "
+            f"(SELECT {KEY} FROM stage WHERE {KEY} IS NOT NULL)"
+        )
+        return self._count("removed")
+
+    def batches(self, table: str, batch_size: int) -> pa.RecordBatchReader:
+        # Each reader gets its own cursor: DuckDB allows one open result per connection,
+        # and the snapshot is written while a reader streams.
+        cursor = self.con.cursor()
+        self._readers.append(cursor)
+        return cursor.execute(f"SELECT * FROM {table}").to_arrow_reader(batch_size)
+
+    def _count(self, table: str) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+    # -- committing ----------------------------------------------------------------------
+    def commit_delivered(self, keys: pa.Array, hashes: pa.Array) -> None:
+        """Record rows the destination acknowledged."""
+        delivered = pa.table({"key": keys, "hash": hashes})
+        self._writer.register("delivered", delivered)
+        try:
+            self._writer.execute("INSERT OR REPLACE INTO snapshot SELECT key, hash FROM delivered")
+        finally:
+            self._writer.unregister("delivered")
+
+    def commit_removed(self, keys: pa.Array) -> None:
+        self._writer.register("gone", pa.table({"key": keys}))
+        try:
+            self._writer.execute("DELETE FROM snapshot WHERE key IN (SELECT key FROM gone)")
+        finally:
+            self._writer.unregister("gone")
+
+    def close(self) -> None:
+        for cursor in self._readers:
+            cursor.close()
+        for table in ("stage", "dupes", "invalid", "changed", "removed"):
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self._writer.close()
+        self.con.close()
+
+
+def rows_of(table: pa.Table | pa.RecordBatch, limit: int | None = None) -> list[dict[str, Any]]:
+    if limit is not None:
+        table = table.slice(0, limit)
+    return table.to_pylist()

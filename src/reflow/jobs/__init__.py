@@ -1,0 +1,1 @@
+"""Scheduling and executing sync runs."""

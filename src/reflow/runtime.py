@@ -1,0 +1,50 @@
+"""What a process holds for its lifetime: settings, database, vault, executor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from reflow.config import Settings, get_settings
+from reflow.crypto import Vault
+from reflow.db.engine import make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    from reflow.jobs.executor import Executor
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    vault: Vault
+    executor: Executor | None = field(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Runtime:
+        settings = settings or get_settings()
+        settings.home.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            vault=Vault(settings.resolved_secret_key()),
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work for jobs: commits once at the end, rolls back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def enqueue(self, run_id: int) -> None:
+        if self.executor is None:
+            raise RuntimeError("no executor attached to this runtime")
+        self.executor.submit(run_id)

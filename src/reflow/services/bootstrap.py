@@ -1,0 +1,71 @@
+"""First-time setup of a state store: schema, organization, workspace, tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.orm import Session
+
+from reflow.crypto import hash_token, new_token
+from reflow.db import migrate
+from reflow.db.tables import ApiToken, Organization, Workspace
+from reflow.errors import Conflict
+
+
+@dataclass(frozen=True)
+class InitResult:
+    organization_id: int
+    organization_token: str
+    workspace_id: int
+    workspace_token: str
+
+
+def is_initialized(engine: Engine) -> bool:
+    if not inspect(engine).has_table("organizations"):
+        return False
+    with Session(engine) as session:
+        return session.scalar(select(Organization.id).limit(1)) is not None
+
+
+def initialize(engine: Engine, *, organization_name: str = "Default organization") -> InitResult:
+    """Create the schema and the first organization; refuse an initialized store."""
+    if is_initialized(engine):
+        raise Conflict("this state store is already initialized; nothing was changed")
+    migrate.upgrade(engine)
+    with Session(engine) as session, session.begin():
+        org = Organization(name=organization_name)
+        session.add(org)
+        session.flush()
+        workspace, workspace_token = create_workspace(session, organization_id=org.id)
+        org_token = issue_token(session, kind="organization", organization_id=org.id)
+        return InitResult(org.id, org_token, workspace.id, workspace_token)
+
+
+def create_workspace(
+    session: Session, *, organization_id: int, name: str = "Default workspace"
+) -> tuple[Workspace, str]:
+    workspace = Workspace(organization_id=organization_id, name=name)
+    session.add(workspace)
+    session.flush()
+    token = issue_token(
+        session, kind="workspace", organization_id=organization_id, workspace_id=workspace.id
+    )
+    return workspace, token
+
+
+def issue_token(
+    session: Session, *, kind: str, organization_id: int, workspace_id: int | None = None
+) -> str:
+    """A new token; only its hash is stored, so this is the one time it is seen."""
+    token = new_token()
+    session.add(
+        ApiToken(
+            kind=kind,
+            organization_id=organization_id,
+            workspace_id=workspace_id,
+            token_hash=hash_token(token),
+        )
+    )
+    session.flush()
+    return token

@@ -1,0 +1,129 @@
+"""What sources and destinations share: credentials, connection tests, type catalogues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from reflow.connectors.base import ConnectorConfig, TestStep, secret_field_names
+from reflow.crypto import Vault
+from reflow.db.tables import Connection, utcnow
+from reflow.errors import BadRequest
+
+
+def connector_class(catalogue: dict[str, type], type_name: Any, field: str) -> type:
+    if not isinstance(type_name, str) or not type_name:
+        raise BadRequest(f"{field} is required and must be a string")
+    cls = catalogue.get(type_name)
+    if cls is None:
+        valid = ", ".join(sorted(catalogue))
+        raise BadRequest(f"{field} {type_name!r} is not a known type; valid types: {valid}")
+    return cls
+
+
+def require_object(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{field} must be an object")
+    return value
+
+
+def validation_message(exc: ValidationError, prefix: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{prefix}.{loc}: {err['msg']}" if loc else f"{prefix}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def apply_credentials(
+    row: Connection, *, cls: type, credentials: dict[str, Any], vault: Vault, merge: bool
+) -> ConnectorConfig | None:
+    """Store credentials encrypted (merging into the stored ones on update) and test
+    them. Credentials that do not validate are saved too, with a failed test that
+    names the problem, so the user can fix them."""
+    if merge and row.credentials_encrypted:
+        credentials = {**vault.decrypt(row.credentials_encrypted), **credentials}
+    row.credentials_encrypted = vault.encrypt(credentials)
+    config_model: type[ConnectorConfig] = cls.config_model
+    secrets = secret_field_names(config_model)
+    try:
+        config = config_model.model_validate(credentials)
+    except ValidationError as exc:
+        row.connection_details = {k: v for k, v in credentials.items() if k not in secrets}
+        message = f"{cls.label} connection settings are invalid: " + validation_message(
+            exc, "credentials"
+        )
+        record_test(row, [TestStep("Verify connectivity", "failed", message)])
+        return None
+    row.connection_details = config.connection_details()
+    return config
+
+
+def run_test(row: Connection, *, cls: type, config: ConnectorConfig) -> None:
+    connector = cls(config)
+    try:
+        steps = connector.test_connection()
+    except Exception as exc:  # a connector bug must not lose the user's input
+        steps = [TestStep("Verify connectivity", "failed", str(exc) or type(exc).__name__)]
+    finally:
+        connector.close()
+    record_test(row, steps)
+
+
+def record_test(row: Connection, steps: list[TestStep]) -> None:
+    row.last_test_results = {
+        "steps": [{"step": s.step, "status": s.status, "error": {"message": s.message}} for s in steps]
+    }
+    row.last_test_succeeded = all(s.status != "failed" for s in steps)
+    row.last_tested_at = utcnow()
+
+
+def build_connector(row: Connection, *, catalogue: dict[str, type], vault: Vault) -> Any:
+    """The connector for a stored connection, credentials decrypted only here."""
+    cls = catalogue[row.type]
+    config = cls.config_model.model_validate(vault.decrypt(row.credentials_encrypted))
+    return cls(config)
+
+
+def configuration_fields(config_model: type[ConnectorConfig]) -> dict[str, Any]:
+    """The Census ``configuration_fields`` shape, derived from the JSON Schema."""
+    schema = config_model.model_json_schema()
+    required = set(schema.get("required", []))
+    secrets = secret_field_names(config_model)
+    fields = []
+    for key, prop in schema.get("properties", {}).items():
+        field: dict[str, Any] = {
+            "id": key,
+            "rules": ["required"] if key in required else [],
+            "label": prop.get("title", key),
+            "type": _json_type(prop),
+            "is_password_type_field": key in secrets,
+            "input_type": "password" if key in secrets else "textbox",
+            "hint": prop.get("description"),
+        }
+        if "default" in prop:
+            field["default"] = prop["default"]
+        if "enum" in prop:
+            field["possible_values"] = prop["enum"]
+        fields.append(field)
+    return {"fields": fields, "json_schema": schema}
+
+
+def _json_type(prop: dict[str, Any]) -> str:
+    if "type" in prop:
+        return {"integer": "integer", "number": "float", "boolean": "boolean"}.get(
+            prop["type"], "string"
+        )
+    for option in prop.get("anyOf", []):
+        if option.get("type") not in (None, "null"):
+            return _json_type(option)
+    return "string"
+
+
+def default_name(cls: type, config: ConnectorConfig | None, credentials: dict[str, Any]) -> str:
+    ident = config.identifying_value() if config else None
+    ident = ident or credentials.get("hostname") or credentials.get("account")
+    return f"{cls.label} - {ident}" if ident else cls.label

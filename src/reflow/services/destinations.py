@@ -1,0 +1,109 @@
+"""Destinations: connections that synced records are written into."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reflow.connectors import registry
+from reflow.connectors.base import DestinationObject
+from reflow.connectors.errors import ConnectorError, ObjectNotFound
+from reflow.crypto import Vault
+from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.tables import Destination, Sync
+from reflow.errors import BadRequest, Conflict, NotFound
+from reflow.services import connections
+
+
+def create(
+    session: Session,
+    *,
+    workspace_id: int,
+    vault: Vault,
+    type: Any,
+    credentials: dict[str, Any] | None,
+    name: str | None = None,
+) -> Destination:
+    cls = connections.connector_class(
+        registry.destination_types(), type, "service_connection.type"
+    )
+    if credentials is None:
+        raise BadRequest("service_connection.credentials is required")
+    destination = Destination(workspace_id=workspace_id, type=cls.service_name, name=name or cls.label)
+    config = connections.apply_credentials(
+        destination, cls=cls, credentials=credentials, vault=vault, merge=False
+    )
+    if config is not None:
+        connections.run_test(destination, cls=cls, config=config)
+    session.add(destination)
+    session.flush()
+    return destination
+
+
+def update(
+    session: Session, *, destination: Destination, vault: Vault, changes: dict[str, Any]
+) -> Destination:
+    if changes.get("type") not in (None, destination.type):
+        raise BadRequest("service_connection.type cannot be changed; create a new destination")
+    if changes.get("name"):
+        destination.name = changes["name"]
+    cls = registry.destination_types()[destination.type]
+    config = connections.apply_credentials(
+        destination, cls=cls, credentials=changes.get("credentials") or {}, vault=vault, merge=True
+    )
+    if config is not None:
+        connections.run_test(destination, cls=cls, config=config)
+    session.flush()
+    return destination
+
+
+def get(session: Session, *, workspace_id: int, destination_id: int) -> Destination:
+    return get_scoped(session, Destination, destination_id, workspace_id, "destination")
+
+
+def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
+    stmt = select(Destination).where(Destination.workspace_id == workspace_id)
+    return paginate(session, stmt, params, Destination.id)
+
+
+def delete(session: Session, *, destination: Destination) -> None:
+    used_by = session.scalars(select(Sync.id).where(Sync.destination_id == destination.id)).all()
+    if used_by:
+        ids = ", ".join(str(i) for i in used_by)
+        raise Conflict(f"destination {destination.id} is used by syncs {ids}; delete those first")
+    session.delete(destination)
+    session.flush()
+
+
+def connector(destination: Destination, *, vault: Vault) -> Any:
+    return connections.build_connector(
+        destination, catalogue=registry.destination_types(), vault=vault
+    )
+
+
+def list_objects(destination: Destination, *, vault: Vault) -> list[DestinationObject]:
+    return _with_connector(destination, vault, lambda c: c.list_objects())
+
+
+def get_object(destination: Destination, *, vault: Vault, full_name: str) -> DestinationObject:
+    try:
+        return _with_connector(destination, vault, lambda c: c.get_object(full_name))
+    except ObjectNotFound as exc:
+        raise NotFound(str(exc)) from exc
+
+
+def _with_connector(destination: Destination, vault: Vault, fn: Any) -> Any:
+    try:
+        conn = connector(destination, vault=vault)
+    except Exception as exc:
+        raise BadRequest(f"destination {destination.id} credentials are invalid: {exc}") from exc
+    try:
+        return fn(conn)
+    except ObjectNotFound:
+        raise
+    except ConnectorError as exc:
+        raise BadRequest(f"destination {destination.id}: {exc}") from exc
+    finally:
+        conn.close()

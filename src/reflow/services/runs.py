@@ -1,0 +1,74 @@
+"""Sync runs: triggering, reading, cancelling."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.tables import Sync, SyncRun, utcnow
+from reflow.errors import BadRequest
+
+ACTIVE = ("queued", "working")
+TERMINAL = ("completed", "failed", "skipped")
+
+
+def trigger(
+    session: Session,
+    *,
+    sync: Sync,
+    force_full_sync: bool = False,
+    reason: dict[str, Any] | None = None,
+    scheduled_for: dt.datetime | None = None,
+) -> SyncRun:
+    """A new queued run, or a ``skipped`` one when a run of the sync is still active.
+
+    The caller enqueues a queued run after its transaction commits."""
+    if force_full_sync and sync.operation == "append":
+        raise BadRequest("force_full_sync is not available for append syncs")
+    active = session.scalar(
+        select(SyncRun.id).where(SyncRun.sync_id == sync.id, SyncRun.status.in_(ACTIVE)).limit(1)
+    )
+    now = utcnow()
+    run = SyncRun(
+        workspace_id=sync.workspace_id,
+        sync_id=sync.id,
+        status="skipped" if active else "queued",
+        force_full_sync=force_full_sync,
+        full_sync=force_full_sync,
+        scheduled_execution_time=scheduled_for,
+        sync_trigger_reason=reason or {"ui_tag": "API", "ui_detail": "Triggered through the API"},
+        completed_at=now if active else None,
+    )
+    if active:
+        run.error_message = f"skipped: run {active} of this sync was still running"
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get(session: Session, *, workspace_id: int, run_id: int) -> SyncRun:
+    return get_scoped(session, SyncRun, run_id, workspace_id, "sync run")
+
+
+def list_for_sync(session: Session, *, sync: Sync, params: PageParams) -> Page:
+    stmt = select(SyncRun).where(SyncRun.sync_id == sync.id)
+    return paginate(session, stmt, params, SyncRun.id)
+
+
+def request_cancel(session: Session, *, run: SyncRun) -> None:
+    """A queued run is cancelled at once; a working one stops at its next batch
+    boundary (the engine reads the flag)."""
+    session.execute(
+        update(SyncRun).where(SyncRun.id == run.id).values(cancel_requested=True)
+    )
+    session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run.id, SyncRun.status == "queued")
+        .values(status="failed", canceled=True, completed_at=utcnow(),
+                error_message="canceled before it started")
+    )
+    session.refresh(run)

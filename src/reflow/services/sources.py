@@ -1,0 +1,107 @@
+"""Sources: connections to warehouses that models and tables are read from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reflow.connectors import registry
+from reflow.crypto import Vault
+from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.tables import Source, SourceModel, Sync
+from reflow.errors import BadRequest, Conflict
+from reflow.services import connections
+
+
+def create(
+    session: Session,
+    *,
+    workspace_id: int,
+    vault: Vault,
+    type: Any,
+    credentials: dict[str, Any] | None,
+    name: str | None = None,
+    label: str | None = None,
+    sync_engine: str | None = None,
+    read_only_connection: bool | None = None,
+    warehouse_writeback_retention_in_days: int | None = None,
+) -> Source:
+    cls = connections.connector_class(registry.source_types(), type, "connection.type")
+    if credentials is None:
+        raise BadRequest("connection.credentials is required")
+    if sync_engine not in (None, "basic", "advanced"):
+        raise BadRequest("connection.sync_engine must be 'basic' or 'advanced'")
+    source = Source(
+        workspace_id=workspace_id,
+        type=cls.service_name,
+        name="",
+        label=label,
+        sync_engine=sync_engine or ("advanced" if cls.capabilities.supports_bookkeeping else "basic"),
+        read_only_connection=bool(read_only_connection),
+        warehouse_writeback_retention_in_days=warehouse_writeback_retention_in_days,
+    )
+    config = connections.apply_credentials(
+        source, cls=cls, credentials=credentials, vault=vault, merge=False
+    )
+    source.name = name or label or connections.default_name(cls, config, credentials)
+    if config is not None:
+        connections.run_test(source, cls=cls, config=config)
+    session.add(source)
+    session.flush()
+    return source
+
+
+def update(
+    session: Session,
+    *,
+    source: Source,
+    vault: Vault,
+    changes: dict[str, Any],
+) -> Source:
+    if "type" in changes and changes["type"] not in (None, source.type):
+        raise BadRequest("connection.type cannot be changed; create a new source instead")
+    if "sync_engine" in changes and changes["sync_engine"] not in (None, source.sync_engine):
+        raise BadRequest("connection.sync_engine can only be set when the source is created")
+    if changes.get("name"):
+        source.name = changes["name"]
+    if "label" in changes:
+        source.label = changes["label"]
+        if not changes.get("name") and changes["label"]:
+            source.name = changes["label"]
+    for key in ("read_only_connection", "warehouse_writeback_retention_in_days"):
+        if key in changes:
+            setattr(source, key, changes[key])
+    cls = registry.source_types()[source.type]
+    config = connections.apply_credentials(
+        source, cls=cls, credentials=changes.get("credentials") or {}, vault=vault, merge=True
+    )
+    if config is not None:
+        connections.run_test(source, cls=cls, config=config)
+    session.flush()
+    return source
+
+
+def get(session: Session, *, workspace_id: int, source_id: int) -> Source:
+    return get_scoped(session, Source, source_id, workspace_id, "source")
+
+
+def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
+    stmt = select(Source).where(Source.workspace_id == workspace_id)
+    return paginate(session, stmt, params, Source.id)
+
+
+def delete(session: Session, *, source: Source) -> None:
+    used_by = session.scalars(select(Sync.id).where(Sync.source_id == source.id)).all()
+    if used_by:
+        ids = ", ".join(str(i) for i in used_by)
+        raise Conflict(f"source {source.id} is used by syncs {ids}; delete those syncs first")
+    for model in session.scalars(select(SourceModel).where(SourceModel.source_id == source.id)):
+        session.delete(model)
+    session.delete(source)
+    session.flush()
+
+
+def connector(source: Source, *, vault: Vault) -> Any:
+    return connections.build_connector(source, catalogue=registry.source_types(), vault=vault)

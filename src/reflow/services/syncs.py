@@ -1,0 +1,265 @@
+"""Syncs: a source object, a destination object, mappings and an operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reflow.connectors import registry
+from reflow.connectors.base import DestinationObject
+from reflow.crypto import Vault
+from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.tables import Source, Sync, SyncRun
+from reflow.errors import BadRequest
+from reflow.services import destinations, models, sources
+
+OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
+OPERATION_ALIASES = {"create": "insert"}
+MAPPING_TYPES = ("column", "constant_value", "sync_metadata", "liquid_template")
+SYNC_METADATA_KEYS = ("sync_run_id", "sync_id", "sync_started_at", "record_synced_at")
+#: Configuration fields kept as given and echoed back.
+SETTINGS_DEFAULTS: dict[str, Any] = {
+    "advanced_configuration": {},
+    "field_behavior": "specific_properties",
+    "field_normalization": None,
+    "field_order": "alphabetical_column_name",
+    "high_water_mark_attribute": None,
+    "historical_sync_operation": None,
+    "mirror_strategy": None,
+    "failed_run_notifications_enabled": True,
+    "failed_record_notifications_enabled": True,
+    "failed_record_notifications_threshold_percent": 75,
+    "lead_union_insert_to": None,
+}
+
+
+def normalise_operation(value: Any) -> str:
+    op = OPERATION_ALIASES.get(value, value)
+    if op not in OPERATIONS:
+        raise BadRequest(f"operation {value!r} is not one of: {', '.join(OPERATIONS)}")
+    return op
+
+
+def create(
+    session: Session, *, workspace_id: int, vault: Vault, body: dict[str, Any]
+) -> Sync | None:
+    """Validate and create; with ``validate_only`` nothing is stored and None returned."""
+    for field in ("operation", "source_attributes", "destination_attributes", "mappings"):
+        if body.get(field) is None:
+            raise BadRequest(f"{field} is required")
+    sync = Sync(workspace_id=workspace_id, settings=dict(SETTINGS_DEFAULTS))
+    _apply(session, sync, body, vault=vault)
+    if body.get("validate_only"):
+        return None
+    session.add(sync)
+    session.flush()
+    return sync
+
+
+def update(session: Session, *, sync: Sync, vault: Vault, body: dict[str, Any]) -> Sync:
+    """Top-level keys patch; a nested object sent replaces the stored one wholesale."""
+    _apply(session, sync, body, vault=vault)
+    session.flush()
+    return sync
+
+
+def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) -> None:
+    if "label" in body:
+        sync.label = body["label"]
+    if "paused" in body:
+        if not isinstance(body["paused"], bool):
+            raise BadRequest("paused must be a boolean")
+        sync.paused = body["paused"]
+    if "operation" in body:
+        sync.operation = normalise_operation(body["operation"])
+    if "source_attributes" in body:
+        _apply_source(session, sync, body["source_attributes"])
+    if "destination_attributes" in body:
+        _apply_destination(session, sync, body["destination_attributes"])
+    if "mappings" in body:
+        sync.mappings = [_mapping(m, i) for i, m in enumerate(_list(body, "mappings"))]
+    if "alert_attributes" in body:
+        sync.alert_attributes = _list(body, "alert_attributes")
+    _apply_schedule(sync, body)
+    settings = dict(sync.settings or SETTINGS_DEFAULTS)
+    settings.update({k: body[k] for k in SETTINGS_DEFAULTS if k in body})
+    if isinstance(body.get("destination_attributes"), dict):
+        settings["lead_union_insert_to"] = body["destination_attributes"].get("lead_union_insert_to")
+    sync.settings = settings
+    _check_against_destination(session, sync, vault)
+
+
+def _list(body: dict[str, Any], field: str) -> list[Any]:
+    value = body[field]
+    if not isinstance(value, list):
+        raise BadRequest(f"{field} must be an array")
+    return value
+
+
+def _apply_source(session: Session, sync: Sync, attrs: Any) -> None:
+    if not isinstance(attrs, dict):
+        raise BadRequest("source_attributes must be an object")
+    conn_id = attrs.get("connection_id")
+    if not isinstance(conn_id, int):
+        raise BadRequest("source_attributes.connection_id is required and must be an integer")
+    source = sources.get(session, workspace_id=sync.workspace_id, source_id=conn_id)
+    obj = attrs.get("object")
+    if not isinstance(obj, dict):
+        raise BadRequest("source_attributes.object is required and must be an object")
+    sync.source_id = source.id
+    sync.source_object = _source_object(session, source, obj)
+
+
+def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dict[str, Any]:
+    kind = obj.get("type")
+    if kind == "model":
+        if obj.get("id") is not None:
+            if not isinstance(obj["id"], int):
+                raise BadRequest("source_attributes.object.id must be an integer")
+            model = models.get(session, source=source, model_id=obj["id"])
+        elif obj.get("name"):
+            model = models.find_by_name(session, source=source, name=obj["name"])
+            if model is None:
+                raise BadRequest(f"source_attributes.object.name: no model named {obj['name']!r}")
+        else:
+            raise BadRequest("source_attributes.object needs an id or a name for a model")
+        return {"type": "model", "id": model.id}
+    if kind == "table":
+        names = ("table_catalog", "table_schema", "table_name")
+        missing = [n for n in names[1:] if not isinstance(obj.get(n), str) or not obj.get(n)]
+        if missing:
+            raise BadRequest(f"source_attributes.object.{missing[0]} is required for a table")
+        return {"type": "table", **{n: obj.get(n) for n in names}}
+    raise BadRequest(
+        f"source_attributes.object.type {kind!r} is not supported; use 'model' or 'table'"
+    )
+
+
+def _apply_destination(session: Session, sync: Sync, attrs: Any) -> None:
+    if not isinstance(attrs, dict):
+        raise BadRequest("destination_attributes must be an object")
+    conn_id = attrs.get("connection_id")
+    if not isinstance(conn_id, int):
+        raise BadRequest("destination_attributes.connection_id is required and must be an integer")
+    destination = destinations.get(session, workspace_id=sync.workspace_id, destination_id=conn_id)
+    obj = attrs.get("object")
+    if not isinstance(obj, str) or not obj:
+        raise BadRequest("destination_attributes.object is required and must be a string")
+    sync.destination_id = destination.id
+    sync.destination_object = obj
+
+
+def _mapping(raw: Any, index: int) -> dict[str, Any]:
+    where = f"mappings[{index}]"
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{where} must be an object")
+    src, to = raw.get("from"), raw.get("to")
+    if not isinstance(src, dict) or src.get("type") not in MAPPING_TYPES:
+        raise BadRequest(f"{where}.from.type must be one of: {', '.join(MAPPING_TYPES)}")
+    if not isinstance(to, str) or not to:
+        raise BadRequest(f"{where}.to is required and must be a string")
+    _check_from(src, f"{where}.from")
+    return {
+        "from": {"type": src["type"], "data": src.get("data")},
+        "to": to,
+        "is_primary_identifier": bool(raw.get("is_primary_identifier", False)),
+        "generate_field": bool(raw.get("generate_field", False)),
+        "preserve_values": bool(raw.get("preserve_values", False)),
+        "operation": raw.get("operation"),
+        "sync_null_values": raw.get("sync_null_values", True),
+        "lookup_object": raw.get("lookup_object"),
+        "lookup_field": raw.get("lookup_field"),
+    }
+
+
+def _check_from(src: dict[str, Any], where: str) -> None:
+    data = src.get("data")
+    kind = src["type"]
+    if kind == "column" and (not isinstance(data, str) or not data):
+        raise BadRequest(f"{where}.data must be the source column name")
+    if kind == "constant_value" and (not isinstance(data, dict) or "value" not in data):
+        raise BadRequest(f"{where}.data must be an object with value and basic_type")
+    if kind == "sync_metadata" and data not in SYNC_METADATA_KEYS:
+        raise BadRequest(f"{where}.data must be one of: {', '.join(SYNC_METADATA_KEYS)}")
+    if kind == "liquid_template":
+        template = data.get("liquid_template") if isinstance(data, dict) else None
+        if not isinstance(template, str):
+            raise BadRequest(f"{where}.data.liquid_template must be a string")
+        _parse_liquid(template, f"{where}.data.liquid_template")
+
+
+def _parse_liquid(template: str, where: str) -> None:
+    from liquid import parse
+    from liquid.exceptions import LiquidError
+
+    try:
+        parse(template)
+    except LiquidError as exc:
+        raise BadRequest(f"{where} does not parse: {exc}") from exc
+
+
+def _apply_schedule(sync: Sync, body: dict[str, Any]) -> None:
+    from reflow.services.schedules import schedule_mode
+
+    mode = schedule_mode(body, current=sync.mode or None)
+    if mode is not None:
+        sync.mode = mode
+
+
+def _check_against_destination(session: Session, sync: Sync, vault: Vault) -> None:
+    keys = [m for m in sync.mappings if m["is_primary_identifier"]]
+    if len(keys) != 1:
+        raise BadRequest("mappings: exactly one mapping must have is_primary_identifier: true")
+    destination = destinations.get(
+        session, workspace_id=sync.workspace_id, destination_id=sync.destination_id
+    )
+    cls = registry.destination_types()[destination.type]
+    if sync.operation not in cls.capabilities.operations:
+        raise BadRequest(
+            f"operation {sync.operation!r} is not supported by {cls.label}; supported: "
+            + ", ".join(cls.capabilities.operations)
+        )
+    obj = destinations.get_object(destination, vault=vault, full_name=sync.destination_object)
+    _check_fields(obj, sync, keys[0]["to"])
+
+
+def _check_fields(obj: DestinationObject, sync: Sync, key_field: str) -> None:
+    if sync.operation not in obj.supported_operations:
+        raise BadRequest(
+            f"operation {sync.operation!r} is not supported by object {obj.full_name!r}"
+        )
+    if obj.allow_custom_fields:
+        return
+    for i, mapping in enumerate(sync.mappings):
+        if obj.field(mapping["to"]) is None:
+            raise BadRequest(f"mappings[{i}].to: {obj.full_name} has no field {mapping['to']!r}")
+    key = obj.field(key_field)
+    if sync.operation != "append" and key is not None and not key.identifier:
+        raise BadRequest(
+            f"mappings: {key_field!r} cannot identify records in {obj.full_name} "
+            "(it needs a unique or primary key)"
+        )
+
+
+def get(session: Session, *, workspace_id: int, sync_id: int) -> Sync:
+    return get_scoped(session, Sync, sync_id, workspace_id, "sync")
+
+
+def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
+    stmt = select(Sync).where(Sync.workspace_id == workspace_id)
+    return paginate(session, stmt, params, Sync.id)
+
+
+def delete(session: Session, *, sync: Sync) -> None:
+    for run in session.scalars(select(SyncRun).where(SyncRun.sync_id == sync.id)):
+        session.delete(run)
+    session.delete(sync)
+    session.flush()
+
+
+def last_run(session: Session, *, sync: Sync) -> SyncRun | None:
+    return session.scalar(
+        select(SyncRun).where(SyncRun.sync_id == sync.id).order_by(SyncRun.id.desc()).limit(1)
+    )
