@@ -23,6 +23,10 @@ _BUILTIN_DESTINATIONS: dict[str, str] = {
     "sqlite": "reflow.connectors.destinations.sqlite:SQLiteDestination",
     "duckdb": "reflow.connectors.destinations.duckdb:DuckDBDestination",
     "snowflake": "reflow.connectors.destinations.snowflake:SnowflakeDestination",
+    "local_files": "reflow.connectors.destinations.files:LocalFilesDestination",
+    "s3": "reflow.connectors.destinations.files:S3Destination",
+    "http_request": "reflow.connectors.destinations.http_request:HttpRequestDestination",
+    "webhook": "reflow.connectors.destinations.webhook:WebhookDestination",
 }
 
 
