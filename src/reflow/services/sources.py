@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -97,8 +98,7 @@ def delete(session: Session, *, source: Source) -> None:
     if used_by:
         ids = ", ".join(str(i) for i in used_by)
         raise Conflict(f"source {source.id} is used by syncs {ids}; delete those syncs first")
-    for model in session.scalars(select(SourceModel).where(SourceModel.source_id == source.id)):
-        session.delete(model)
+    session.execute(sql_delete(SourceModel).where(SourceModel.source_id == source.id))
     session.delete(source)
     session.flush()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -11,7 +12,7 @@ from reflow.connectors import registry
 from reflow.connectors.base import DestinationObject
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Source, Sync, SyncRun
+from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
 from reflow.errors import BadRequest
 from reflow.services import destinations, models, sources
 
@@ -253,8 +254,9 @@ def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
 
 
 def delete(session: Session, *, sync: Sync) -> None:
-    for run in session.scalars(select(SyncRun).where(SyncRun.sync_id == sync.id)):
-        session.delete(run)
+    run_ids = select(SyncRun.id).where(SyncRun.sync_id == sync.id)
+    session.execute(sql_delete(SyncRunRecord).where(SyncRunRecord.run_id.in_(run_ids)))
+    session.execute(sql_delete(SyncRun).where(SyncRun.sync_id == sync.id))
     session.delete(sync)
     session.flush()
 
