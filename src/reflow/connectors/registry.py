@@ -15,6 +15,11 @@ from reflow.connectors.base import DestinationConnector, SourceConnector
 
 _BUILTIN_SOURCES: dict[str, str] = {
     "postgres": "reflow.connectors.sources.postgres:PostgresSource",
+    "duckdb": "reflow.connectors.sources.duckdb:DuckdbSource",
+    "mysql": "reflow.connectors.sources.mysql:MysqlSource",
+    "redshift": "reflow.connectors.sources.redshift:RedshiftSource",
+    "snowflake": "reflow.connectors.sources.snowflake:SnowflakeSource",
+    "sqlite": "reflow.connectors.sources.sqlite:SqliteSource",
 }
 
 _BUILTIN_DESTINATIONS: dict[str, str] = {
