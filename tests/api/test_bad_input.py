@@ -216,3 +216,20 @@ def test_validate_only_stores_nothing(api: httpx.Client, wired: dict[str, Any]) 
     assert response.status_code == 200
     assert response.json()["status"] == "success"
     assert _count(api, "/syncs") == before
+
+
+def test_secret_under_an_alias_is_not_echoed_when_credentials_are_invalid(
+    api: httpx.Client,
+) -> None:
+    response = api.post("/sources", json={"connection": {"type": "snowflake", "credentials": {
+        "user": "census", "private_key_pkcs8": "-----BEGIN PRIVATE KEY-----abc",
+        "password": "pw-secret", "made_up": "x"}}})
+    assert response.status_code == 201
+    source = response.json()["data"]
+    assert source["last_test_succeeded"] is False
+    assert "account" in source["last_test_results"]["steps"][0]["error"]["message"]
+    assert "BEGIN PRIVATE KEY" not in response.text
+    assert "pw-secret" not in response.text
+    assert source["connection_details"] == {"user": "census"}
+    assert source["name"].startswith("Snowflake")
+    api.delete(f"/sources/{source['id']}")

@@ -18,7 +18,7 @@ Conventions every connector follows:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -40,7 +40,13 @@ class ConnectorConfig(BaseModel):
     Unknown keys are ignored (Census clients send extra keys).
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        str_strip_whitespace=True,
+        populate_by_name=True,
+        # Validation messages must never carry the submitted secrets.
+        hide_input_in_errors=True,
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -211,6 +217,8 @@ class WriteContext:
     object_name: str
     key_field: str
     fields: tuple[str, ...]
+    #: Per-sync settings for this destination: the sync's ``advanced_configuration``.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class BatchWriter(abc.ABC):
@@ -224,7 +232,12 @@ class BatchWriter(abc.ABC):
         update and delete, so a resent batch is harmless."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Flush and release resources at the end of the run."""
+        """Flush, publish and release resources at the end of a successful run."""
+
+    def abort(self) -> None:
+        """The run failed or was canceled: release resources without publishing what
+        is not yet visible (a file not yet moved into place). Defaults to ``close``."""
+        self.close()
 
 
 class DestinationConnector(abc.ABC):

@@ -52,7 +52,7 @@ def apply_credentials(
     try:
         config = config_model.model_validate(credentials)
     except ValidationError as exc:
-        row.connection_details = {k: v for k, v in credentials.items() if k not in secrets}
+        row.connection_details = _known_public(config_model, credentials, secrets)
         message = f"{cls.label} connection settings are invalid: " + validation_message(
             exc, "credentials"
         )
@@ -60,6 +60,16 @@ def apply_credentials(
         return None
     row.connection_details = config.connection_details()
     return config
+
+
+def _known_public(
+    config_model: type[ConnectorConfig], credentials: dict[str, Any], secrets: set[str]
+) -> dict[str, Any]:
+    """Keys of credentials that failed validation that are safe to echo: only declared,
+    non-secret fields under their own name, so a secret sent under an alias or an
+    unknown key is never returned."""
+    public = set(config_model.model_fields) - secrets
+    return {k: v for k, v in credentials.items() if k in public}
 
 
 def run_test(row: Connection, *, cls: type, config: ConnectorConfig) -> None:
