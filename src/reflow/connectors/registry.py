@@ -66,4 +66,3 @@ def _plugins(base: type) -> list[type]:
         if isinstance(cls, type) and issubclass(cls, base):
             out.append(cls)
     return out
-
