@@ -1,13 +1,16 @@
-"""``reflow`` command: init, serve, migrate."""
+"""``reflow`` command: init, serve, migrate, worker, scheduler."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+from typing import TYPE_CHECKING
 
 from reflow.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from reflow.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +29,19 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("migrate", help="upgrade the state store's schema")
 
+    worker = commands.add_parser("worker", help="run sync runs from the broker (Celery)")
+    worker.add_argument("--concurrency", type=int, default=None,
+                        help="runs at a time (default: REFLOW_LOCAL_WORKERS)")
+    commands.add_parser("scheduler", help="run the scheduler, reaper and requeue loop")
+
     args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return {"init": _init, "serve": _serve, "migrate": _migrate}[args.command](args, settings)
+    from reflow.jobs.logcontext import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    commands_by_name = {"init": _init, "serve": _serve, "migrate": _migrate,
+                        "worker": _worker, "scheduler": _scheduler}
+    return commands_by_name[args.command](args, settings)
 
 
 def _init(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,7 +79,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from reflow.api.app import create_app
     from reflow.db import migrate
-    from reflow.jobs.executor import LocalExecutor
+    from reflow.jobs.executor import make_executor
     from reflow.runtime import Runtime
     from reflow.services.bootstrap import initialize, is_initialized
 
@@ -84,7 +94,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f'\nTry:\n  curl -H "Authorization: Bearer {result.workspace_token}" {base}/sources\n')
     elif not migrate.is_up_to_date(runtime.engine):
         migrate.upgrade(runtime.engine)
-    runtime.executor = LocalExecutor(runtime)
+    runtime.executor = make_executor(runtime)
     app = create_app(runtime)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
     return 0
@@ -96,6 +106,50 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
 
     migrate.upgrade(Runtime.from_settings(settings).engine)
     print("reflow migrate: the schema is up to date")
+    return 0
+
+
+def _ready_runtime(settings: Settings, command: str) -> Runtime | None:
+    from reflow.db import migrate
+    from reflow.runtime import Runtime
+    from reflow.services.bootstrap import is_initialized
+
+    runtime = Runtime.from_settings(settings)
+    if not is_initialized(runtime.engine) or not migrate.is_up_to_date(runtime.engine):
+        print(f"reflow {command}: the state store is not initialized or not migrated; run "
+              "`reflow init` or `reflow migrate` first", file=sys.stderr)
+        return None
+    return runtime
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from reflow.jobs.celery_app import run_worker
+
+    if settings.executor != "celery":
+        print("reflow worker: set REFLOW_EXECUTOR=celery (and REFLOW_BROKER_URL)", file=sys.stderr)
+        return 1
+    runtime = _ready_runtime(settings, "worker")
+    if runtime is None:
+        return 1
+    run_worker(runtime, concurrency=args.concurrency or settings.local_workers)
+    return 0
+
+
+def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from reflow.jobs.executor import make_executor
+    from reflow.jobs.scheduler import Scheduler
+
+    runtime = _ready_runtime(settings, "scheduler")
+    if runtime is None:
+        return 1
+    runtime.executor = make_executor(runtime)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    Scheduler(runtime).run_forever(stop)
     return 0
 
 
