@@ -31,6 +31,22 @@ class Settings(BaseSettings):
     batch_size: int = Field(50_000, ge=1, description="Rows per Arrow batch on the data path.")
     public_url: str | None = Field(None, description="Base URL used in links the API returns.")
     log_level: str = "INFO"
+    # Webhooks, alerts and management links (services/webhooks.py, jobs/deliverer.py, links.py)
+    allow_http_webhooks: bool = Field(
+        False, description="Accept plain-HTTP webhook endpoints (loopback is always accepted)."
+    )
+    webhook_timeout_seconds: float = Field(10, gt=0, description="Timeout of one delivery.")
+    webhook_max_attempts: int = Field(8, ge=1, description="Deliveries given up after this.")
+    webhook_retry_base_seconds: float = Field(
+        10, gt=0, description="First retry delay; doubles per attempt (exponential backoff)."
+    )
+    webhook_retry_max_seconds: float = Field(3600, gt=0, description="Cap of the retry delay.")
+    webhook_poll_seconds: float = Field(
+        5, gt=0, description="How often the deliverer looks for due deliveries when not woken."
+    )
+    management_link_ttl_seconds: int = Field(
+        86_400, ge=1, description="Lifetime of sync/segment management links (Census: 24 h)."
+    )
 
     @property
     def resolved_database_url(self) -> str:

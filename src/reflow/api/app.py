@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,8 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
 from reflow.api.routers import catalog, destinations, sources, syncs
+from reflow.api.routers import links as links_router
+from reflow.api.routers import webhooks as webhooks_router
 from reflow.errors import ReflowError
 from reflow.runtime import Runtime
+
+if TYPE_CHECKING:
+    from reflow.jobs.deliverer import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +30,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if runtime.executor is not None:
             runtime.executor.start()
+        deliverer = _webhook_deliverer(runtime)
         yield
+        if deliverer is not None:
+            deliverer.stop()
         if runtime.executor is not None:
             # Running runs stop at their next batch boundary and are marked failed,
             # never left working.
@@ -39,6 +48,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     for module in (catalog, sources, destinations, syncs):
         app.include_router(module.router, prefix="/api/v1")
+    for module in (webhooks_router, links_router):
+        app.include_router(module.router, prefix="/api/v1")
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -46,6 +57,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def _webhook_deliverer(runtime: Runtime) -> WebhookDeliverer | None:
+    """Sends the webhook outbox in the background (see jobs/deliverer.py)."""
+    from reflow.jobs.deliverer import start_webhook_deliverer
+
+    return start_webhook_deliverer(runtime) if runtime.executor is not None else None
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from reflow import events
+from reflow.db.engine import after_commit
 from reflow.db.tables import SyncRun, SyncRunRecord, utcnow
 from reflow.runtime import Runtime
 
@@ -20,6 +22,8 @@ def claim(runtime: Runtime, run_id: int) -> bool:
             .values(status="working", started_at=utcnow(), heartbeat_at=utcnow(),
                     current_step="Checking source and destination configuration")
         )
+        if result.rowcount == 1:
+            after_commit(session, lambda: events.run_started(runtime, run_id))  # never raises
         return result.rowcount == 1
 
 
@@ -41,6 +45,7 @@ def finish(runtime: Runtime, run_id: int, *, status: str, **values: Any) -> None
             .where(SyncRun.id == run_id, SyncRun.status == "working")
             .values(status=status, completed_at=utcnow(), current_step=None, **values)
         )
+        after_commit(session, lambda: events.run_finished(runtime, run_id))  # never raises
 
 
 def log_records(

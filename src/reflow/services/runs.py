@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from reflow import events
+from reflow.db.engine import after_commit
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import Sync, SyncRun, utcnow
 from reflow.errors import BadRequest
@@ -47,6 +50,8 @@ def trigger(
         run.error_message = f"skipped: run {active} of this sync was still running"
     session.add(run)
     session.flush()
+    if run.status == "queued":
+        after_commit(session, partial(events.run_triggered, session.get_bind(), run.id))
     return run
 
 

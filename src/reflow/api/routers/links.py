@@ -1,0 +1,237 @@
+"""Sync and segment management links, and the token-authorised endpoints a link's
+``uri`` opens (Reflow's stand-in for Census's embedded wizard):
+
+* ``GET  /embedded/sync_wizard?auth=<token>``: what the link allows (create or edit).
+* ``POST /embedded/sync_wizard?auth=<token>``: a create link takes a ``POST /syncs``
+  body and creates the sync (once); an edit link takes a ``PATCH /syncs/{id}`` body
+  and edits its sync (until it expires or is revoked).
+* ``GET  /embedded/segment_wizard?auth=<token>``: what a segment link allows
+  (segments are not implemented yet, so nothing can be applied with it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from reflow.api.deps import (
+    WorkspaceContext,
+    get_runtime,
+    get_session,
+    json_object,
+    workspace_context,
+)
+from reflow.api.envelope import iso, listing, ok, page_params
+from reflow.db.repo import PageParams
+from reflow.db.tables_hooks import ManagementLink
+from reflow.errors import Gone, NotFound
+from reflow.runtime import Runtime
+from reflow.services import links, sources, syncs
+
+router = APIRouter(tags=["management links"])
+
+
+def _base(request: Request, runtime: Runtime) -> str:
+    return (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def render_link(link: ManagementLink, *, base: str, runtime: Runtime) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": link.id,
+        "type": links.TYPES[link.kind],
+        "expiration": iso(link.expiration),
+        "expired": links.expired(link),
+        "revoked": link.revoked,
+        "uri": f"{base}{links.WIZARD_PATHS[link.kind]}?auth={links.token_of(link, runtime.vault)}",
+        "redirect_uri": link.redirect_uri,
+        "created_at": iso(link.created_at),
+    }
+    if link.kind == "sync":
+        data["sync_id"] = link.sync_id
+    else:
+        data["segment_id"] = link.segment_id
+        data["source_id"] = link.source_id
+    return data
+
+
+def _create(
+    request: Request, ctx: WorkspaceContext, kind: links.Kind, body: dict[str, Any], **target: Any
+) -> JSONResponse:
+    link = links.create(
+        ctx.session,
+        workspace_id=ctx.workspace_id,
+        vault=ctx.vault,
+        kind=kind,
+        ttl_seconds=ctx.runtime.settings.management_link_ttl_seconds,
+        body=body,
+        **target,
+    )
+    ctx.commit()
+    return ok(
+        render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime), "created", 201
+    )
+
+
+def _list(
+    request: Request, ctx: WorkspaceContext, kind: links.Kind, params: PageParams
+) -> JSONResponse:
+    page = links.list_(ctx.session, workspace_id=ctx.workspace_id, kind=kind, params=params)
+    base = _base(request, ctx.runtime)
+    return listing(
+        request, page, [render_link(x, base=base, runtime=ctx.runtime) for x in page.items]
+    )
+
+
+# --- sync management links -------------------------------------------------------------
+
+
+@router.get("/sync_management_links")
+def list_sync_links(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    return _list(request, ctx, "sync", params)
+
+
+@router.post("/sync_management_links")
+def create_sync_link(
+    request: Request,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    return _create(request, ctx, "sync", body)
+
+
+@router.post("/syncs/{sync_id}/connect_links")
+def create_edit_sync_link(
+    sync_id: int,
+    request: Request,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    return _create(request, ctx, "sync", body, sync_id=sync.id)
+
+
+@router.get("/sync_management_links/{link_id}")
+def get_sync_link(
+    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    link = links.get(ctx.session, workspace_id=ctx.workspace_id, kind="sync", link_id=link_id)
+    return ok(render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime))
+
+
+@router.post("/sync_management_links/{link_id}/revoke")
+def revoke_sync_link(
+    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    return _revoke(request, ctx, "sync", link_id)
+
+
+def _revoke(
+    request: Request, ctx: WorkspaceContext, kind: links.Kind, link_id: int
+) -> JSONResponse:
+    link = links.get(ctx.session, workspace_id=ctx.workspace_id, kind=kind, link_id=link_id)
+    links.revoke(ctx.session, link=link)
+    ctx.commit()
+    return ok(render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime))
+
+
+# --- segment management links ----------------------------------------------------------
+
+
+@router.get("/segment_management_links")
+def list_segment_links(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    return _list(request, ctx, "segment", params)
+
+
+@router.post("/segment_management_links")
+def create_segment_link(
+    request: Request,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    return _create(request, ctx, "segment", body)
+
+
+@router.post("/sources/{source_id}/filter_segments/{segment_id}/segment_management_links")
+def create_edit_segment_link(
+    source_id: int,
+    segment_id: int,
+    request: Request,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: WorkspaceContext = Depends(workspace_context),
+) -> JSONResponse:
+    """Segments are not implemented yet: the source is checked, the segment id stored."""
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    return _create(request, ctx, "segment", body, source_id=source.id, segment_id=segment_id)
+
+
+@router.get("/segment_management_links/{link_id}")
+def get_segment_link(
+    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    link = links.get(ctx.session, workspace_id=ctx.workspace_id, kind="segment", link_id=link_id)
+    return ok(render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime))
+
+
+@router.post("/segment_management_links/{link_id}/revoke")
+def revoke_segment_link(
+    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    return _revoke(request, ctx, "segment", link_id)
+
+
+# --- consuming a link (no API token: the link's token is the credential) ---------------
+
+
+def _capability(link: ManagementLink) -> dict[str, Any]:
+    data = links.capability(link)
+    data["expiration"] = iso(data["expiration"])
+    return data
+
+
+@router.get("/embedded/sync_wizard")
+def open_sync_link(
+    auth: str | None = Query(None), session: Session = Depends(get_session)
+) -> JSONResponse:
+    return ok(_capability(links.resolve(session, token=auth, kind="sync")))
+
+
+@router.post("/embedded/sync_wizard")
+def apply_sync_link(
+    auth: str | None = Query(None),
+    body: dict[str, Any] = Depends(json_object),
+    session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
+) -> JSONResponse:
+    link = links.resolve(session, token=auth, kind="sync")
+    if link.purpose == "edit":
+        try:
+            sync = syncs.get(session, workspace_id=link.workspace_id, sync_id=link.sync_id or 0)
+        except NotFound:
+            raise Gone(f"sync {link.sync_id} that this link edits no longer exists") from None
+        syncs.update(session, sync=sync, vault=runtime.vault, body=body)
+        session.commit()
+        return ok({"sync_id": sync.id}, "updated")
+    created = syncs.create(session, workspace_id=link.workspace_id, vault=runtime.vault, body=body)
+    if created is None:  # validate_only
+        return JSONResponse({"status": "success", "message": "the sync configuration is valid"})
+    links.mark_used(session, link=link, sync_id=created.id)
+    session.commit()
+    return ok({"sync_id": created.id}, "created")
+
+
+@router.get("/embedded/segment_wizard")
+def open_segment_link(
+    auth: str | None = Query(None), session: Session = Depends(get_session)
+) -> JSONResponse:
+    return ok(_capability(links.resolve(session, token=auth, kind="segment")))
