@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
 from reflow.api.routers import catalog, destinations, sources, syncs
+from reflow.api.routers import organization, organization_workspaces
 from reflow.api.routers import links as links_router
 from reflow.api.routers import webhooks as webhooks_router
 from reflow.errors import ReflowError
@@ -46,7 +47,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Self-hosted reverse ETL with a Census-compatible Management API.",
     )
     app.state.runtime = runtime
-    for module in (catalog, sources, destinations, syncs):
+    for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
         app.include_router(module.router, prefix="/api/v1")
     for module in (webhooks_router, links_router):
         app.include_router(module.router, prefix="/api/v1")

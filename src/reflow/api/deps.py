@@ -13,9 +13,12 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from reflow.crypto import Vault
+from reflow.db.tables_org import User
 from reflow.errors import BadRequest, Forbidden, Unauthorized
 from reflow.runtime import Runtime
+from reflow.services import access
 from reflow.services.auth import Principal, authenticate
+from reflow.services.organization import acting_user
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -65,8 +68,50 @@ def workspace_context(
 ) -> WorkspaceContext:
     principal = authenticate(session, token=bearer_token(request))
     if principal.workspace_id is None:
-        raise Forbidden("this endpoint needs a workspace API key, not an organization token")
+        # A personal access token names its workspace in a header; its user's role
+        # there decides (services/access.py). Workspace API keys keep full access.
+        route = request.scope.get("route")
+        workspace_id = access.select_workspace(
+            session,
+            principal=principal,
+            selection=request.headers.get(access.WORKSPACE_HEADER),
+            need=access.required_role(request.method, getattr(route, "path", request.url.path)),
+        )
+        session.commit()  # the initial owner may have been materialized on first use
+        return WorkspaceContext(session, runtime, workspace_id, principal)
     return WorkspaceContext(session, runtime, principal.workspace_id, principal)
+
+
+@dataclass
+class OrganizationContext:
+    """A personal access token's caller on the Organization API."""
+
+    session: Session
+    runtime: Runtime
+    organization_id: int
+    user: User
+
+    @property
+    def vault(self) -> Vault:
+        return self.runtime.vault
+
+    def commit(self) -> None:
+        self.session.commit()
+
+
+def organization_context(
+    request: Request,
+    session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
+) -> OrganizationContext:
+    principal = authenticate(session, token=bearer_token(request))
+    if principal.kind != "organization":
+        raise Forbidden(
+            "this endpoint needs a personal access (organization) token, not a workspace API key"
+        )
+    user = acting_user(session, principal=principal)
+    session.commit()  # the initial owner may have been materialized on first use
+    return OrganizationContext(session, runtime, principal.organization_id, user)
 
 
 async def json_object(request: Request) -> dict[str, Any]:

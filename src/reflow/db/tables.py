@@ -49,6 +49,9 @@ class ApiToken(Timestamped, Base):
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspaces.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The user whose personal access token this is (users lives in db/tables_org.py;
+    #: the foreign key is declared in migration 0100_org). None for workspace API keys.
+    user_id: Mapped[int | None] = mapped_column(default=None, index=True)
 
 
 class Connection:

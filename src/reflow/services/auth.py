@@ -17,6 +17,9 @@ class Principal:
     kind: str  # "workspace" | "organization"
     organization_id: int
     workspace_id: int | None
+    #: The user a personal access token belongs to (None: workspace key, or the
+    #: organization token ``reflow init`` printed before its owner was materialized).
+    user_id: int | None = None
 
 
 def authenticate(session: Session, *, token: str | None) -> Principal:
@@ -25,4 +28,4 @@ def authenticate(session: Session, *, token: str | None) -> Principal:
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None:
         raise Unauthorized("invalid API token")
-    return Principal(row.kind, row.organization_id, row.workspace_id)
+    return Principal(row.kind, row.organization_id, row.workspace_id, row.user_id)

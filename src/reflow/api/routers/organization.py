@@ -1,0 +1,157 @@
+"""Organization API (personal access tokens): users and invitations.
+
+Any user of the organization may read; writes need an organization admin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from reflow.api import render_org
+from reflow.api.deps import OrganizationContext, json_object, organization_context
+from reflow.api.envelope import listing, ok, page_params
+from reflow.db.repo import PageParams
+from reflow.services import invitations, organization
+
+router = APIRouter(tags=["organization"])
+
+
+# -- users ----------------------------------------------------------------------------
+
+
+@router.get("/users")
+def list_users(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    page = organization.list_users(ctx.session, organization_id=ctx.organization_id, params=params)
+    return listing(request, page, [render_org.user(u) for u in page.items])
+
+
+@router.get("/users/{user_id}")
+def get_user(
+    user_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
+    return ok(render_org.user(user))
+
+
+@router.patch("/users/{user_id}")
+def update_user(
+    user_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    organization.require_admin(ctx.user)
+    user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
+    user = organization.update_user(ctx.session, user=user, body=body)
+    ctx.commit()
+    return ok(render_org.user(user), "updated")
+
+
+@router.delete("/users/{user_id}")
+def delete_user(
+    user_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    organization.require_admin(ctx.user)
+    user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
+    organization.delete_user(ctx.session, user=user)
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
+
+
+# -- invitations ----------------------------------------------------------------------
+
+
+@router.get("/invitations")
+def list_invitations(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    page = invitations.list_(ctx.session, organization_id=ctx.organization_id, params=params)
+    return listing(request, page, [render_org.invitation(ctx.session, i) for i in page.items])
+
+
+@router.post("/invitations")
+def create_invitation(
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    """200 ``success``, as documented (not 201 ``created``)."""
+    organization.require_admin(ctx.user)
+    invitation = invitations.create(
+        ctx.session, organization_id=ctx.organization_id, creator=ctx.user, body=body
+    )
+    ctx.commit()
+    return ok(render_org.invitation(ctx.session, invitation))
+
+
+@router.get("/invitations/{invitation_id}")
+def get_invitation(
+    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    invitation = invitations.get(
+        ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
+    )
+    return ok(render_org.invitation(ctx.session, invitation))
+
+
+@router.patch("/invitations/{invitation_id}")
+def update_invitation(
+    invitation_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    organization.require_admin(ctx.user)
+    invitation = invitations.get(
+        ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
+    )
+    invitation = invitations.update(ctx.session, invitation=invitation, body=body)
+    ctx.commit()
+    return ok(render_org.invitation(ctx.session, invitation), "updated")
+
+
+def _revoke(invitation_id: int, ctx: OrganizationContext) -> dict[str, Any]:
+    organization.require_admin(ctx.user)
+    invitation = invitations.get(
+        ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
+    )
+    data = render_org.invitation(ctx.session, invitation)
+    invitations.revoke(ctx.session, invitation=invitation)
+    ctx.commit()
+    return data
+
+
+@router.post("/invitations/{invitation_id}/revoke")
+def revoke_invitation(
+    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    return ok(_revoke(invitation_id, ctx))
+
+
+@router.delete("/invitations/{invitation_id}")
+def delete_invitation(
+    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    _revoke(invitation_id, ctx)
+    return JSONResponse({"status": "deleted"})
+
+
+@router.post("/invitations/{invitation_id}/accept")
+def accept_invitation(
+    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    """Reflow extension: creates the invitee's user; the body carries their first
+    personal access token, shown this once."""
+    organization.require_admin(ctx.user)
+    invitation = invitations.get(
+        ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
+    )
+    user, token = invitations.accept(ctx.session, invitation=invitation)
+    ctx.commit()
+    return ok({**render_org.user(user), "personal_access_token": token})

@@ -1,0 +1,228 @@
+"""Organization API (personal access tokens): workspaces, their API key, users and
+invitations; plus ``GET /workspace`` for a workspace API key.
+
+Reads are open to every user of the organization; creating, renaming and deleting
+workspaces needs an organization admin; a workspace's key, users and invitations
+need an organization admin or an owner of that workspace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from reflow.api import render_org
+from reflow.api.deps import (
+    OrganizationContext,
+    WorkspaceContext,
+    json_object,
+    organization_context,
+    workspace_context,
+)
+from reflow.api.envelope import bare, listing, ok, page_params
+from reflow.db.repo import PageParams
+from reflow.db.tables import Workspace
+from reflow.errors import BadRequest
+from reflow.services import invitations, organization, workspace_admin
+
+router = APIRouter(tags=["workspaces"])
+
+
+def _workspace(ctx: OrganizationContext, workspace_id: int) -> Workspace:
+    return organization.workspace_in_org(
+        ctx.session, organization_id=ctx.organization_id, workspace_id=workspace_id
+    )
+
+
+def _owned(ctx: OrganizationContext, workspace_id: int) -> Workspace:
+    """The workspace, if the caller may manage it (404 before 403)."""
+    workspace = _workspace(ctx, workspace_id)
+    organization.require_workspace_owner(ctx.session, user=ctx.user, workspace_id=workspace.id)
+    return workspace
+
+
+@router.get("/workspace")
+def current_workspace(ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    workspace = ctx.session.get(Workspace, ctx.workspace_id)
+    assert workspace is not None
+    return ok(render_org.workspace(ctx.session, workspace))
+
+
+@router.get("/workspaces")
+def list_workspaces(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    page = workspace_admin.list_workspaces(
+        ctx.session, organization_id=ctx.organization_id, params=params
+    )
+    return listing(request, page, [render_org.workspace(ctx.session, w) for w in page.items])
+
+
+@router.post("/workspaces", status_code=201)
+def create_workspace(
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    """201 with status ``success``, as documented; ``api_key`` only when asked for."""
+    organization.require_admin(ctx.user)
+    workspace, key, want_key = workspace_admin.create_from_body(
+        ctx.session,
+        organization_id=ctx.organization_id,
+        creator=ctx.user,
+        body=body,
+        vault=ctx.vault,
+    )
+    ctx.commit()
+    return ok(render_org.workspace(ctx.session, workspace, key if want_key else None), code=201)
+
+
+@router.get("/workspaces/{workspace_id}")
+def get_workspace(
+    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    return ok(render_org.workspace(ctx.session, _workspace(ctx, workspace_id)))
+
+
+@router.patch("/workspaces/{workspace_id}")
+def update_workspace(
+    workspace_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    organization.require_admin(ctx.user)
+    workspace = workspace_admin.update_workspace(
+        ctx.session, workspace=_workspace(ctx, workspace_id), body=body
+    )
+    ctx.commit()
+    return ok(render_org.workspace(ctx.session, workspace), "updated")
+
+
+@router.delete("/workspaces/{workspace_id}")
+def delete_workspace(
+    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    organization.require_admin(ctx.user)
+    workspace_admin.delete_workspace(ctx.session, workspace=_workspace(ctx, workspace_id))
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
+
+
+@router.get("/workspaces/{workspace_id}/api_key")
+def get_api_key(
+    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    """Un-enveloped ``{"api_key": ...}``, as documented."""
+    key = workspace_admin.api_key(ctx.session, workspace=_owned(ctx, workspace_id), vault=ctx.vault)
+    ctx.commit()
+    return bare({"api_key": key})
+
+
+# -- workspace users ------------------------------------------------------------------
+
+
+@router.get("/workspaces/{workspace_id}/users")
+def list_workspace_users(
+    workspace_id: int,
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    workspace = _workspace(ctx, workspace_id)
+    page = workspace_admin.list_members(ctx.session, workspace_id=workspace.id, params=params)
+    return listing(request, page, [render_org.workspace_user(ctx.session, m) for m in page.items])
+
+
+@router.put("/workspaces/{workspace_id}/users/{user_id}")
+def set_workspace_user(
+    workspace_id: int,
+    user_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    workspace = _owned(ctx, workspace_id)
+    user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
+    if "role" not in body:
+        raise BadRequest("role is required")
+    role = organization.parse_workspace_role(body["role"])
+    member = workspace_admin.set_member_role(
+        ctx.session, workspace_id=workspace.id, user=user, role=role
+    )
+    ctx.commit()
+    return ok(render_org.workspace_user(ctx.session, member), "updated")
+
+
+@router.delete("/workspaces/{workspace_id}/users/{user_id}")
+def remove_workspace_user(
+    workspace_id: int, user_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    workspace = _owned(ctx, workspace_id)
+    workspace_admin.remove_member(ctx.session, workspace_id=workspace.id, user_id=user_id)
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
+
+
+# -- workspace invitations ------------------------------------------------------------
+
+
+@router.post("/workspaces/{workspace_id}/invitations")
+def invite_to_workspace(
+    workspace_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    """200 ``success``; ``data`` is the invitation object for one email (as
+    documented), an array of them when several emails were given."""
+    workspace = _owned(ctx, workspace_id)
+    grants = invitations.invite_to_workspace(
+        ctx.session, workspace=workspace, creator=ctx.user, body=body
+    )
+    ctx.commit()
+    rendered = [render_org.workspace_invitation(ctx.session, g) for g in grants]
+    return ok(rendered[0] if len(rendered) == 1 else rendered)
+
+
+@router.get("/workspaces/{workspace_id}/invitations")
+def list_workspace_invitations(
+    workspace_id: int,
+    request: Request,
+    params: PageParams = Depends(page_params),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    workspace = _workspace(ctx, workspace_id)
+    page = invitations.list_for_workspace(ctx.session, workspace_id=workspace.id, params=params)
+    return listing(
+        request, page, [render_org.workspace_invitation(ctx.session, g) for g in page.items]
+    )
+
+
+@router.patch("/workspaces/{workspace_id}/invitations/{invitation_id}")
+def update_workspace_invitation(
+    workspace_id: int,
+    invitation_id: int,
+    body: dict[str, Any] = Depends(json_object),
+    ctx: OrganizationContext = Depends(organization_context),
+) -> JSONResponse:
+    workspace = _owned(ctx, workspace_id)
+    grant = invitations.get_for_workspace(
+        ctx.session, workspace_id=workspace.id, invitation_id=invitation_id
+    )
+    grant = invitations.update_for_workspace(ctx.session, grant=grant, body=body)
+    ctx.commit()
+    return ok(render_org.workspace_invitation(ctx.session, grant), "updated")
+
+
+@router.delete("/workspaces/{workspace_id}/invitations/{invitation_id}")
+def delete_workspace_invitation(
+    workspace_id: int, invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+) -> JSONResponse:
+    workspace = _owned(ctx, workspace_id)
+    grant = invitations.get_for_workspace(
+        ctx.session, workspace_id=workspace.id, invitation_id=invitation_id
+    )
+    invitations.delete_for_workspace(ctx.session, grant=grant)
+    ctx.commit()
+    return JSONResponse({"status": "deleted"})
