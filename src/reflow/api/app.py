@@ -14,6 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
 from reflow.api.routers import catalog, destinations, sources, syncs
+from reflow.api.routers import datasets as datasets_router
+from reflow.api.routers import segments as segments_router
+from reflow.api.routers import source_catalog as source_catalog_router
 from reflow.api.routers import organization, organization_workspaces
 from reflow.api.routers import links as links_router
 from reflow.api.routers import webhooks as webhooks_router
@@ -39,6 +42,9 @@ def create_app(runtime: Runtime) -> FastAPI:
             # Running runs stop at their next batch boundary and are marked failed,
             # never left working.
             runtime.executor.shutdown(wait=True)
+        from reflow.jobs.background import shutdown as shutdown_background
+
+        shutdown_background(runtime)  # refresh jobs (tables, columns, segment counts)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -50,6 +56,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
         app.include_router(module.router, prefix="/api/v1")
     for module in (webhooks_router, links_router):
+        app.include_router(module.router, prefix="/api/v1")
+    for module in (source_catalog_router, segments_router, datasets_router):
         app.include_router(module.router, prefix="/api/v1")
     _install_error_handlers(app)
 

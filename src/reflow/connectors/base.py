@@ -154,6 +154,24 @@ class SourceConnector(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def quote_identifier(self, name: str) -> str:
+        """One identifier quoted for this dialect (segments reference columns with it).
+
+        The default reuses the connector's own quoting through ``table_query``, so a
+        connector needs no override unless its ``table_query`` does not quote with one
+        repeated character; the fallback is standard SQL double quotes."""
+        return _quote_like_table_query(self, name)
+
+    def sql_literal(self, value: Any) -> str:
+        """``value`` as a safe SQL literal of this dialect, for values that must travel
+        inside the SQL text (``read`` takes no parameters; COPY-based reads cannot
+        bind). The default is standard SQL; a string holding a backslash is rendered
+        after asking the database once whether its string literals treat backslash as
+        an escape (MySQL, Snowflake, Redshift do; PostgreSQL, SQLite, DuckDB do not)."""
+        from reflow.connectors._literals import standard_literal
+
+        return standard_literal(value, backslash_escapes=lambda: _backslash_escapes(self))
+
 
 @dataclass(frozen=True)
 class DestinationField:
@@ -293,3 +311,22 @@ def run_steps(steps: list[tuple[str, Any]], *, warn: set[str] | None = None) -> 
             break
         out.append(TestStep(name, "success"))
     return out
+
+def _quote_like_table_query(connector: SourceConnector, name: str) -> str:
+    probe = connector.table_query(TableRef("c", "s", "a"))
+    mark = probe[-1:]
+    if len(probe) >= 3 and mark in ('"', "`") and probe.endswith(mark + "a" + mark):
+        quoted = connector.table_query(TableRef("c", "s", name))[len(probe) - 3 :]
+        if len(quoted) >= 2 and quoted[0] == mark and quoted[-1] == mark:
+            return quoted
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _backslash_escapes(connector: SourceConnector) -> bool:
+    cached = connector.__dict__.get("_reflow_backslash_escapes")
+    if cached is None:
+        # Two backslashes in the SQL text: one character back means they escape.
+        batches = list(connector.read("SELECT '\\\\' AS b"))
+        value = next(v for b in batches for v in b.column(0).to_pylist())
+        cached = connector.__dict__["_reflow_backslash_escapes"] = len(value) == 1
+    return bool(cached)

@@ -26,7 +26,33 @@ def describe(session: Session, *, sync: Sync) -> dict[str, Any]:
             "updated_at": iso(model.updated_at),
             "query": model.query,
         }
+    if obj.get("type") == "segment":
+        return _describe_segment(session, obj)
+    if obj.get("type") == "topic":
+        from reflow.services import topics
+
+        return topics.describe(session, obj=obj)
     return dict(obj)
+
+
+def _describe_segment(session: Session, obj: dict[str, Any]) -> dict[str, Any]:
+    """Census echoes a segment as ``filter_segment_source`` with its dataset."""
+    from reflow.db.tables_sources import FilterSegment
+
+    segment = session.get(FilterSegment, obj["id"])
+    if segment is None:
+        return dict(obj)
+    return {
+        "type": "filter_segment_source",
+        "id": segment.id,
+        "filter_segment_id": segment.id,
+        "name": segment.name,
+        "dataset_id": segment.model_id,
+        "table_id": segment.table_id,
+        "created_at": iso(segment.created_at),
+        "updated_at": iso(segment.updated_at),
+        "query": segment.query,
+    }
 
 
 def query_for(session: Session, *, sync: Sync, connector: SourceConnector) -> str:
@@ -40,4 +66,12 @@ def query_for(session: Session, *, sync: Sync, connector: SourceConnector) -> st
     if obj["type"] == "table":
         table = TableRef(obj.get("table_catalog") or "", obj["table_schema"], obj["table_name"])
         return connector.table_query(table)
+    if obj["type"] == "segment":
+        from reflow.services import segments
+
+        return segments.query_for(session, segment_id=obj["id"], connector=connector)
+    if obj["type"] == "topic":
+        from reflow.services import topics
+
+        return topics.query_for(session, sync=sync, connector=connector)
     raise LookupError(f"source object type {obj['type']!r} cannot be read yet")

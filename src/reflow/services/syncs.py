@@ -110,11 +110,17 @@ def _apply_source(session: Session, sync: Sync, attrs: Any) -> None:
     if not isinstance(obj, dict):
         raise BadRequest("source_attributes.object is required and must be an object")
     sync.source_id = source.id
+    if "filter_segment_id" in attrs:  # Census names a segment beside the object
+        obj = {**obj, "filter_segment_id": attrs["filter_segment_id"]}
     sync.source_object = _source_object(session, source, obj)
 
 
 def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dict[str, Any]:
     kind = obj.get("type")
+    if "filter_segment_id" in obj or kind in ("segment", "filter_segment_source"):
+        return _segment_object(session, source, obj)
+    if kind == "dataset":  # a SQL dataset is a model (same id)
+        obj, kind = {**obj, "type": "model"}, "model"
     if kind == "model":
         if obj.get("id") is not None:
             if not isinstance(obj["id"], int):
@@ -136,6 +142,23 @@ def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dic
     raise BadRequest(
         f"source_attributes.object.type {kind!r} is not supported; use 'model' or 'table'"
     )
+
+
+def _segment_object(session: Session, source: Source, obj: dict[str, Any]) -> dict[str, Any]:
+    from reflow.errors import NotFound
+    from reflow.services import segments
+
+    where = "source_attributes.filter_segment_id"
+    seg_id = obj.get("filter_segment_id")
+    if seg_id is None:
+        where, seg_id = "source_attributes.object.id", obj.get("id")
+    if not isinstance(seg_id, int) or isinstance(seg_id, bool):
+        raise BadRequest(f"{where} is required for a segment and must be an integer")
+    try:
+        segment = segments.get(session, source=source, segment_id=seg_id)
+    except NotFound:
+        raise BadRequest(f"{where}: no segment {seg_id} in source {source.id}") from None
+    return {"type": "segment", "id": segment.id}
 
 
 def _apply_destination(session: Session, sync: Sync, attrs: Any) -> None:

@@ -12,7 +12,7 @@ from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.db.repo import PageParams
 from reflow.errors import BadRequest
-from reflow.services import models, sources
+from reflow.services import models, refresh, segments, sources
 
 router = APIRouter(tags=["sources"])
 
@@ -139,8 +139,11 @@ def update_model(
         if body.get(field) is not None and not isinstance(body[field], str):
             raise BadRequest(f"{field} must be a string")
     model = models.update(ctx.session, model=model, source=source, vault=ctx.vault, changes=body)
+    # Census answers a model PATCH with a refresh_key for its column re-introspection.
+    job = refresh.start(ctx.session, runtime=ctx.runtime, source=source, kind="model_columns",
+                        target_id=model.id)
     ctx.commit()
-    return ok(render.model(model), "updated")
+    return ok(render.model(model), "updated", refresh_key=job.id)
 
 
 @router.delete("/sources/{source_id}/models/{model_id}")
@@ -148,19 +151,11 @@ def delete_model(
     source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
-    models.delete(ctx.session, model=models.get(ctx.session, source=source, model_id=model_id))
+    model = models.get(ctx.session, source=source, model_id=model_id)
+    segments.ensure_model_unused(ctx.session, model=model)
+    models.delete(ctx.session, model=model)
     ctx.commit()
     return JSONResponse({"status": "deleted"})
 
 
-@router.get("/sources/{source_id}/objects")
-def list_source_objects(
-    source_id: int,
-    request: Request,
-    params: PageParams = Depends(page_params),
-    ctx: WorkspaceContext = Depends(workspace_context),
-) -> JSONResponse:
-    """Models of the source (tables join this list with the sources issue)."""
-    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
-    page = models.list_(ctx.session, source=source, params=params)
-    return listing(request, page, [render.model(m) for m in page.items])
+# GET /sources/{source_id}/objects lives in routers/source_catalog.py (tables, models, segments).
