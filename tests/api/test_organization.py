@@ -368,3 +368,19 @@ def test_roles_on_workspace_endpoints(
         _expect(ws.patch(f"/syncs/{made.sync_id}", json={"paused": False}), 200)
     with pat_client(server, server.organization_token, ws_id) as owner:  # admins act as owners
         _expect(owner.delete(f"/syncs/{made.sync_id}"), 200)
+
+
+def test_delete_workspace_with_everything_in_it(
+    server: Server, org: httpx.Client, pg_conn: psycopg.Connection, pg_database: str
+) -> None:
+    ws_id, key = create_workspace(org)
+    with server.client(key) as ws:
+        made = make_sync(ws, pg_conn, pg_database)
+        run_id = ws.post(f"/syncs/{made.sync_id}/trigger").json()["data"]["sync_run_id"]
+        wait_for_run(ws, run_id)
+    org.post(f"/workspaces/{ws_id}/invitations", json={"emails": [_email()], "role": "viewer"})
+    deleted = org.delete(f"/workspaces/{ws_id}")
+    assert deleted.status_code == 200, deleted.text
+    with server.client(key) as ws:
+        _error(ws.get(f"/syncs/{made.sync_id}"), 401)
+    _error(org.get(f"/workspaces/{ws_id}/users"), 404)
