@@ -1,13 +1,19 @@
-"""Applying a sync's mappings to a source batch, column-wise in Arrow."""
+"""Applying a sync's mappings to a source batch, column-wise in Arrow, and coercing
+the mapped values to the destination fields' types."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from reflow.connectors.base import DestinationField
 from reflow.connectors.errors import TerminalError
 
 _BASIC_TYPES: dict[str, pa.DataType] = {
@@ -16,6 +22,10 @@ _BASIC_TYPES: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
     "datetime": pa.timestamp("us", tz="UTC"),
 }
+
+NORMALIZATIONS = (
+    "start_case", "lower_case", "upper_case", "camel_case", "snake_case", "match_source_names",
+)
 
 
 def map_batch(
@@ -43,6 +53,10 @@ def map_batch(
     return pa.Table.from_arrays(arrays, names=names)
 
 
+def source_column(batch: pa.RecordBatch, name: str) -> pa.Array:
+    return _column(batch, name)
+
+
 def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
     index = batch.schema.get_field_index(name)
     if index < 0:
@@ -57,7 +71,9 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
 def _constant(value: Any, basic_type: str, n: int) -> pa.Array:
     arrow_type = _BASIC_TYPES.get(basic_type)
     if arrow_type is None:
-        raise TerminalError(f"constant basic_type {basic_type!r} is not one of {list(_BASIC_TYPES)}")
+        raise TerminalError(
+            f"constant basic_type {basic_type!r} is not one of {list(_BASIC_TYPES)}"
+        )
     if basic_type == "datetime" and isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return pa.array([value] * n, type=arrow_type)
@@ -73,3 +89,163 @@ def _template(source: str) -> Any:
 def _liquid(source: str, rows: list[dict[str, Any]]) -> pa.Array:
     template = _template(source)
     return pa.array([template.render(record=row) for row in rows], type=pa.string())
+
+
+# -- sync_all_properties -------------------------------------------------------------------
+
+
+def normalize_name(name: str, style: str | None) -> str:
+    """A source column's name as ``field_normalization`` spells it."""
+    if style in (None, "match_source_names"):
+        return name
+    if style == "lower_case":
+        return name.lower()
+    if style == "upper_case":
+        return name.upper()
+    words = _words(name)
+    if style == "snake_case":
+        return "_".join(w.lower() for w in words)
+    if style == "camel_case":
+        return words[0].lower() + "".join(w.capitalize() for w in words[1:]) if words else name
+    if style == "start_case":
+        return " ".join(w.capitalize() for w in words)
+    raise ValueError(f"unknown field_normalization {style!r}")
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
+
+
+def auto_mappings(
+    mappings: list[dict[str, Any]],
+    source_columns: Iterable[str],
+    field_names: Iterable[str] | None,
+    normalization: str | None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``field_behavior: sync_all_properties``: every source column not mapped yet is
+    mapped to the same-named (normalised) destination field. ``field_names`` is None
+    when the destination accepts any field (it creates them on write). Returns the
+    added mappings and the columns left out because the destination has no such field
+    (Reflow does not alter a database table's columns)."""
+    mapped_columns = {
+        m["from"]["data"].lower() for m in mappings if m["from"]["type"] == "column"
+    }
+    targets = {m["to"] for m in mappings}
+    by_folded: dict[str, list[str]] = {}
+    for name in field_names or ():
+        by_folded.setdefault(name.lower(), []).append(name)
+    exact = set(field_names or ())
+    added, skipped = [], []
+    for column in source_columns:
+        if column.lower() in mapped_columns:
+            continue
+        wanted = normalize_name(column, normalization)
+        if field_names is None:
+            target: str | None = wanted
+        elif wanted in exact:
+            target = wanted
+        else:
+            folded = by_folded.get(wanted.lower(), [])
+            target = folded[0] if len(folded) == 1 else None
+        if target is None:
+            skipped.append(column)
+            continue
+        if target in targets:
+            continue
+        targets.add(target)
+        added.append({"from": {"type": "column", "data": column}, "to": target,
+                      "is_primary_identifier": False})
+    return added, skipped
+
+
+# -- coercion to destination types ---------------------------------------------------------
+
+
+def arrow_type_for(dest_type: str) -> pa.DataType | None:
+    """The Arrow type values for a destination field of type ``dest_type`` are cast to;
+    None when Reflow leaves the value as it is (JSON, arrays, types it does not know)."""
+    t = dest_type.lower().strip()
+    if "[]" in t or t.startswith(("array", "json", "object", "struct", "variant")):
+        return None
+    if "bool" in t:
+        return pa.bool_()
+    if "timestamp" in t or "datetime" in t:
+        naive = "without" in t or t.startswith(("datetime", "timestamp_ntz"))
+        return pa.timestamp("us") if naive else pa.timestamp("us", tz="UTC")
+    if t == "date":
+        return pa.date32()
+    if "int" in t and "interval" not in t and "point" not in t:
+        return pa.int64()
+    if any(w in t for w in ("double", "float", "real", "numeric", "decimal", "number")):
+        return pa.float64()
+    if any(w in t for w in ("char", "text", "string")):
+        return pa.string()
+    return None
+
+
+@dataclass
+class Coerced:
+    valid: pa.Table
+    #: The rows that could not be coerced, as mapped, with one reason each.
+    invalid: pa.Table
+    reasons: list[str]
+
+
+def field_types(fields: Iterable[DestinationField]) -> dict[str, tuple[str, pa.DataType]]:
+    out = {}
+    for f in fields:
+        arrow = arrow_type_for(f.type)
+        if arrow is not None:
+            out[f.full_name] = (f.type, arrow)
+    return out
+
+
+def coerce(table: pa.Table, types: dict[str, tuple[str, pa.DataType]]) -> Coerced:
+    """Cast each column to its destination field's type. Column-wise in Arrow; only a
+    column that fails as a whole is cast value by value, to find the bad rows."""
+    bad: dict[int, str] = {}
+    cast: dict[str, pa.Array] = {}
+    for name in table.column_names:
+        if name not in types:
+            continue
+        dest_type, target = types[name]
+        column = table.column(name).combine_chunks()
+        try:
+            cast[name] = _cast(column, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            cast[name] = _elementwise(column, name, dest_type, target, bad)
+    arrays = [cast.get(n, table.column(n)) for n in table.column_names]
+    converted = pa.Table.from_arrays(arrays, names=table.column_names)
+    if not bad:
+        return Coerced(converted, table.slice(0, 0), [])
+    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    return Coerced(converted.filter(keep), table.filter(pc.invert(keep)),
+                   [bad[i] for i in sorted(bad)])
+
+
+def _elementwise(
+    column: pa.Array, name: str, dest_type: str, target: pa.DataType, bad: dict[int, str]
+) -> pa.Array:
+    """The column cast value by value; a value that fails marks its row bad (null here)."""
+    pieces = []
+    for i in range(len(column)):
+        try:
+            pieces.append(_cast(column.slice(i, 1), target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            value = column[i].as_py()
+            bad.setdefault(i, f"{name}: value {value!r} cannot be converted to {dest_type}")
+            pieces.append(pa.nulls(1, target))
+    return pa.concat_arrays(pieces) if pieces else pa.array([], target)
+
+
+def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
+    if column.type == target:
+        return column
+    try:
+        return pc.cast(column, target, safe=True)
+    except pa.ArrowInvalid:
+        # "2024-01-01 10:00" has no zone: read it as UTC, as the warehouse would.
+        if pa.types.is_timestamp(target) and target.tz and pa.types.is_string(column.type):
+            return pc.cast(pc.cast(column, pa.timestamp("us"), safe=True), target)
+        raise

@@ -1,7 +1,8 @@
 """Executing one sync run.
 
-read (Arrow batches) -> map -> stage next to the snapshot -> diff -> write in batches
--> commit delivered keys to the snapshot after each acknowledged batch.
+read (Arrow batches) -> map -> coerce to the destination's types -> stage next to the
+snapshot -> diff -> write in batches -> commit delivered keys to the snapshot after
+each acknowledged batch.
 
 A crash leaves the snapshot as it was after the last acknowledged batch: the next
 run resends what was not acknowledged, and upsert-style writes are idempotent.
@@ -21,10 +22,11 @@ import pyarrow as pa
 from reflow.connectors.base import BatchWriter, DestinationConnector, SourceConnector, WriteContext
 from reflow.connectors.errors import ConnectorError
 from reflow.db.tables import Sync, SyncRun, utcnow
-from reflow.engine import progress
-from reflow.engine.mapping import map_batch
+from reflow.engine import appending, progress
+from reflow.engine.mapping import auto_mappings, coerce, field_types, map_batch, source_column
+from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
-from reflow.engine.writing import Canceled, DeliveryStats, deliver
+from reflow.engine.writing import HIDDEN_PREFIX, Canceled, Delivery, DeliveryStats, deliver
 from reflow.runtime import Runtime
 from reflow.services import destinations, sources
 from reflow.services.source_objects import query_for
@@ -40,6 +42,8 @@ CHANGED_ACTION = {
     "append": "append",
     "delete": "delete",
 }
+#: This run's keys of rows with a value their field's type cannot hold (see ``_stage``).
+UNCASTABLE = "reflow_uncastable"
 
 
 @dataclass
@@ -50,8 +54,22 @@ class Plan:
     destination: DestinationConnector
     query: str
     key_field: str
+    #: The sync's mappings plus those ``sync_all_properties`` adds for this run.
+    mappings: list[dict[str, Any]] = field(default_factory=list)
+    #: Destination field -> (its type, the Arrow type values are cast to).
+    types: dict[str, tuple[str, pa.DataType]] = field(default_factory=dict)
     full: bool = False
+    uncastable: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.sync.settings or {}
+
+    @property
+    def label(self) -> str:
+        """The operation records of changed rows are reported under."""
+        return "upsert" if self.sync.operation == "mirror" else self.sync.operation
 
 
 def execute(runtime: Runtime, run_id: int, stop: threading.Event | None = None) -> None:
@@ -90,7 +108,32 @@ def _plan(runtime: Runtime, run_id: int) -> Plan:
         query = query_for(session, sync=sync, connector=source)
         session.expunge_all()
     key_field = next(m["to"] for m in sync.mappings if m["is_primary_identifier"])
-    return Plan(sync, run, source, destination, query, key_field)
+    plan = Plan(sync, run, source, destination, query, key_field, mappings=list(sync.mappings))
+    _resolve_fields(plan)
+    return plan
+
+
+def _resolve_fields(plan: Plan) -> None:
+    """Read the destination object's fields: their types, and for
+    ``sync_all_properties`` the same-named fields new source columns map to."""
+    obj = None
+    if not plan.destination.capabilities.file_system:
+        obj = plan.destination.get_object(plan.sync.destination_object)
+    if plan.settings.get("field_behavior") == "sync_all_properties":
+        columns = [c.name for c in plan.source.query_columns(plan.query)]
+        names = None
+        if obj is not None and not obj.allow_custom_fields:
+            names = [f.full_name for f in obj.fields]
+        added, skipped = auto_mappings(
+            plan.mappings, columns, names, plan.settings.get("field_normalization")
+        )
+        plan.mappings += added
+        if skipped:
+            log.warning("sync %s: source columns without a destination field are not synced: %s",
+                        plan.sync.id, ", ".join(skipped))
+    if obj is not None:
+        targets = {m["to"] for m in plan.mappings}
+        plan.types = {k: v for k, v in field_types(obj.fields).items() if k in targets}
 
 
 def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
@@ -98,22 +141,30 @@ def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
     store = SnapshotStore(runtime.settings.resolved_snapshot_dir / f"sync_{plan.sync.id}.duckdb")
     try:
         plan.full = _decide_full(store, plan)
+        # Recorded now: a canceled or crashed run must not make the next one full. The
+        # hashes already tell rows delivered under the new mappings from the others.
+        store.set_meta("mappings", _mapping_fingerprint(plan.mappings))
         _stage(runtime, plan, store, stop)
         invalid, changed = store.classify(full=plan.full)
-        removed = store.removed_count() if plan.sync.operation == "mirror" else 0
+        if plan.sync.operation == "append" and store.source_count():
+            changed = appending.select(store, plan.settings)
+        removed = _removed(store, plan) if plan.sync.operation == "mirror" else 0
         _log_invalid(runtime, plan, store)
         counts = {
-            "source_record_count": store.source_count(),
-            "source_record_invalids": invalid,
+            "source_record_count": store.source_count() + plan.uncastable,
+            "source_record_invalids": invalid + plan.uncastable,
             "source_record_updates": changed,
             "source_record_deletes": removed,
             "full_sync": plan.full,
         }
-        progress.report(runtime, run_id, current_step="Loading data into destination service", **counts)
+        progress.report(runtime, run_id, current_step="Loading data into destination service",
+                        **counts)
         stats = _deliver(runtime, plan, store, stop, counts)
-        store.set_meta("mappings", _mapping_fingerprint(plan.sync))
+        if plan.sync.operation == "append":
+            appending.finish(store)
         progress.finish(runtime, run_id, status="completed", **counts, **stats.as_counters())
     finally:
+        store.con.execute(f"DROP TABLE IF EXISTS {UNCASTABLE}")
         store.close()
         plan.source.close()
         plan.destination.close()
@@ -125,14 +176,18 @@ def _decide_full(store: SnapshotStore, plan: Plan) -> bool:
                          plan.sync.operation])
     if store.meta("target") != target:
         store.reset()
+        appending.reset(store)
         store.set_meta("target", target)
         return True
-    changed_mappings = store.meta("mappings") != _mapping_fingerprint(plan.sync)
+    if plan.sync.operation == "append":
+        # Append syncs have no full sync: every run sends what is new.
+        return False
+    changed_mappings = store.meta("mappings") != _mapping_fingerprint(plan.mappings)
     return plan.run.force_full_sync or changed_mappings
 
 
-def _mapping_fingerprint(sync: Sync) -> str:
-    return hashlib.sha256(json.dumps(sync.mappings, sort_keys=True).encode()).hexdigest()
+def _mapping_fingerprint(mappings: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(mappings, sort_keys=True).encode()).hexdigest()
 
 
 def _stage(runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.Event) -> None:
@@ -143,26 +198,81 @@ def _stage(runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.E
         "sync_started_at": utcnow().isoformat(),
         "record_synced_at": utcnow().isoformat(),
     }
+    store.con.execute(f"CREATE OR REPLACE TABLE {UNCASTABLE} (key VARCHAR)")
+    hwm = appending.hwm_attribute(plan.sync.operation, plan.settings)
     for batch in plan.source.read(plan.query, batch_size=runtime.settings.batch_size):
         if stop.is_set():
             raise Canceled("interrupted by shutdown before any record was sent", by_user=False)
-        store.stage(map_batch(batch, plan.sync.mappings, meta), plan.key_field)
+        if progress.report(runtime, plan.run.id):
+            raise Canceled("canceled by request before any record was sent", by_user=True)
+        table = map_batch(batch, plan.mappings, meta)
+        if hwm:
+            table = table.append_column(appending.HWM, source_column(batch, hwm))
+        coerced = coerce(table, plan.types)
+        if coerced.invalid.num_rows:
+            _log_uncastable(runtime, plan, store, coerced.invalid, coerced.reasons)
+        store.stage(coerced.valid, plan.key_field)
+
+
+def _log_uncastable(
+    runtime: Runtime, plan: Plan, store: SnapshotStore, rows: pa.Table, reasons: list[str]
+) -> None:
+    """Rows with a value their field cannot hold are invalid, never sent. Their keys are
+    remembered for this run so that a mirror sync does not delete those records."""
+    plan.uncastable += rows.num_rows
+    keys = rows.column(plan.key_field).cast(pa.string())
+    store.con.register("uncastable_keys", pa.table({"key": keys}))
+    try:
+        store.con.execute(f"INSERT INTO {UNCASTABLE} SELECT key FROM uncastable_keys")
+    finally:
+        store.con.unregister("uncastable_keys")
+    payloads = [
+        {k: v for k, v in row.items() if not k.startswith(HIDDEN_PREFIX)}
+        for row in rows.to_pylist()
+    ]
+    records = [
+        {"identifier": None if payload[plan.key_field] is None else str(payload[plan.key_field]),
+         "reason": reason, "payload": payload}
+        for payload, reason in zip(payloads, reasons, strict=True)
+    ]
+    progress.log_records(runtime, plan.run.id, records, status="invalid", operation=plan.label)
+
+
+def _removed(store: SnapshotStore, plan: Plan) -> int:
+    """Mirror: what Reflow delivered and the model no longer has, except records whose
+    row is still there but invalid this run."""
+    if not store.source_count():
+        # Nothing staged: the model is empty, so everything delivered left it.
+        store.con.execute(f"CREATE OR REPLACE TABLE removed AS SELECT key AS {KEY} FROM snapshot")
+    else:
+        store.removed_count()
+    store.con.execute(f"DELETE FROM removed WHERE {KEY} IN (SELECT key FROM {UNCASTABLE})")
+    return int(store.con.execute("SELECT count(*) FROM removed").fetchall()[0][0])
 
 
 def _log_invalid(runtime: Runtime, plan: Plan, store: SnapshotStore) -> None:
+    if not store.source_count():
+        return
     reader = store.batches("invalid", 10_000)
     for batch in reader:
-        records = []
+        by_status: dict[str, list[dict[str, Any]]] = {"NULL": [], "DUPLICATE": []}
         for row in batch.to_pylist():
             key = row.pop(KEY)
-            row.pop(HASH)
+            row = {k: v for k, v in row.items() if not k.startswith(HIDDEN_PREFIX)}
             if key is None:
-                reason = f"Matching ID {plan.key_field} is null"
+                status, reason = "NULL", f"Matching ID {plan.key_field} is null"
             else:
-                reason = f"Duplicate value {key!r} of {plan.key_field}"
-            records.append({"identifier": key, "reason": reason, "payload": row})
-        progress.log_records(runtime, plan.run.id, records, status="invalid",
-                             operation=plan.sync.operation)
+                status, reason = "DUPLICATE", f"Duplicate value {key!r} of {plan.key_field}"
+            by_status[status].append({"identifier": key, "reason": reason, "payload": row})
+        for status, records in by_status.items():
+            progress.log_records(runtime, plan.run.id, records, status=status,
+                                 operation=plan.label)
+
+
+def _batch_size(runtime: Runtime, plan: Plan) -> int:
+    size = min(runtime.settings.batch_size, plan.destination.capabilities.batch_size)
+    wanted = (plan.settings.get("advanced_configuration") or {}).get("batch_size")
+    return min(size, wanted) if isinstance(wanted, int) and wanted > 0 else size
 
 
 def _deliver(
@@ -174,30 +284,29 @@ def _deliver(
         run_id=plan.run.id,
         object_name=plan.sync.destination_object,
         key_field=plan.key_field,
-        fields=tuple(m["to"] for m in plan.sync.mappings),
+        fields=tuple(m["to"] for m in plan.mappings),
     )
     writer: BatchWriter = plan.destination.open_writer(ctx)
-    stats = DeliveryStats()
-    batch_size = min(runtime.settings.batch_size, plan.destination.capabilities.batch_size)
+    d = Delivery(runtime, plan.run.id, writer, store, stop, counts,
+                 SucceededLog(runtime.settings.home, plan.run.id))
+    batch_size = _batch_size(runtime, plan)
     try:
         action = CHANGED_ACTION[plan.sync.operation]
-        for batch in store.batches("changed", batch_size):
-            deliver(runtime, plan.run.id, writer, store, batch, action, stats, stop, counts,
-                    operation=plan.sync.operation)
+        if store.source_count():
+            for batch in store.batches("changed", batch_size):
+                deliver(d, batch, action, operation=plan.label)
         if plan.sync.operation == "mirror":
-            _delete_removed(runtime, plan, store, writer, stats, stop, counts, batch_size)
+            _delete_removed(plan, store, d, batch_size)
     finally:
         writer.close()
-    return stats
+    return d.stats
 
 
-def _delete_removed(
-    runtime: Runtime, plan: Plan, store: SnapshotStore, writer: BatchWriter,
-    stats: DeliveryStats, stop: threading.Event, counts: dict[str, Any], batch_size: int,
-) -> None:
+def _delete_removed(plan: Plan, store: SnapshotStore, d: Delivery, batch_size: int) -> None:
     """Mirror: delete what Reflow itself delivered and the model no longer has."""
     for batch in store.batches("removed", batch_size):
         keys = batch.column(0)
-        payload = pa.RecordBatch.from_arrays([keys, keys], names=[plan.key_field, KEY])
-        deliver(runtime, plan.run.id, writer, store, payload, "delete", stats, stop, counts,
-                operation="delete")
+        payload = pa.RecordBatch.from_arrays(
+            [keys, keys, pa.nulls(len(keys), pa.string())], names=[plan.key_field, KEY, HASH]
+        )
+        deliver(d, payload, "delete", operation="delete", removal=True)

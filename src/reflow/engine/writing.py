@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -14,11 +14,15 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from reflow.connectors.base import BatchWriter, RejectedRecord
 from reflow.connectors.errors import BatchRejected, TransientError
+from reflow.db.tables import utcnow
 from reflow.engine import progress
+from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.runtime import Runtime
 
 TRANSIENT_ATTEMPTS = 5
+#: Columns the engine carries next to the payload; never sent to the destination.
+HIDDEN_PREFIX = "__reflow_"
 
 
 class Canceled(Exception):
@@ -42,54 +46,65 @@ class DeliveryStats:
         }
 
 
+@dataclass
+class Delivery:
+    """What every batch of one run is delivered with."""
+
+    runtime: Runtime
+    run_id: int
+    writer: BatchWriter
+    store: SnapshotStore
+    stop: threading.Event
+    counts: dict[str, Any]
+    succeeded: SucceededLog
+    stats: DeliveryStats = field(default_factory=DeliveryStats)
+
+
+def payload_of(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch.select([n for n in batch.schema.names if not n.startswith(HIDDEN_PREFIX)])
+
+
 def deliver(
-    runtime: Runtime,
-    run_id: int,
-    writer: BatchWriter,
-    store: SnapshotStore,
-    batch: pa.RecordBatch,
-    action: str,
-    stats: DeliveryStats,
-    stop: threading.Event,
-    counts: dict[str, Any],
-    *,
-    operation: str,
+    d: Delivery, batch: pa.RecordBatch, action: str, *, operation: str, removal: bool = False
 ) -> None:
+    """Send one batch with ``action``; ``operation`` labels its records; ``removal``
+    marks mirror deletes, which leave the snapshot instead of entering it."""
     keys = batch.column(KEY)
-    payload = batch.select([n for n in batch.schema.names if n not in (KEY, HASH)])
-    rejected = _write_split(writer, payload, action, offset=0)
+    payload = payload_of(batch)
+    started = utcnow()
+    rejected = _write_split(d.writer, payload, action, offset=0)
+    completed = utcnow()
     mask = _accepted_mask(batch.num_rows, rejected)
-    if action == "delete":
-        _commit_deleted(store, keys, mask, operation)
+    accepted_keys = pc.filter(keys, mask)
+    if removal:
+        d.store.commit_removed(accepted_keys)
     else:
-        store.commit_delivered(pc.filter(keys, mask), pc.filter(batch.column(HASH), mask))
-    _log_rejected(runtime, run_id, payload, keys, rejected, operation)
-    stats.processed += batch.num_rows
-    stats.rejected += len(rejected)
-    stats.accepted += batch.num_rows - len(rejected)
-    cancel = progress.report(runtime, run_id, **counts, **stats.as_counters())
-    if cancel or stop.is_set():
+        d.store.commit_delivered(accepted_keys, pc.filter(batch.column(HASH), mask))
+    d.succeeded.write(payload.filter(mask), accepted_keys, operation=operation,
+                      started=started, completed=completed)
+    _log_rejected(d.runtime, d.run_id, payload, keys, rejected, operation)
+    d.stats.processed += batch.num_rows
+    d.stats.rejected += len(rejected)
+    d.stats.accepted += batch.num_rows - len(rejected)
+    check(d)
+
+
+def check(d: Delivery) -> None:
+    """Report progress; stop here (a batch boundary) when asked to."""
+    cancel = progress.report(d.runtime, d.run_id, **d.counts, **d.stats.as_counters())
+    if cancel or d.stop.is_set():
         raise Canceled(
             "canceled by request" if cancel else "interrupted by shutdown; the next run resends",
             by_user=cancel,
-            stats={**counts, **stats.as_counters()},
+            stats={**d.counts, **d.stats.as_counters()},
         )
-
-
-def _commit_deleted(store: SnapshotStore, keys: pa.Array, mask: pa.Array, operation: str) -> None:
-    accepted = pc.filter(keys, mask)
-    if operation == "delete":
-        # A delete sync remembers what it deleted, so it is not deleted again.
-        store.commit_delivered(accepted, pa.array(["deleted"] * len(accepted)))
-    else:
-        store.commit_removed(accepted)
 
 
 def _accepted_mask(n: int, rejected: list[RejectedRecord]) -> pa.Array:
     flags = [True] * n
     for record in rejected:
         flags[record.index] = False
-    return pa.array(flags)
+    return pa.array(flags, pa.bool_())
 
 
 def _write_split(

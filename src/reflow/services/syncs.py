@@ -8,17 +8,20 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reflow.connectors import registry
 from reflow.connectors.base import DestinationObject
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
+from reflow.db.tables import Source, SourceModel, Sync, SyncRun, SyncRunRecord
 from reflow.errors import BadRequest
 from reflow.services import destinations, models, sources
 
 OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 OPERATION_ALIASES = {"create": "insert"}
 MAPPING_TYPES = ("column", "constant_value", "sync_metadata", "liquid_template")
+UNSUPPORTED_MAPPING_TYPES = ("segment_membership",)
+BASIC_TYPES = ("text", "number", "boolean", "datetime")
+FIELD_BEHAVIORS = ("specific_properties", "sync_all_properties")
+HISTORICAL_SYNC_OPERATIONS = ("backfill_all_records", "skip_current_records")
 SYNC_METADATA_KEYS = ("sync_run_id", "sync_id", "sync_started_at", "record_synced_at")
 #: Configuration fields kept as given and echoed back.
 SETTINGS_DEFAULTS: dict[str, Any] = {
@@ -88,8 +91,49 @@ def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) 
     settings.update({k: body[k] for k in SETTINGS_DEFAULTS if k in body})
     if isinstance(body.get("destination_attributes"), dict):
         settings["lead_union_insert_to"] = body["destination_attributes"].get("lead_union_insert_to")
+    _check_settings(session, sync, settings)
     sync.settings = settings
     _check_against_destination(session, sync, vault)
+
+
+def _check_settings(session: Session, sync: Sync, settings: dict[str, Any]) -> None:
+    from reflow.engine.mapping import NORMALIZATIONS
+
+    _one_of(settings, "field_behavior", FIELD_BEHAVIORS)
+    if settings.get("field_normalization") is not None:
+        _one_of(settings, "field_normalization", NORMALIZATIONS)
+    advanced = settings.get("advanced_configuration")
+    if advanced is None:
+        settings["advanced_configuration"] = advanced = {}
+    if not isinstance(advanced, dict):
+        raise BadRequest("advanced_configuration must be an object")
+    size = advanced.get("batch_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise BadRequest("advanced_configuration.batch_size must be a positive integer")
+    for name in ("high_water_mark_attribute", "historical_sync_operation"):
+        if settings.get(name) is not None and sync.operation != "append":
+            raise BadRequest(f"{name} is only available for append syncs")
+    if settings.get("historical_sync_operation") is not None:
+        _one_of(settings, "historical_sync_operation", HISTORICAL_SYNC_OPERATIONS)
+    hwm = settings.get("high_water_mark_attribute")
+    if hwm is not None:
+        _check_high_water_mark(session, sync, hwm)
+
+
+def _one_of(settings: dict[str, Any], name: str, allowed: tuple[str, ...]) -> None:
+    if settings.get(name) not in allowed:
+        raise BadRequest(f"{name} must be one of: {', '.join(allowed)}")
+
+
+def _check_high_water_mark(session: Session, sync: Sync, column: Any) -> None:
+    if not isinstance(column, str) or not column:
+        raise BadRequest("high_water_mark_attribute must be the name of a source column")
+    if sync.source_object.get("type") != "model":
+        return
+    model = session.get(SourceModel, sync.source_object["id"])
+    names = {c.get("name", "").lower() for c in (model.columns if model else [])}
+    if names and column.lower() not in names:
+        raise BadRequest(f"high_water_mark_attribute: the model has no column {column!r}")
 
 
 def _list(body: dict[str, Any], field: str) -> list[Any]:
@@ -133,6 +177,10 @@ def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dic
         else:
             raise BadRequest("source_attributes.object needs an id or a name for a model")
         return {"type": "model", "id": model.id}
+    if kind == "topic":
+        from reflow.services import topics
+
+        return topics.find_for_sync(session, source=source, obj=obj)
     if kind == "table":
         names = ("table_catalog", "table_schema", "table_name")
         missing = [n for n in names[1:] if not isinstance(obj.get(n), str) or not obj.get(n)]
@@ -180,6 +228,11 @@ def _mapping(raw: Any, index: int) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadRequest(f"{where} must be an object")
     src, to = raw.get("from"), raw.get("to")
+    if isinstance(src, dict) and src.get("type") in UNSUPPORTED_MAPPING_TYPES:
+        raise BadRequest(f"{where}.from.type {src['type']!r} is not supported yet")
+    for lookup in ("lookup_object", "lookup_field"):
+        if raw.get(lookup) not in (None, ""):
+            raise BadRequest(f"{where}.{lookup}: lookup mappings are not supported yet")
     if not isinstance(src, dict) or src.get("type") not in MAPPING_TYPES:
         raise BadRequest(f"{where}.from.type must be one of: {', '.join(MAPPING_TYPES)}")
     if not isinstance(to, str) or not to:
@@ -205,6 +258,8 @@ def _check_from(src: dict[str, Any], where: str) -> None:
         raise BadRequest(f"{where}.data must be the source column name")
     if kind == "constant_value" and (not isinstance(data, dict) or "value" not in data):
         raise BadRequest(f"{where}.data must be an object with value and basic_type")
+    if kind == "constant_value" and data.get("basic_type", "text") not in BASIC_TYPES:
+        raise BadRequest(f"{where}.data.basic_type must be one of: {', '.join(BASIC_TYPES)}")
     if kind == "sync_metadata" and data not in SYNC_METADATA_KEYS:
         raise BadRequest(f"{where}.data must be one of: {', '.join(SYNC_METADATA_KEYS)}")
     if kind == "liquid_template":
@@ -239,7 +294,7 @@ def _check_against_destination(session: Session, sync: Sync, vault: Vault) -> No
     destination = destinations.get(
         session, workspace_id=sync.workspace_id, destination_id=sync.destination_id
     )
-    cls = registry.destination_types()[destination.type]
+    cls = destinations.connector_class(destination, vault=vault)
     if sync.operation not in cls.capabilities.operations:
         raise BadRequest(
             f"operation {sync.operation!r} is not supported by {cls.label}; supported: "

@@ -1,0 +1,70 @@
+"""Per-record results of a run that are not kept in the control-plane database.
+
+Invalid and rejected records are few and go to ``sync_run_records``. Succeeded
+records can be millions per run, so each acknowledged batch is written as one Parquet
+part under ``REFLOW_HOME/runs/<run id>/succeeded/``: the payload columns as mapped,
+plus the identifier, operation and batch times. The records API and the export read
+these files with DuckDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+IDENTIFIER = "__reflow_identifier"
+OPERATION = "__reflow_operation"
+STARTED = "__reflow_batch_started_at"
+COMPLETED = "__reflow_batch_completed_at"
+
+
+def run_dir(home: Path, run_id: int) -> Path:
+    return home / "runs" / str(run_id)
+
+
+def succeeded_glob(home: Path, run_id: int) -> str:
+    return str(run_dir(home, run_id) / "succeeded" / "part-*.parquet")
+
+
+class SucceededLog:
+    """Appends acknowledged records of one run, one Parquet part per batch."""
+
+    def __init__(self, home: Path, run_id: int) -> None:
+        self.directory = run_dir(home, run_id) / "succeeded"
+        self.parts = 0
+
+    def write(
+        self,
+        payload: pa.RecordBatch,
+        keys: pa.Array,
+        *,
+        operation: str,
+        started: dt.datetime,
+        completed: dt.datetime,
+    ) -> None:
+        n = payload.num_rows
+        if n == 0:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ts = pa.timestamp("us", tz="UTC")
+        meta = {
+            IDENTIFIER: keys.cast(pa.string()),
+            OPERATION: pa.array([operation] * n, pa.string()),
+            STARTED: pa.array([started] * n, ts),
+            COMPLETED: pa.array([completed] * n, ts),
+        }
+        table = pa.Table.from_batches([payload]).append_column(
+            IDENTIFIER, meta[IDENTIFIER]
+        )
+        for name in (OPERATION, STARTED, COMPLETED):
+            table = table.append_column(name, meta[name])
+        self.parts += 1
+        final = self.directory / f"part-{self.parts:06d}.parquet"
+        # Written aside and renamed, so a reader never sees half a file.
+        tmp = self.directory / f".part-{self.parts:06d}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
