@@ -31,6 +31,25 @@ class Settings(BaseSettings):
     batch_size: int = Field(50_000, ge=1, description="Rows per Arrow batch on the data path.")
     public_url: str | None = Field(None, description="Base URL used in links the API returns.")
     log_level: str = "INFO"
+    # --- jobs: scheduler, workers, crash safety (issue 6) ---
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: key=value lines; json: one JSON object per line."
+    )
+    celery_queue: str = Field("reflow", description="Broker queue the Celery executor uses.")
+    embedded_scheduler: bool | None = Field(
+        None,
+        description="Run the scheduler in `reflow serve`; default: only with the local executor.",
+    )
+    scheduler_interval: float = Field(5.0, gt=0, description="Seconds between scheduler ticks.")
+    heartbeat_interval: float = Field(
+        5.0, gt=0, description="Seconds between heartbeats of a working run."
+    )
+    heartbeat_timeout: float = Field(
+        60.0, gt=0, description="A working run without a heartbeat for this long is failed as lost."
+    )
+    requeue_after: float = Field(
+        300.0, gt=0, description="A queued run not claimed for this long is sent again."
+    )
     # Webhooks, alerts and management links (services/webhooks.py, jobs/deliverer.py, links.py)
     allow_http_webhooks: bool = Field(
         False, description="Accept plain-HTTP webhook endpoints (loopback is always accepted)."

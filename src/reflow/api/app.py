@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +24,7 @@ from reflow.errors import ReflowError
 from reflow.runtime import Runtime
 
 if TYPE_CHECKING:
+    from reflow.jobs.scheduler import Scheduler
     from reflow.jobs.deliverer import WebhookDeliverer
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if runtime.executor is not None:
             runtime.executor.start()
+        scheduler = _embedded_scheduler(runtime)
         deliverer = _webhook_deliverer(runtime)
         yield
+        if scheduler is not None:
+            scheduler.stop()
         if deliverer is not None:
             deliverer.stop()
         if runtime.executor is not None:
@@ -65,7 +69,26 @@ def create_app(runtime: Runtime) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from reflow.jobs.metrics import render
+
+        return Response(render(runtime), media_type=CONTENT_TYPE_LATEST)
+
     return app
+
+
+def _embedded_scheduler(runtime: Runtime) -> Scheduler | None:
+    """The embedded default runs its scheduler in this process (see jobs/scheduler.py)."""
+    from reflow.jobs.scheduler import Scheduler, embedded
+
+    if runtime.executor is None or not embedded(runtime):
+        return None
+    scheduler = Scheduler(runtime)
+    scheduler.start()
+    return scheduler
 
 
 def _webhook_deliverer(runtime: Runtime) -> WebhookDeliverer | None:

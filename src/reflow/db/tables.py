@@ -142,6 +142,8 @@ class SyncRun(Timestamped, Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     completed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: When the run was last handed to the broker (jobs area, migration 0300_jobs).
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class SyncRunRecord(Base):

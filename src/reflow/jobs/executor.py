@@ -38,12 +38,12 @@ class LocalExecutor:
         self._lock = threading.Lock()
 
     def submit(self, run_id: int) -> None:
-        from reflow.engine.run import execute
+        from reflow.jobs.heartbeat import run_once
 
         if self._stop.is_set():
             log.warning("run %s not started: the executor is shutting down", run_id)
             return
-        future = self._pool.submit(execute, self.runtime, run_id, self._stop)
+        future = self._pool.submit(run_once, self.runtime, run_id, self._stop)
         with self._lock:
             self._futures.add(future)
         future.add_done_callback(self._forget)
@@ -74,3 +74,12 @@ class LocalExecutor:
     def idle(self) -> bool:
         with self._lock:
             return not self._futures
+
+
+def make_executor(runtime: Runtime) -> Executor:
+    """The executor ``REFLOW_EXECUTOR`` names: ``local`` threads or ``celery`` workers."""
+    if runtime.settings.executor == "celery":
+        from reflow.jobs.celery_app import CeleryExecutor
+
+        return CeleryExecutor(runtime)
+    return LocalExecutor(runtime)

@@ -1,0 +1,107 @@
+"""Prometheus metrics read from the control-plane database at scrape time.
+
+Runs execute in worker processes while ``/metrics`` is served by API processes, so the
+numbers come from the one place every process writes to: any API process answers the
+same, and nothing is lost when a worker restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import Float, case, cast, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from reflow.db.tables import SyncRun, utcnow
+from reflow.runtime import Runtime
+
+STATUSES = ("queued", "working", "completed", "failed", "skipped")
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+
+
+class RunsCollector(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        with self.runtime.session() as session:
+            by_status = dict(session.execute(
+                select(SyncRun.status, func.count()).group_by(SyncRun.status)
+            ).all())
+            oldest = session.scalar(select(func.min(SyncRun.created_at))
+                                    .where(SyncRun.status == "queued"))
+            records = session.execute(select(
+                func.coalesce(func.sum(SyncRun.records_updated), 0),
+                func.coalesce(func.sum(SyncRun.records_failed), 0),
+                func.coalesce(func.sum(SyncRun.source_record_invalids), 0),
+            )).one()
+            seconds = _duration_seconds(self.runtime)
+            finished = SyncRun.status.in_(("completed", "failed"))
+            done = (finished, SyncRun.started_at.is_not(None), SyncRun.completed_at.is_not(None))
+            bucket_counts = session.execute(select(
+                *(func.sum(case((seconds <= b, 1), else_=0)) for b in DURATION_BUCKETS),
+                func.count(), func.coalesce(func.sum(seconds), 0.0),
+            ).where(*done)).one()
+        yield _runs(by_status)
+        yield _records(records)
+        yield _lag(oldest)
+        yield _durations(bucket_counts)
+
+
+def _runs(by_status: dict[str, int]) -> Metric:
+    metric = GaugeMetricFamily("reflow_sync_runs", "Sync runs by status.", labels=["status"])
+    for status in sorted(set(STATUSES) | set(by_status)):
+        metric.add_metric([status], by_status.get(status, 0))
+    return metric
+
+
+def _records(totals: Sequence[int | None]) -> Metric:
+    metric = CounterMetricFamily(
+        "reflow_records", "Records of finished runs by outcome.", labels=["outcome"]
+    )
+    for outcome, value in zip(("updated", "failed", "invalid"), totals, strict=True):
+        metric.add_metric([outcome], float(value or 0))
+    return metric
+
+
+def _lag(oldest: object) -> Metric:
+    from reflow.jobs.scheduler import as_utc
+
+    age = 0.0 if oldest is None else (utcnow() - as_utc(oldest)).total_seconds()  # type: ignore[arg-type]
+    return GaugeMetricFamily(
+        "reflow_queue_lag_seconds", "Age of the oldest queued sync run (0 when none).",
+        value=max(age, 0.0),
+    )
+
+
+def _durations(row: Sequence[Any]) -> Metric:
+    *cumulative, count, total = row
+    buckets = [(str(b), float(c or 0)) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)]
+    buckets.append(("+Inf", float(count or 0)))
+    metric = HistogramMetricFamily(
+        "reflow_sync_run_duration_seconds", "Duration of finished sync runs."
+    )
+    metric.add_metric([], buckets, sum_value=float(total or 0))  # type: ignore[arg-type]
+    return metric
+
+
+def _duration_seconds(runtime: Runtime) -> ColumnElement[float]:
+    if runtime.engine.dialect.name == "sqlite":
+        days = func.julianday(SyncRun.completed_at) - func.julianday(SyncRun.started_at)
+        return cast(days * 86400.0, Float)
+    return cast(func.extract("epoch", SyncRun.completed_at - SyncRun.started_at), Float)
+
+
+def render(runtime: Runtime) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunsCollector(runtime))
+    return generate_latest(registry)
