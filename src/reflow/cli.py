@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs at a time (default: REFLOW_LOCAL_WORKERS)")
     commands.add_parser("scheduler", help="run the scheduler, reaper and requeue loop")
 
+    demo = commands.add_parser(
+        "demo", help="seed a demo workspace: SQLite warehouse -> model -> upsert sync -> SQLite CRM"
+    )
+    demo.add_argument("--customers", type=int, default=5000, help="sample rows to generate")
+    demo.add_argument("--base-url", default="http://127.0.0.1:8000", help="for the printed curls")
+    demo.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
     args = parser.parse_args(argv)
     settings = get_settings()
     from reflow.jobs.logcontext import configure_logging
@@ -41,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     commands_by_name = {"init": _init, "serve": _serve, "migrate": _migrate,
                         "worker": _worker, "scheduler": _scheduler}
+    commands_by_name["demo"] = _demo
     return commands_by_name[args.command](args, settings)
 
 
@@ -152,6 +160,25 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     Scheduler(runtime).run_forever(stop)
     return 0
 
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    from reflow.errors import ReflowError
+    from reflow.runtime import Runtime
+    from reflow.services import demo
+
+    try:
+        result = demo.seed(Runtime.from_settings(settings), customers=max(1, args.customers))
+    except ReflowError as exc:
+        print(f"reflow demo: {exc.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result)))
+    else:
+        print(demo.instructions(result, args.base_url.rstrip("/")))
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
 from reflow.api.routers import catalog, destinations, sources, syncs
+from reflow.api.routers import destination_objects
 from reflow.api.routers import datasets as datasets_router
 from reflow.api.routers import segments as segments_router
 from reflow.api.routers import source_catalog as source_catalog_router
@@ -57,6 +58,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Self-hosted reverse ETL with a Census-compatible Management API.",
     )
     app.state.runtime = runtime
+    # Before destinations: its /objects/{full_name:path} would swallow */refresh_fields*.
+    app.include_router(destination_objects.router, prefix="/api/v1")
     for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
         app.include_router(module.router, prefix="/api/v1")
     for module in (webhooks_router, links_router):

@@ -258,6 +258,28 @@ class BatchWriter(abc.ABC):
         self.close()
 
 
+@dataclass(frozen=True)
+class ObjectAttribute:
+    """One attribute of an object type (Census §15.4): of the object itself, or of each
+    of its fields."""
+
+    key: str
+    label: str
+    type: str = "string"
+    required: bool = False
+    hint: str | None = None
+    possible_values: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ObjectType:
+    """A kind of object a destination can create (``/object_types``)."""
+
+    type: str
+    object_attributes: tuple[ObjectAttribute, ...] = ()
+    field_attributes: tuple[ObjectAttribute, ...] = ()
+
+
 class DestinationConnector(abc.ABC):
     """Where synced records go."""
 
@@ -290,6 +312,23 @@ class DestinationConnector(abc.ABC):
     def open_writer(self, ctx: WriteContext) -> BatchWriter:
         """A writer for one run into ``ctx.object_name``."""
 
+    #: Kinds of object ``create_object`` can make; empty when it cannot create any.
+    object_types: ClassVar[tuple[ObjectType, ...]] = ()
+
+    def create_object(
+        self, object_type: str, attributes: Mapping[str, Any], fields: list[Mapping[str, Any]]
+    ) -> DestinationObject:
+        """Create a new object (a table...) of one of ``object_types`` and return it.
+
+        ``attributes`` are keyed by the type's object attribute keys, each of ``fields``
+        by its field attribute keys; the service has checked required keys and
+        ``possible_values`` already. Raises ``TerminalError`` with the system's own
+        message when the system refuses (the object exists, no permission).
+        """
+        from reflow.connectors.errors import TerminalError
+
+        raise TerminalError(f"{self.label} destinations cannot create objects")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -311,6 +350,7 @@ def run_steps(steps: list[tuple[str, Any]], *, warn: set[str] | None = None) -> 
             break
         out.append(TestStep(name, "success"))
     return out
+
 
 def _quote_like_table_query(connector: SourceConnector, name: str) -> str:
     probe = connector.table_query(TableRef("c", "s", "a"))

@@ -32,6 +32,7 @@ _BUILTIN_DESTINATIONS: dict[str, str] = {
     "s3": "reflow.connectors.destinations.files:S3Destination",
     "http_request": "reflow.connectors.destinations.http_request:HttpRequestDestination",
     "webhook": "reflow.connectors.destinations.webhook:WebhookDestination",
+    "custom_api": "reflow.connectors.destinations.custom_api:CustomApiDestination",
     "rabbitmq": "reflow.connectors.destinations.rabbitmq:RabbitMQDestination",
     "nats": "reflow.connectors.destinations.nats:NatsDestination",
     "redis": "reflow.connectors.destinations.redis_streams:RedisStreamsDestination",
@@ -66,3 +67,10 @@ def _plugins(base: type) -> list[type]:
         if isinstance(cls, type) and issubclass(cls, base):
             out.append(cls)
     return out
+
+def destination_catalogue(
+    custom: dict[str, type[DestinationConnector]],
+) -> dict[str, type[DestinationConnector]]:
+    """Built-ins (and plugins) plus one workspace's custom types; a custom type never
+    shadows a built-in."""
+    return dict(sorted({**custom, **destination_types()}.items()))

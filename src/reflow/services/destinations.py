@@ -7,14 +7,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reflow.connectors import registry
 from reflow.connectors.base import DestinationObject
 from reflow.connectors.errors import ConnectorError, ObjectNotFound
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import Destination, Sync
 from reflow.errors import BadRequest, Conflict, NotFound
-from reflow.services import connections
+from reflow.services import connections, destination_types
 
 
 def create(
@@ -27,7 +26,9 @@ def create(
     name: str | None = None,
 ) -> Destination:
     cls = connections.connector_class(
-        registry.destination_types(), type, "service_connection.type"
+        destination_types.catalogue(session, workspace_id=workspace_id, vault=vault),
+        type,
+        "service_connection.type",
     )
     if credentials is None:
         raise BadRequest("service_connection.credentials is required")
@@ -49,7 +50,7 @@ def update(
         raise BadRequest("service_connection.type cannot be changed; create a new destination")
     if changes.get("name"):
         destination.name = changes["name"]
-    cls = registry.destination_types()[destination.type]
+    cls = connector_class(destination, vault=vault)
     config = connections.apply_credentials(
         destination, cls=cls, credentials=changes.get("credentials") or {}, vault=vault, merge=True
     )
@@ -77,9 +78,21 @@ def delete(session: Session, *, destination: Destination) -> None:
     session.flush()
 
 
+def connector_class(destination: Destination, *, vault: Vault) -> type:
+    """The destination's connector class: a built-in or one of its workspace's custom
+    types (``POST /connectors``)."""
+    cls = destination_types.class_for(destination, vault=vault)
+    if cls is None:
+        raise BadRequest(
+            f"destination {destination.id}: type {destination.type!r} no longer exists"
+        )
+    return cls
+
+
 def connector(destination: Destination, *, vault: Vault) -> Any:
+    cls = connector_class(destination, vault=vault)
     return connections.build_connector(
-        destination, catalogue=registry.destination_types(), vault=vault
+        destination, catalogue={destination.type: cls}, vault=vault
     )
 
 

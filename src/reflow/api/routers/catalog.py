@@ -11,6 +11,7 @@ from reflow.api.envelope import listing, ok, page_params
 from reflow.connectors import registry
 from reflow.db.repo import Page, PageParams
 from reflow.errors import NotFound
+from reflow.services import destination_types
 
 router = APIRouter(tags=["catalog"])
 
@@ -45,17 +46,22 @@ def get_source_type(
 def list_connectors(
     request: Request,
     params: PageParams = Depends(page_params),
-    _: WorkspaceContext = Depends(workspace_context),
+    ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
-    page = _page(list(registry.destination_types().values()), params)
+    catalogue = destination_types.catalogue(
+        ctx.session, workspace_id=ctx.workspace_id, vault=ctx.vault
+    )
+    page = _page(list(catalogue.values()), params)
     return listing(request, page, [render.destination_type(c) for c in page.items])
 
 
 @router.get("/connectors/{service_name}")
 def get_connector(
-    service_name: str, _: WorkspaceContext = Depends(workspace_context)
+    service_name: str, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
-    cls = registry.destination_types().get(service_name)
+    cls = destination_types.catalogue(
+        ctx.session, workspace_id=ctx.workspace_id, vault=ctx.vault
+    ).get(service_name)
     if cls is None:
         raise NotFound(f"destination type {service_name!r} not found")
     return ok(render.destination_type(cls))

@@ -12,7 +12,7 @@ from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
-from reflow.services import destinations
+from reflow.services import destination_objects, destinations
 
 router = APIRouter(tags=["destinations"])
 
@@ -41,6 +41,9 @@ def create_destination(
         credentials=conn.get("credentials"),
         name=conn.get("name"),
     )
+    destination_objects.refresh_after_change(
+        ctx.session, runtime=ctx.runtime, destination=destination
+    )
     ctx.commit()
     return ok(render.destination(destination), "created", 201)
 
@@ -51,10 +54,11 @@ def list_destinations(
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
-    """Objects are not embedded in lists: listing them asks every destination
-    (see docs/compatibility.md); fetch one destination or its objects instead."""
+    """Each destination embeds its cached objects (refresh_objects fills the cache)."""
     page = destinations.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
-    return listing(request, page, [render.destination(d) for d in page.items])
+    ids = [d.id for d in page.items]
+    cache = destination_objects.cached_for(ctx.session, destination_ids=ids)
+    return listing(request, page, [render.destination(d, cache.get(d.id)) for d in page.items])
 
 
 @router.get("/destinations/{destination_id}")
@@ -64,7 +68,8 @@ def get_destination(
     destination = destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
-    return ok(render.destination(destination))
+    objects = destination_objects.cached(ctx.session, destination_id=destination.id)
+    return ok(render.destination(destination, objects))
 
 
 @router.patch("/destinations/{destination_id}")
@@ -79,8 +84,13 @@ def update_destination(
     destination = destinations.update(
         ctx.session, destination=destination, vault=ctx.vault, changes=_service_connection(body)
     )
+    if "credentials" in body["service_connection"]:
+        destination_objects.refresh_after_change(
+            ctx.session, runtime=ctx.runtime, destination=destination
+        )
+    objects = destination_objects.cached(ctx.session, destination_id=destination.id)
     ctx.commit()
-    return ok(render.destination(destination), "updated")
+    return ok(render.destination(destination, objects), "updated")
 
 
 @router.delete("/destinations/{destination_id}")

@@ -8,11 +8,13 @@ FROM``, ``DELETE ... USING``), in one transaction per batch.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from reflow.connectors._tables import POSTGRES_TYPES, create_table_sql, table_type
 from reflow.connectors._postgres import (
     PostgresConfig,
     connect,
@@ -116,6 +118,23 @@ class PostgresDestination(DestinationConnector):
 
     def open_writer(self, ctx: WriteContext) -> BatchWriter:
         return PostgresWriter(self.config, ctx)
+
+    object_types = (table_type(schema_hint="public"),)
+
+    def create_object(
+        self, object_type: str, attributes: Mapping[str, Any], fields: list[Mapping[str, Any]]
+    ) -> DestinationObject:
+        import psycopg
+
+        schema = str(attributes.get("schema") or "public")
+        table = str(attributes["table_name"])
+        sql = create_table_sql(quote_qualified(schema, table), fields, POSTGRES_TYPES, quote_ident)
+        try:
+            with connect(self.config, autocommit=True) as conn:
+                conn.execute(sql)
+        except psycopg.Error as exc:
+            raise TerminalError(str(exc).strip()) from exc
+        return self.get_object(f"{schema}.{table}")
 
 
 class PostgresWriter(BatchWriter):

@@ -16,12 +16,13 @@ import datetime as dt
 import decimal
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
 from pydantic import Field
 
+from reflow.connectors._tables import SQLITE_TYPES, create_table_sql, table_type
 from reflow.connectors.base import (
     Action,
     BatchWriter,
@@ -111,6 +112,21 @@ class SQLiteDestination(DestinationConnector):
 
     def open_writer(self, ctx: WriteContext) -> BatchWriter:
         return SQLiteWriter(self.config, ctx)
+
+    object_types = (table_type(schema_hint=None),)
+
+    def create_object(
+        self, object_type: str, attributes: Mapping[str, Any], fields: list[Mapping[str, Any]]
+    ) -> DestinationObject:
+        table = str(attributes["table_name"])
+        sql = create_table_sql("main." + quote_ident(table), fields, SQLITE_TYPES, quote_ident)
+        with _closing(_connect(self.config)) as conn:
+            try:
+                conn.execute(sql)
+                conn.commit()
+            except sqlite3.Error as exc:
+                raise TerminalError(str(exc).strip()) from exc
+        return self.get_object(table)
 
 
 class SQLiteWriter(BatchWriter):
