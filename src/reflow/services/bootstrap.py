@@ -39,6 +39,10 @@ def initialize(engine: Engine, *, organization_name: str = "Default organization
         session.flush()
         workspace, workspace_token = create_workspace(session, organization_id=org.id)
         org_token = issue_token(session, kind="organization", organization_id=org.id)
+        # The organization token is the personal access token of the first owner.
+        from reflow.services.organization import adopt_initial_owner
+
+        adopt_initial_owner(session, organization_id=org.id)
         return InitResult(org.id, org_token, workspace.id, workspace_token)
 
 

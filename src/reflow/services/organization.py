@@ -40,10 +40,10 @@ def acting_user(session: Session, *, principal: Principal) -> User:
         if user is not None and user.organization_id == principal.organization_id:
             return user
         raise Forbidden("the user of this token no longer exists")
-    return _adopt_initial_owner(session, organization_id=principal.organization_id)
+    return adopt_initial_owner(session, organization_id=principal.organization_id)
 
 
-def _adopt_initial_owner(session: Session, *, organization_id: int) -> User:
+def adopt_initial_owner(session: Session, *, organization_id: int) -> User:
     user = _user_by_email(session, organization_id=organization_id, email=INITIAL_OWNER_EMAIL)
     if user is None:
         user = User(organization_id=organization_id, email=INITIAL_OWNER_EMAIL, role="admin")
