@@ -233,3 +233,15 @@ def test_secret_under_an_alias_is_not_echoed_when_credentials_are_invalid(
     assert source["connection_details"] == {"user": "census"}
     assert source["name"].startswith("Snowflake")
     api.delete(f"/sources/{source['id']}")
+
+
+def test_bad_alert_attributes_are_400_naming_the_field(
+    api: httpx.Client, wired: dict[str, Any]
+) -> None:
+    before = _count(api, "/syncs")
+    bad = [{"type": "InvalidRecordPercentAlertConfiguration", "options": {"threshold": 250}}]
+    _error(api.post("/syncs", json=_sync_body(wired, alert_attributes=bad)), 400,
+           "alert_attributes[0].options.threshold")
+    _error(api.post("/syncs", json=_sync_body(wired, alert_attributes=[{"type": "Nope"}])), 400,
+           "alert_attributes[0].type")
+    assert _count(api, "/syncs") == before

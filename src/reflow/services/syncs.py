@@ -85,7 +85,9 @@ def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) 
     if "mappings" in body:
         sync.mappings = [_mapping(m, i) for i, m in enumerate(_list(body, "mappings"))]
     if "alert_attributes" in body:
-        sync.alert_attributes = _list(body, "alert_attributes")
+        from reflow.services.alerts import validate_alert_attributes
+
+        sync.alert_attributes = validate_alert_attributes(body["alert_attributes"])
     _apply_schedule(sync, body)
     settings = dict(sync.settings or SETTINGS_DEFAULTS)
     settings.update({k: body[k] for k in SETTINGS_DEFAULTS if k in body})
