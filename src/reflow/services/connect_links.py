@@ -1,0 +1,237 @@
+"""Source and destination connect links (Census Embedded): a short-lived URL that
+lets someone without an API token enter credentials for a new source/destination of
+the workspace, or re-authorize an existing one.
+
+The token is looked up by its SHA-256 hash; an encrypted copy lets list/fetch show
+``uri`` again (Census's embedded demo reuses links it lists). A link is used once: a
+revoked, expired or used link grants nothing (410). Credentials entered through the
+page go through the same create/update path as the API (encrypted, tested, never
+shown again); when the connection test fails nothing is saved and the page shows why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from reflow.connectors import registry
+from reflow.crypto import Vault
+from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.tables import Destination, Source, utcnow
+from reflow.db.tables_links import ConnectLink
+from reflow.errors import BadRequest, Gone, NotFound
+from reflow.runtime import Runtime
+from reflow.services import destination_types, destinations, sources
+
+Kind = Literal["source", "destination"]
+PAGE_PATH = "/connect"
+
+
+def hash_link_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def redirect_uri(body: dict[str, Any]) -> str | None:
+    value = body.get("redirect_uri")
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 2000:
+        raise BadRequest("redirect_uri must be a URL string")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest("redirect_uri must be an absolute http(s) URL")
+    return value
+
+
+def catalogue(session: Session, *, kind: Kind, workspace_id: int, vault: Vault) -> dict[str, type]:
+    if kind == "source":
+        return dict(registry.source_types())
+    return destination_types.catalogue(session, workspace_id=workspace_id, vault=vault)
+
+
+def create(
+    session: Session,
+    *,
+    workspace_id: int,
+    vault: Vault,
+    kind: Kind,
+    body: dict[str, Any],
+    ttl_seconds: int,
+    connection: Source | Destination | None = None,
+    now: dt.datetime | None = None,
+) -> ConnectLink:
+    """A link for a new connection of ``body["type"]``, or, given ``connection``, one
+    that re-authorizes it."""
+    uri = redirect_uri(body)
+    if connection is None:
+        type_ = body.get("type")
+        types = catalogue(session, kind=kind, workspace_id=workspace_id, vault=vault)
+        if not isinstance(type_, str) or not type_:
+            raise BadRequest("type is required and must be a string")
+        if type_ not in types:
+            raise BadRequest(
+                f"type {type_!r} is not a known {kind} type; valid types: "
+                + ", ".join(sorted(types))
+            )
+    else:
+        type_ = connection.type
+    token = secrets.token_urlsafe(32)
+    now = now or utcnow()
+    link = ConnectLink(
+        created_at=now,
+        updated_at=now,
+        workspace_id=workspace_id,
+        kind=kind,
+        type=type_,
+        token_hash=hash_link_token(token),
+        token_encrypted=vault.encrypt({"token": token}),
+        expiration=now + dt.timedelta(seconds=ttl_seconds),
+        redirect_uri=uri,
+        connection_id=connection.id if connection is not None else None,
+        reauthorize=connection is not None,
+    )
+    session.add(link)
+    session.flush()
+    return link
+
+
+def token_of(link: ConnectLink, vault: Vault) -> str:
+    return str(vault.decrypt(link.token_encrypted)["token"])
+
+
+def expired(link: ConnectLink, now: dt.datetime | None = None) -> bool:
+    expiration = link.expiration
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=dt.UTC)
+    return (now or utcnow()) >= expiration
+
+
+def get(session: Session, *, workspace_id: int, kind: Kind, link_id: int) -> ConnectLink:
+    link = get_scoped(session, ConnectLink, link_id, workspace_id, f"{kind} connect link")
+    if link.kind != kind:
+        raise NotFound(f"{kind} connect link {link_id} not found")
+    return link
+
+
+def list_(session: Session, *, workspace_id: int, kind: Kind, params: PageParams) -> Page:
+    stmt = select(ConnectLink).where(
+        ConnectLink.workspace_id == workspace_id, ConnectLink.kind == kind
+    )
+    return paginate(session, stmt, params, ConnectLink.id)
+
+
+def revoke(session: Session, *, link: ConnectLink) -> ConnectLink:
+    link.revoked = True
+    session.flush()
+    return link
+
+
+def resolve(session: Session, *, token: str | None, now: dt.datetime | None = None) -> ConnectLink:
+    """The live link ``token`` names; 404 when unknown, 410 when it grants nothing."""
+    link = None
+    if token:
+        link = session.scalar(
+            select(ConnectLink).where(ConnectLink.token_hash == hash_link_token(token))
+        )
+    if link is None:
+        raise NotFound("connect link not found")
+    if link.revoked:
+        raise Gone("this connect link was revoked")
+    if expired(link, now):
+        raise Gone("this connect link has expired")
+    if link.used_at is not None:
+        raise Gone(f"this connect link was already used for {link.kind} {link.connection_id}")
+    if link.reauthorize and existing(session, link) is None:
+        raise Gone(f"the {link.kind} this link re-authorizes no longer exists")
+    return link
+
+
+def existing(session: Session, link: ConnectLink) -> Source | Destination | None:
+    """The connection a re-authorize link updates (None if deleted)."""
+    try:
+        if link.kind == "source":
+            return sources.get(
+                session, workspace_id=link.workspace_id, source_id=link.connection_id or 0
+            )
+        return destinations.get(
+            session, workspace_id=link.workspace_id, destination_id=link.connection_id or 0
+        )
+    except NotFound:
+        return None
+
+
+def connector_class(session: Session, *, link: ConnectLink, vault: Vault) -> type | None:
+    types = catalogue(session, kind=link.kind, workspace_id=link.workspace_id, vault=vault)  # type: ignore[arg-type]
+    return types.get(link.type)
+
+
+def submit(
+    session: Session,
+    *,
+    link: ConnectLink,
+    runtime: Runtime,
+    credentials: dict[str, Any],
+    name: str | None,
+) -> Source | Destination:
+    """Creates (or re-authorizes) the link's connection with the usual connection
+    test. Returns it with ``last_test_succeeded``; the caller commits only when the
+    test passed, so a failed attempt leaves nothing behind and the link usable."""
+    vault = runtime.vault
+    if link.kind == "source":
+        if link.reauthorize:
+            source = existing(session, link)
+            assert isinstance(source, Source)  # resolve() checked it exists
+            changes: dict[str, Any] = {"credentials": credentials}
+            if name:
+                changes["name"] = name
+            return sources.update(session, source=source, vault=vault, changes=changes)
+        return sources.create(
+            session,
+            workspace_id=link.workspace_id,
+            vault=vault,
+            type=link.type,
+            credentials=credentials,
+            name=name or None,
+        )
+    from reflow.services import destination_objects
+
+    if link.reauthorize:
+        current = existing(session, link)
+        assert isinstance(current, Destination)  # resolve() checked it exists
+        destination = destinations.update(
+            session,
+            destination=current,
+            vault=vault,
+            changes={"credentials": credentials, **({"name": name} if name else {})},
+        )
+    else:
+        destination = destinations.create(
+            session,
+            workspace_id=link.workspace_id,
+            vault=vault,
+            type=link.type,
+            credentials=credentials,
+            name=name or None,
+        )
+    destination_objects.refresh_after_change(session, runtime=runtime, destination=destination)
+    return destination
+
+
+def mark_used(
+    session: Session, *, link: ConnectLink, connection_id: int, now: dt.datetime | None = None
+) -> None:
+    """Conditional, so two concurrent submissions of one link cannot both succeed."""
+    result = session.execute(
+        update(ConnectLink)
+        .where(ConnectLink.id == link.id, ConnectLink.used_at.is_(None))
+        .values(connection_id=connection_id, used_at=now or utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Gone("this connect link was already used")
+    session.refresh(link)

@@ -1,0 +1,247 @@
+"""dbt projects attached to a source (Census "projects", §11).
+
+A project is a dbt project directory on the Reflow host; its ``target/manifest.json``
+(written by ``dbt compile``/``dbt run``) lists the models. A refresh reconciles them
+with Census models of the source: each materialised dbt model becomes (or updates) a
+model whose query is ``SELECT * FROM <relation>`` quoted by the source connector's
+``table_query``, with dbt's compiled SQL kept as ``compiled_query``. Existing
+model-based syncs therefore read dbt models unchanged. Ephemeral models have no
+relation and are skipped. A refresh runs inline (reading one local file is quick), so
+its status is final as soon as ``POST /projects/{id}/refresh`` answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reflow.connectors.base import SourceConnector, TableRef
+from reflow.connectors.errors import ConnectorError
+from reflow.crypto import Vault
+from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.tables import Source, SourceModel, Sync, utcnow
+from reflow.db.tables_links import Project, ProjectModel, ProjectRefresh
+from reflow.errors import BadRequest, NotFound, ReflowError
+from reflow.services import sources
+
+MANIFEST = Path("target") / "manifest.json"
+
+
+class RefreshFailed(ReflowError):
+    status_code = 424
+
+
+@dataclass(frozen=True)
+class DbtModel:
+    unique_id: str
+    name: str
+    description: str | None
+    relation: TableRef
+    compiled_query: str | None
+
+
+def read_manifest(path: str) -> list[DbtModel]:
+    """Materialised models of ``<path>/target/manifest.json``; ValueError says why not."""
+    file = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{file} not found; run `dbt compile` in the project first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} cannot be read: {exc}") from None
+    nodes = manifest.get("nodes") if isinstance(manifest, dict) else None
+    if not isinstance(nodes, dict):
+        raise ValueError(f"{file} has no 'nodes' object; is it a dbt manifest?")
+    models = [_model(uid, node) for uid, node in sorted(nodes.items()) if _selectable(node)]
+    return [m for m in models if m is not None]
+
+
+def _selectable(node: Any) -> bool:
+    if not isinstance(node, dict) or node.get("resource_type") != "model":
+        return False
+    config = node.get("config")
+    return not isinstance(config, dict) or config.get("materialized") != "ephemeral"
+
+
+def _model(unique_id: str, node: dict[str, Any]) -> DbtModel | None:
+    name, schema = node.get("name"), node.get("schema")
+    if not isinstance(name, str) or not isinstance(schema, str):
+        return None
+    relation = TableRef(str(node.get("database") or ""), schema, str(node.get("alias") or name))
+    compiled = node.get("compiled_code") or node.get("compiled_sql")
+    return DbtModel(
+        unique_id,
+        name,
+        node.get("description") or None,
+        relation,
+        compiled if isinstance(compiled, str) else None,
+    )
+
+
+def _check_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("path is required: the dbt project directory on the Reflow host")
+    if not Path(value).is_absolute():
+        raise BadRequest("path must be an absolute path")
+    if not Path(value).is_dir():
+        raise BadRequest(f"path {value!r} is not a directory on the Reflow host")
+    return value
+
+
+def create(session: Session, *, source: Source, vault: Vault, body: dict[str, Any]) -> Project:
+    """The project with its models; a manifest that cannot be read creates nothing."""
+    if source.type == "http_request":
+        raise BadRequest(
+            f"source {source.id} is an HTTP Request source; dbt projects need a SQL source"
+        )
+    project_type = body.get("type", "dbt")
+    if project_type != "dbt":
+        raise BadRequest("type must be 'dbt' (Looker and Sigma projects are not supported)")
+    path = _check_path(body.get("path"))
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise BadRequest("name must be a non-empty string")
+    project = Project(
+        workspace_id=source.workspace_id,
+        source_id=source.id,
+        name=name or Path(path).name,
+        type="dbt",
+        path=path,
+    )
+    session.add(project)
+    session.flush()
+    job = refresh(session, project=project, source=source, vault=vault)
+    if job.status != "completed":
+        raise BadRequest(f"path: {job.output}")
+    return project
+
+
+def get(session: Session, *, workspace_id: int, project_id: int) -> Project:
+    return get_scoped(session, Project, project_id, workspace_id, "project")
+
+
+def list_(session: Session, *, source: Source, params: PageParams) -> Page:
+    return paginate(
+        session, select(Project).where(Project.source_id == source.id), params, Project.id
+    )
+
+
+def models_of(session: Session, *, project: Project) -> list[tuple[ProjectModel, SourceModel]]:
+    rows = session.execute(
+        select(ProjectModel, SourceModel)
+        .join(SourceModel, SourceModel.id == ProjectModel.model_id)
+        .where(ProjectModel.project_id == project.id)
+        .order_by(ProjectModel.id)
+    ).all()
+    return [(pm, m) for pm, m in rows]
+
+
+def refresh(session: Session, *, project: Project, source: Source, vault: Vault) -> ProjectRefresh:
+    """Reconciles the project's models with its manifest; the returned job's id is the
+    refresh key. A failure changes no model and is recorded on the project."""
+    now = utcnow()
+    project.last_upgrade_attempt_at = now
+    try:
+        found = read_manifest(project.path)  # nothing changes before this and the
+        connector = _connector(source, vault)  # connector are known to be good
+    except ValueError as exc:
+        project.last_upgrade_attempt_error, project.last_upgrade_attempt_output = True, str(exc)
+        job = ProjectRefresh(project_id=project.id, status="failed", output=str(exc))
+    else:
+        notes = _reconcile(session, project, source, connector, found)
+        project.latest_upgrade_at = now
+        project.last_upgrade_attempt_error = False
+        project.last_upgrade_attempt_output = "; ".join(notes) or None
+        job = ProjectRefresh(project_id=project.id, status="completed", output=None)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _connector(source: Source, vault: Vault) -> SourceConnector:
+    try:
+        return sources.connector(source, vault=vault)
+    except Exception as exc:  # stored credentials that no longer validate
+        raise ValueError(f"source {source.id} cannot be used: {exc}") from exc
+
+
+def _reconcile(
+    session: Session,
+    project: Project,
+    source: Source,
+    connector: SourceConnector,
+    found: list[DbtModel],
+) -> list[str]:
+    notes: list[str] = []
+    known = {pm.unique_id: (pm, m) for pm, m in models_of(session, project=project)}
+    try:
+        for dbt in found:
+            query = connector.table_query(dbt.relation)
+            columns = _columns(connector, query, dbt, notes)
+            if dbt.unique_id in known:
+                pm, model = known.pop(dbt.unique_id)
+                model.name, model.description, model.query = dbt.name, dbt.description, query
+                model.columns, pm.compiled_query = columns, dbt.compiled_query
+                continue
+            model = SourceModel(
+                workspace_id=source.workspace_id,
+                source_id=source.id,
+                name=dbt.name,
+                description=dbt.description,
+                query=query,
+                columns=columns,
+            )
+            session.add(model)
+            session.flush()
+            session.add(
+                ProjectModel(
+                    project_id=project.id,
+                    model_id=model.id,
+                    unique_id=dbt.unique_id,
+                    compiled_query=dbt.compiled_query,
+                )
+            )
+    finally:
+        connector.close()
+    for unique_id, (pm, model) in known.items():
+        _remove(session, pm, model, unique_id, notes)
+    session.flush()
+    return notes
+
+
+def _columns(
+    connector: SourceConnector, query: str, dbt: DbtModel, notes: list[str]
+) -> list[dict[str, Any]]:
+    """A model dbt has not built yet has no relation: it is listed without columns."""
+    try:
+        return [{"name": c.name, "type": c.type} for c in connector.query_columns(query)]
+    except ConnectorError as exc:
+        notes.append(f"{dbt.unique_id}: {exc}")
+        return []
+
+
+def _remove(
+    session: Session, pm: ProjectModel, model: SourceModel, unique_id: str, notes: list[str]
+) -> None:
+    users = [
+        s.id
+        for s in session.scalars(select(Sync).where(Sync.source_id == model.source_id))
+        if s.source_object.get("type") == "model" and s.source_object.get("id") == model.id
+    ]
+    if users:
+        notes.append(f"{unique_id} left the manifest but is kept: used by syncs {users}")
+        return
+    session.delete(pm)
+    session.delete(model)
+
+
+def refresh_status(session: Session, *, project: Project, refresh_key: int) -> ProjectRefresh:
+    job = session.get(ProjectRefresh, refresh_key)
+    if job is None or job.project_id != project.id:
+        raise NotFound(f"refresh {refresh_key} of project {project.id} not found")
+    return job
