@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakesnow
+
 import pyarrow as pa
 import pytest
 import snowflake.connector
@@ -20,6 +21,10 @@ from reflow.connectors.errors import BatchRejected, ObjectNotFound
 from reflow.connectors.testing import DestinationConformance, seed_batch
 from tests.conftest import unique_name
 
+# Bound at import: fakesnow.server() itself imports the fakesnow.server submodule, which
+# rebinds the package attribute to the module, so a second lookup finds no function.
+fakesnow_server = fakesnow.server
+
 CREATE = (
     "CREATE TABLE {t} (id NUMBER(38,0) PRIMARY KEY, name VARCHAR, amount FLOAT, active BOOLEAN)"
 )
@@ -30,7 +35,7 @@ def fake_snowflake() -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as mp:
         # The connector would otherwise probe cloud metadata endpoints on login.
         mp.setenv(ENV_VAR_DISABLE_PLATFORM_DETECTION, "true")
-        with fakesnow.server() as kwargs:
+        with fakesnow_server() as kwargs:
             yield kwargs
 
 
