@@ -21,6 +21,9 @@ def _q(name: str) -> str:
 
 
 class SnapshotStore:
+    #: The run streams the model through ``stage`` (the in-warehouse store reads it itself).
+    needs_rows = True
+
     def __init__(self, path: Path, *, memory_limit: str = "256MB") -> None:
         import duckdb
 

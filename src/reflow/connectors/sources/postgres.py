@@ -7,7 +7,7 @@ into Arrow batches, so memory is bounded by the batch, not the model.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -22,6 +22,9 @@ from reflow.connectors.base import (
     run_steps,
 )
 from reflow.connectors.errors import InvalidQuery, ObjectNotFound
+
+if TYPE_CHECKING:
+    from reflow.connectors._postgres_bookkeeping import PostgresBookkeeping
 
 BOOKKEEPING_SCHEMA = "reflow_bookkeeping"
 
@@ -132,21 +135,32 @@ class PostgresSource(SourceConnector):
         return f"SELECT * FROM {quote_qualified(table.schema, table.name)}"
 
     def read(self, sql: str, *, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
-        import psycopg
-
         batch_size = batch_size or self.capabilities.batch_size
         with connect(self.config, read_only=True) as conn:
-            try:
-                cur = conn.execute(f"SELECT * FROM ({_strip(sql)}) AS _reflow_q LIMIT 0")
-                schema = pa.schema(
-                    [(d.name, _ARROW_BY_OID.get(d.type_code, pa.string())) for d in cur.description]
-                )
-                with cur.copy(
-                    f"COPY (SELECT * FROM ({_strip(sql)}) AS _reflow_q) TO STDOUT (FORMAT csv)"
-                ) as copy:
-                    yield from read_csv_batches(copy, schema, batch_size=batch_size)
-            except psycopg.Error as exc:
-                raise InvalidQuery(str(exc).strip()) from exc
+            yield from copy_batches(
+                conn, f"SELECT * FROM ({_strip(sql)}) AS _reflow_q", batch_size=batch_size
+            )
+
+    def open_bookkeeping(self, sync_id: int) -> PostgresBookkeeping:
+        """Reflow's bookkeeping for one sync in this database (in-warehouse diff)."""
+        from reflow.connectors._postgres_bookkeeping import PostgresBookkeeping
+
+        return PostgresBookkeeping(self.config, sync_id)
+
+
+def copy_batches(conn: Any, select: str, *, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Stream ``select`` out with ``COPY ... TO STDOUT`` as Arrow batches."""
+    import psycopg
+
+    try:
+        cur = conn.execute(f"SELECT * FROM ({select}) AS _reflow_s LIMIT 0")
+        schema = pa.schema(
+            [(d.name, _ARROW_BY_OID.get(d.type_code, pa.string())) for d in cur.description]
+        )
+        with cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:
+            yield from read_csv_batches(copy, schema, batch_size=batch_size)
+    except psycopg.Error as exc:
+        raise InvalidQuery(str(exc).strip()) from exc
 
 
 def _strip(sql: str) -> str:

@@ -1,0 +1,101 @@
+"""One Reflow sync run in a process of its own (so its peak RSS is its own).
+
+    python -m bench.reflow_child --home DIR --database DB --model TABLE --dest TABLE
+        --engine advanced|basic [--profile FILE]
+
+The first call in a home sets up the state store (SQLite), source, model,
+destination and an upsert sync through the services; every call triggers one run
+and executes it in-process through the engine (read, map, diff, write, snapshot
+commit). Prints one JSON line: seconds of the run, its counters, peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import COLUMNS, PG
+
+
+def _setup(rt: Any, args: argparse.Namespace) -> int:
+    from reflow.services import bootstrap, destinations, models, sources, syncs
+
+    credentials = {"hostname": PG["host"], "port": PG["port"], "user": PG["user"],
+                   "database": args.database}
+    workspace_id = bootstrap.initialize(rt.engine).workspace_id
+    with rt.session() as session:
+        kw = {"workspace_id": workspace_id, "vault": rt.vault}
+        source = sources.create(session, type="postgres", credentials=credentials,
+                                sync_engine=args.engine, **kw)
+        model = models.create(session, source=source, vault=rt.vault, name="bench",
+                              query=f"SELECT * FROM {args.model}")
+        dest = destinations.create(session, type="postgres", credentials=credentials, **kw)
+        mappings = [
+            {"from": {"type": "column", "data": c}, "to": c, "is_primary_identifier": c == "id"}
+            for c in COLUMNS
+        ]
+        sync = syncs.create(session, body={
+            "operation": "upsert",
+            "source_attributes": {"connection_id": source.id,
+                                  "object": {"type": "model", "id": model.id}},
+            "destination_attributes": {"connection_id": dest.id, "object": f"public.{args.dest}"},
+            "mappings": mappings,
+        }, **kw)
+        assert sync is not None
+        return (workspace_id, sync.id)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("--home", "--database", "--model", "--dest", "--engine"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--profile")
+    args = parser.parse_args()
+
+    from reflow.config import Settings
+    from reflow.db.tables import SyncRun
+    from reflow.engine.run import execute
+    from reflow.runtime import Runtime
+    from reflow.services import runs, syncs
+
+    home = Path(args.home)
+    rt = Runtime.from_settings(Settings(home=home, secret_key="reflow-bench", log_level="WARNING"))
+    state = home / "bench.json"
+    if not state.exists():
+        state.write_text(json.dumps(_setup(rt, args)))
+    workspace_id, sync_id = json.loads(state.read_text())
+    with rt.session() as session:
+        sync = syncs.get(session, workspace_id=workspace_id, sync_id=sync_id)
+        run_id = runs.trigger(session, sync=sync).id
+
+    start = time.perf_counter()
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx("execute(rt, run_id)", globals(), locals(), args.profile)
+    else:
+        execute(rt, run_id)
+    seconds = time.perf_counter() - start
+
+    with rt.session() as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        result = {
+            "seconds": seconds,
+            "status": run.status,
+            "error": run.error_message,
+            "source_records": run.source_record_count,
+            "changed": run.source_record_updates,
+            "written": run.records_updated,
+            "full_sync": run.full_sync,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Reflow side by side with its anchors, PostgreSQL -> PostgreSQL upsert.
+
+    .venv/bin/python -m bench.run [--rows 1000000] [--quick] [--rss-rows 5000000]
+                                  [--skip-dlt] [--profile DIR]
+
+Creates a scratch database, generates a 10-column model with generate_series, and
+measures in one invocation:
+
+* full first sync: Reflow (in-warehouse and engine-side diff) vs the physical limit
+  (COPY out | COPY into a staging table + one INSERT ... ON CONFLICT) and dlt;
+* re-sync with nothing changed and with 1% changed: Reflow vs the bare SQL diff
+  (LEFT JOIN of the model against a key/hash snapshot table, md5 of the row);
+* peak RSS of a Reflow full sync at --rows and at --rss-rows.
+
+Each Reflow run and the dlt run execute in a child process, so their peak RSS is
+theirs alone. Nothing here asserts on time; it prints ratios. The database is
+dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+PY = sys.executable
+
+
+def limit_full(db: str, model: str, dest: str) -> float:
+    """COPY out of the model straight into a staging table, then one upsert."""
+    out: dict[str, float] = {}
+    cols = list(common.COLUMNS)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
+    with common.connect(db) as src, common.connect(db, autocommit=False) as dst, \
+            common.timed(out, "t"):
+        dst.execute(f"CREATE TEMP TABLE stage (LIKE {dest}) ON COMMIT DROP")
+        with src.cursor().copy(f"COPY (SELECT * FROM {model}) TO STDOUT") as reader, \
+                dst.cursor().copy("COPY stage FROM STDIN") as writer:
+            for chunk in reader:
+                writer.write(chunk)
+        dst.execute(f"INSERT INTO {dest} SELECT * FROM stage ON CONFLICT (id) DO UPDATE SET {sets}")
+        dst.commit()
+    return out["t"]
+
+
+def bare_diff_setup(db: str, model: str) -> None:
+    with common.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE bare_snapshot AS"
+            f" SELECT id::text AS key, md5(ROW(m.*)::text) AS hash FROM {model} m"
+        )
+        conn.execute("ALTER TABLE bare_snapshot ADD PRIMARY KEY (key)")
+        conn.execute("VACUUM ANALYZE bare_snapshot")
+
+
+def bare_diff(db: str, model: str) -> tuple[float, int]:
+    """The diff alone: changed rows leave the database, nothing else happens."""
+    out: dict[str, float] = {}
+    rows = 0
+    sql = (
+        f"SELECT m.* FROM {model} m LEFT JOIN bare_snapshot p ON p.key = m.id::text"
+        " WHERE p.hash IS DISTINCT FROM md5(ROW(m.*)::text)"
+    )
+    with common.connect(db) as conn, common.timed(out, "t"), \
+            conn.cursor().copy(f"COPY ({sql}) TO STDOUT") as reader:
+        for chunk in reader:
+            rows += bytes(chunk).count(b"\n")
+    return out["t"], rows
+
+
+def reflow(home: Path, db: str, model: str, dest: str, engine: str,
+           profile: str | None = None) -> dict[str, Any]:
+    cmd = [PY, "-m", "bench.reflow_child", "--home", str(home), "--database", db,
+           "--model", model, "--dest", dest, "--engine", engine]
+    if profile:
+        cmd += ["--profile", profile]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reflow run failed:\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["status"] != "completed":
+        raise RuntimeError(f"reflow run {result['status']}: {result['error']}")
+    return result
+
+
+def dlt_full(db: str, model: str, tmp: Path) -> float:
+    proc = subprocess.run(
+        [PY, "-m", "bench.dlt_child", "--database", db, "--table", model,
+         "--pipelines-dir", str(tmp / "dlt")],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"dlt failed:\n{proc.stderr[-4000:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def _line(label: str, seconds: float, extra: str = "") -> None:
+    print(f"  {label:<44} {seconds:8.2f} s  {extra}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rss-rows", type=int, default=5_000_000)
+    parser.add_argument("--quick", action="store_true", help="100k rows, RSS at 100k and 500k")
+    parser.add_argument("--skip-dlt", action="store_true")
+    parser.add_argument("--rss-engine-side", action="store_true",
+                        help="also measure the engine-side diff at --rss-rows (slow)")
+    parser.add_argument("--profile", help="write cProfile files of the Reflow runs here")
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.rss_rows = 100_000, 500_000
+
+    db = common.create_database()
+    tmp = Path(tempfile.mkdtemp(prefix="reflow-bench-"))
+    prof = Path(args.profile) if args.profile else None
+    if prof:
+        prof.mkdir(parents=True, exist_ok=True)
+    try:
+        run(args, db, tmp, prof)
+    finally:
+        common.drop_database(db)
+
+
+def run(args: argparse.Namespace, db: str, tmp: Path, prof: Path | None) -> None:
+    rows = args.rows
+    print(f"reflow bench: {rows:,} rows, 10 columns, PostgreSQL -> PostgreSQL upsert (db {db})")
+    with common.connect(db) as conn:
+        common.generate(conn, "model", rows)
+        for dest in ("dest_limit", "dest_adv", "dest_basic"):
+            common.create_table(conn, dest)
+
+    def p(name: str) -> str | None:
+        return str(prof / f"{name}.prof") if prof else None
+
+    print("\nfull first sync")
+    limit = limit_full(db, "model", "dest_limit")
+    _line("limit: COPY | COPY staging + INSERT..ON CONFLICT", limit)
+    adv = reflow(tmp / "adv", db, "model", "dest_adv", "advanced", p("full_adv"))
+    _line("reflow, in-warehouse diff", adv["seconds"],
+          f"x{adv['seconds'] / limit:.2f} of limit, peak RSS {adv['peak_rss_mb']:.0f} MB")
+    basic = reflow(tmp / "basic", db, "model", "dest_basic", "basic", p("full_basic"))
+    _line("reflow, engine-side diff", basic["seconds"],
+          f"x{basic['seconds'] / limit:.2f} of limit, peak RSS {basic['peak_rss_mb']:.0f} MB")
+    for r in (adv, basic):
+        assert r["written"] == rows, r
+    if not args.skip_dlt:
+        dlt = dlt_full(db, "model", tmp)
+        _line("dlt sql_table(pyarrow) merge", dlt,
+              f"dlt/reflow = {dlt / adv['seconds']:.2f} (in-warehouse),"
+              f" {dlt / basic['seconds']:.2f} (engine-side)")
+
+    print("\nre-sync, nothing changed")
+    bare_diff_setup(db, "model")
+    bare, bare_rows = bare_diff(db, "model")
+    _line("bare diff query (LEFT JOIN snapshot, md5)", bare, f"{bare_rows} rows")
+    for engine, home, name in (("in-warehouse", "adv", "dest_adv"),
+                               ("engine-side", "basic", "dest_basic")):
+        r = reflow(tmp / home, db, "model", name, "advanced" if home == "adv" else "basic",
+                   p(f"nochange_{home}"))
+        _line(f"reflow, {engine} diff", r["seconds"],
+              f"x{r['seconds'] / bare:.2f} of bare diff, wrote {r['written']} rows"
+              + ("" if r["written"] == 0 else "  <-- EXPECTED ZERO"))
+
+    print("\nre-sync, 1% changed")
+    with common.connect(db) as conn:
+        conn.execute("UPDATE model SET score = score + 1 WHERE id % 100 = 0")
+    bare, bare_rows = bare_diff(db, "model")
+    _line("bare diff query (LEFT JOIN snapshot, md5)", bare, f"{bare_rows} rows")
+    for engine, home, name in (("in-warehouse", "adv", "dest_adv"),
+                               ("engine-side", "basic", "dest_basic")):
+        r = reflow(tmp / home, db, "model", name, "advanced" if home == "adv" else "basic",
+                   p(f"changed_{home}"))
+        _line(f"reflow, {engine} diff", r["seconds"],
+              f"x{r['seconds'] / bare:.2f} of bare diff, wrote {r['written']} rows")
+
+    rss(args, db, tmp, {"advanced": adv["peak_rss_mb"], "basic": basic["peak_rss_mb"]})
+
+
+def rss(args: argparse.Namespace, db: str, tmp: Path, small: dict[str, float]) -> None:
+    big = args.rss_rows
+    print(f"\npeak RSS of a full sync, {args.rows:,} -> {big:,} rows")
+    with common.connect(db) as conn:
+        conn.execute("DROP TABLE IF EXISTS bare_snapshot")
+        common.generate(conn, "model_big", big)
+        for dest in ("dest_big_advanced", "dest_big_basic"):
+            common.create_table(conn, dest)
+    engines = [("advanced", "in-warehouse")]
+    if args.rss_engine_side:
+        engines.append(("basic", "engine-side"))
+    for engine, label in engines:
+        r = reflow(tmp / f"big_{engine}", db, "model_big", f"dest_big_{engine}", engine)
+        growth = (r["peak_rss_mb"] / small[engine] - 1) * 100
+        _line(f"reflow, {label} diff", r["seconds"],
+              f"peak RSS {small[engine]:.0f} MB -> {r['peak_rss_mb']:.0f} MB ({growth:+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()

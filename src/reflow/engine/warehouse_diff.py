@@ -1,0 +1,234 @@
+"""In-warehouse change detection, and choosing it over the engine-side store.
+
+When the source hosts Reflow's bookkeeping (``reflow_bookkeeping`` in Postgres), the
+previous snapshot (key -> hash) lives there, one table per sync, and the warehouse
+computes the diff with one SQL statement: it hashes the mapped columns itself,
+full-joins the model with the snapshot, and only the rows that must be sent (changed,
+invalid, removed) ever leave it. Mapping, validation and delivery then run on those
+rows exactly as on the engine-side path, and acknowledged keys are committed into the
+warehouse snapshot after each batch, so both strategies give the same counters and
+the same destination state.
+
+When each strategy is used (:func:`use_in_warehouse`):
+
+* in-warehouse when the source's capabilities say ``supports_bookkeeping``, the
+  connector offers ``open_bookkeeping``, the source was created with
+  ``sync_engine = "advanced"`` (the default for such sources) and is not marked
+  ``read_only_connection``, and every mapping is a ``column`` or a
+  ``constant_value``, and the operation is not ``append`` (whose high-water mark lives
+  next to the engine-side stage). Constants are not hashed in SQL: they are the same on every row
+  and any change to them changes the mappings, which resends everything anyway.
+* engine-side (:class:`~reflow.engine.snapshot.SnapshotStore`) otherwise: basic sync
+  engine, read-only connections, sources without bookkeeping, and syncs with
+  ``liquid_template`` or ``sync_metadata`` mappings, whose values are computed by the
+  engine and so cannot be hashed in the warehouse. Also when the bookkeeping schema
+  cannot be written (logged; the run goes on engine-side).
+
+The two snapshots are separate. A sync that moves between strategies starts from a
+new target on the other side (a full resend): choosing in-warehouse deletes the
+engine-side file of the sync, so it can never serve a stale diff later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pyarrow as pa
+
+from reflow.connectors.errors import ConnectorError, TerminalError
+from reflow.db.tables import Source
+from reflow.engine.mapping import coerce, map_batch
+from reflow.engine.snapshot import HASH, KEY, SnapshotStore
+
+if TYPE_CHECKING:
+    from reflow.engine.run import Plan
+    from reflow.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_WAREHOUSE_MAPPINGS = ("column", "constant_value")
+
+
+class Bookkeeping(Protocol):
+    """What a source connector's ``open_bookkeeping(sync_id)`` returns."""
+
+    def meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def reset(self) -> None: ...
+    def query_columns(self, query: str) -> list[str]: ...
+    def diff(
+        self, query: str, *, key_column: str, hashed_columns: list[str], full: bool
+    ) -> dict[str, int]: ...
+    def rows(self, kind: str, batch_size: int) -> Iterator[pa.RecordBatch]: ...
+    def commit(self, keys: pa.Array, hashes: pa.Array) -> None: ...
+    def remove(self, keys: pa.Array) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_store(runtime: Runtime, plan: Plan) -> SnapshotStore | WarehouseDiff:
+    """The store for this run: in-warehouse when allowed, engine-side otherwise."""
+    path = runtime.settings.resolved_snapshot_dir / f"sync_{plan.sync.id}.duckdb"
+    with runtime.session() as session:
+        source = session.get(Source, plan.sync.source_id)
+        settings = (source.sync_engine, source.read_only_connection) if source else None
+    mappings = getattr(plan, "mappings", None) or plan.sync.mappings
+    if settings and use_in_warehouse(
+        plan.source, sync_engine=settings[0], read_only=settings[1], mappings=mappings,
+        operation=plan.sync.operation,
+    ):
+        try:
+            store = WarehouseDiff(
+                plan.source.open_bookkeeping(plan.sync.id),  # type: ignore[attr-defined]
+                query=plan.query, mappings=mappings, key_field=plan.key_field,
+                types=getattr(plan, "types", {}),
+            )
+        except ConnectorError as exc:
+            log.warning("sync %s: in-warehouse diff unavailable (%s); diffing engine-side",
+                        plan.sync.id, exc)
+        else:
+            path.unlink(missing_ok=True)
+            return store
+    return SnapshotStore(path)
+
+
+def use_in_warehouse(
+    source: Any, *, sync_engine: str, read_only: bool, mappings: list[dict[str, Any]],
+    operation: str,
+) -> bool:
+    return bool(
+        source.capabilities.supports_bookkeeping
+        and callable(getattr(source, "open_bookkeeping", None))
+        and sync_engine == "advanced"
+        and not read_only
+        # append keeps its high-water mark next to the engine-side stage
+        and operation != "append"
+        and all(m["from"]["type"] in _WAREHOUSE_MAPPINGS for m in mappings)
+        and any(m["from"]["type"] == "column" for m in mappings if m["is_primary_identifier"])
+    )
+
+
+class WarehouseDiff:
+    """The ``SnapshotStore`` interface over a warehouse's bookkeeping.
+
+    ``stage`` is not used: the warehouse reads the model itself in ``classify``
+    (``needs_rows`` tells the run not to stream the model through the engine). Rows
+    leaving the warehouse are mapped and coerced here; a row whose value its field
+    cannot hold goes to ``on_uncastable`` (set by the run) instead of the writer.
+    ``con`` is a small in-memory DuckDB for the run's own bookkeeping tables (the
+    uncastable keys, the removed keys of a mirror sync).
+    """
+
+    needs_rows = False
+
+    def __init__(
+        self, bookkeeping: Bookkeeping, *, query: str, mappings: list[dict[str, Any]],
+        key_field: str, types: dict[str, tuple[str, pa.DataType]] | None = None,
+    ) -> None:
+        import duckdb
+
+        self.bk = bookkeeping
+        self.query = query
+        self.mappings = mappings
+        self.key_field = key_field
+        self.types = types or {}
+        self.on_uncastable: Callable[[pa.Table, list[str]], None] | None = None
+        self._counts = {"source": 0, "invalid": 0, "changed": 0, "removed": 0}
+        try:
+            columns = bookkeeping.query_columns(query)
+            self._key_column, self._hashed = self._resolve(columns)
+        except BaseException:
+            bookkeeping.close()
+            raise
+        self.con = duckdb.connect()
+        self.con.execute("SET memory_limit = '128MB'")
+        self.con.execute(f"CREATE TABLE removed_keys ({KEY} VARCHAR)")
+        self.con.execute(f"CREATE VIEW snapshot AS SELECT {KEY} AS key FROM removed_keys")
+
+    def _resolve(self, columns: list[str]) -> tuple[str, list[str]]:
+        """Source column of each column mapping, case-insensitively as ``map_batch``."""
+        key, hashed = "", []
+        for mapping in self.mappings:
+            if mapping["from"]["type"] != "column":
+                continue
+            name = _match(columns, mapping["from"]["data"])
+            hashed.append(name)
+            if mapping["is_primary_identifier"]:
+                key = name
+        return key, hashed
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        return self.bk.meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.bk.set_meta(key, value)
+
+    def reset(self) -> None:
+        self.bk.reset()
+
+    # -- diffing -------------------------------------------------------------------------
+    def stage(self, table: pa.Table, key_field: str) -> None:
+        raise NotImplementedError("the warehouse reads the model itself; see needs_rows")
+
+    def classify(self, *, full: bool) -> tuple[int, int]:
+        self._counts = self.bk.diff(
+            self.query, key_column=self._key_column, hashed_columns=self._hashed, full=full
+        )
+        return self._counts["invalid"], self._counts["changed"]
+
+    def source_count(self) -> int:
+        return self._counts["source"]
+
+    def removed_count(self) -> int:
+        """Pull the removed keys (the only rows of them that leave the warehouse) into
+        ``con``'s ``removed`` table, as the engine-side store has it."""
+        for batch in self.bk.rows("removed", 100_000):
+            self.con.register("gone", pa.table({KEY: batch.column(0)}))
+            try:
+                self.con.execute(f"INSERT INTO removed_keys SELECT {KEY} FROM gone")
+            finally:
+                self.con.unregister("gone")
+        self.con.execute(f"CREATE OR REPLACE TABLE removed AS SELECT {KEY} FROM removed_keys")
+        return self._counts["removed"]
+
+    def batches(self, table: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+        """Rows of ``changed``/``invalid`` mapped and coerced as the engine-side store
+        has them (mapped columns, then key and hash); ``removed``: the key only."""
+        if table == "removed":
+            result = self.con.cursor().execute(f"SELECT {KEY} FROM removed")
+            reader: pa.RecordBatchReader = result.to_arrow_reader(batch_size)  # type: ignore[union-attr]
+            yield from reader
+            return
+        for batch in self.bk.rows(table, batch_size):
+            source = batch.select(list(range(batch.num_columns - 2)))
+            mapped = map_batch(source, self.mappings, {})
+            mapped = mapped.append_column(KEY, batch.column(KEY))
+            mapped = mapped.append_column(HASH, batch.column(HASH))
+            coerced = coerce(mapped, self.types)
+            if coerced.invalid.num_rows and self.on_uncastable is not None:
+                self.on_uncastable(coerced.invalid, coerced.reasons)
+            yield from coerced.valid.combine_chunks().to_batches()
+
+    # -- committing ----------------------------------------------------------------------
+    def commit_delivered(self, keys: pa.Array, hashes: pa.Array) -> None:
+        self.bk.commit(keys, hashes)
+
+    def commit_removed(self, keys: pa.Array) -> None:
+        self.bk.remove(keys)
+
+    def close(self) -> None:
+        try:
+            self.bk.close()
+        finally:
+            self.con.close()
+
+
+def _match(columns: list[str], name: str) -> str:
+    if name in columns:
+        return name
+    folded = [c for c in columns if c.lower() == name.lower()]
+    if len(folded) != 1:
+        raise TerminalError(f"mapped column {name!r} is not in the source object")
+    return folded[0]
