@@ -13,20 +13,31 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
-from reflow.api.routers import catalog, destinations, sources, syncs
-from reflow.api.routers import destination_objects
+from reflow.api.routers import (
+    catalog,
+    connect_links,
+    connect_pages,
+    destination_objects,
+    destinations,
+    organization,
+    organization_workspaces,
+    projects,
+    sources,
+    syncs,
+    topics,
+)
 from reflow.api.routers import datasets as datasets_router
+from reflow.api.routers import links as links_router
+from reflow.api.routers import records as records_router
 from reflow.api.routers import segments as segments_router
 from reflow.api.routers import source_catalog as source_catalog_router
-from reflow.api.routers import organization, organization_workspaces
-from reflow.api.routers import links as links_router
 from reflow.api.routers import webhooks as webhooks_router
 from reflow.errors import ReflowError
 from reflow.runtime import Runtime
 
 if TYPE_CHECKING:
-    from reflow.jobs.scheduler import Scheduler
     from reflow.jobs.deliverer import WebhookDeliverer
+    from reflow.jobs.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +50,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         scheduler = _embedded_scheduler(runtime)
         deliverer = _webhook_deliverer(runtime)
         yield
-        if scheduler is not None:
-            scheduler.stop()
         if deliverer is not None:
             deliverer.stop()
+        if scheduler is not None:
+            scheduler.stop()
         if runtime.executor is not None:
             # Running runs stop at their next batch boundary and are marked failed,
             # never left working.
@@ -64,8 +75,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1")
     for module in (webhooks_router, links_router):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(records_router.router, prefix="/api/v1")
     for module in (source_catalog_router, segments_router, datasets_router):
         app.include_router(module.router, prefix="/api/v1")
+    for module in (connect_links, projects, topics):  # issue 3 §10-§12, issue 4 §16
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(topics.ingest_router)  # POST /ingest/{source_id}/{topic}
+    app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -20,6 +20,7 @@ _BUILTIN_SOURCES: dict[str, str] = {
     "redshift": "reflow.connectors.sources.redshift:RedshiftSource",
     "snowflake": "reflow.connectors.sources.snowflake:SnowflakeSource",
     "sqlite": "reflow.connectors.sources.sqlite:SqliteSource",
+    "http_request": "reflow.connectors.sources.http_request:HttpRequestSource",
 }
 
 _BUILTIN_DESTINATIONS: dict[str, str] = {
@@ -67,6 +68,7 @@ def _plugins(base: type) -> list[type]:
         if isinstance(cls, type) and issubclass(cls, base):
             out.append(cls)
     return out
+
 
 def destination_catalogue(
     custom: dict[str, type[DestinationConnector]],
