@@ -14,7 +14,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from reflow.connectors._tables import POSTGRES_TYPES, create_table_sql, table_type
 from reflow.connectors._postgres import (
     PostgresConfig,
     connect,
@@ -22,6 +21,7 @@ from reflow.connectors._postgres import (
     quote_qualified,
     split_qualified,
 )
+from reflow.connectors._tables import POSTGRES_TYPES, create_table_sql, table_type
 from reflow.connectors.base import (
     Action,
     BatchWriter,
@@ -29,6 +29,7 @@ from reflow.connectors.base import (
     DestinationConnector,
     DestinationField,
     DestinationObject,
+    RejectedRecord,
     TestStep,
     WriteContext,
     WriteResult,
@@ -158,16 +159,41 @@ class PostgresWriter(BatchWriter):
                 ) as copy:
                     copy.write(_to_csv(batch))
                 self.conn.execute(self._merge_sql(columns, action))
+                missing = self._missing_keys() if action == "update" else []
                 self.conn.execute(f"TRUNCATE {self.stage}")
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            self._staged_columns = None  # the rolled-back transaction took the stage table
             raise BatchRejected(str(exc).strip()) from exc
         except psycopg.errors.InsufficientPrivilege as exc:
             raise TerminalError(str(exc).strip()) from exc
         except psycopg.errors.UndefinedColumn as exc:
             raise TerminalError(str(exc).strip()) from exc
         except psycopg.OperationalError as exc:
+            self._staged_columns = None
             raise TransientError(str(exc).strip()) from exc
-        return WriteResult()
+        return WriteResult(rejected=self._not_found(batch, missing))
+
+    def _missing_keys(self) -> list[str]:
+        """Update only: staged keys with no record in the target (nothing was updated)."""
+        key = quote_ident(self.ctx.key_field)
+        rows = self.conn.execute(
+            f"SELECT s.{key}::text FROM {self.stage} s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {self.target} t WHERE t.{key} = s.{key})"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _not_found(self, batch: pa.RecordBatch, missing: list[str]) -> list[RejectedRecord]:
+        if not missing:
+            return []
+        import pyarrow.compute as pc
+
+        keys = batch.column(self.ctx.key_field).cast(pa.string())
+        hits = pc.indices_nonzero(pc.is_in(keys, value_set=pa.array(missing, pa.string())))
+        return [
+            RejectedRecord(i, f"no record with {self.ctx.key_field} = {keys[i].as_py()} exists"
+                           " in the destination (update only)")
+            for i in hits.to_pylist()
+        ]
 
     def _stage(self, columns: tuple[str, ...]) -> None:
         if self._staged_columns == columns:
