@@ -25,6 +25,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     vault: Vault
     executor: Executor | None = field(default=None)
+    _installation_id: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
@@ -43,6 +44,20 @@ class Runtime:
         """A unit of work for jobs: commits once at the end, rolls back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    def installation_id(self) -> str:
+        """This installation's id (created by the schema migrations)."""
+        if self._installation_id is None:
+            from sqlalchemy import select
+
+            from reflow.db.tables import Installation
+
+            with self.sessions() as session:
+                value = session.scalar(select(Installation.installation_id).limit(1))
+            if value is None:
+                raise RuntimeError("the state store has no installation id; run `reflow migrate`")
+            self._installation_id = value
+        return self._installation_id
 
     def enqueue(self, run_id: int) -> None:
         if self.executor is None:

@@ -1,6 +1,6 @@
 """Reflow's bookkeeping inside a PostgreSQL source (the in-warehouse diff).
 
-Per sync, schema ``reflow_bookkeeping`` holds ``sync_<id>_snapshot`` (key -> hash of
+Per sync, schema ``reflow_bookkeeping`` holds ``r<installation>_sync_<id>_snapshot`` (key -> hash of
 what was delivered) and, while a run is in flight, ``sync_<id>_diff`` (the rows that
 must leave the warehouse: changed, invalid, removed) and ``sync_<id>_counts``. The
 diff is one statement: the model is read once, hashed in SQL, and full-joined with
@@ -32,16 +32,21 @@ KEY, HASH, CLASS = "__reflow_key", "__reflow_hash", "__reflow_class"
 class PostgresBookkeeping:
     """What the engine's ``WarehouseDiff`` needs from the warehouse, in this dialect."""
 
-    def __init__(self, config: PostgresConfig, sync_id: int) -> None:
+    def __init__(self, config: PostgresConfig, sync_id: int, *, namespace: str = "") -> None:
         import psycopg
 
+        if namespace and not (namespace.isascii() and namespace.isalnum() and len(namespace) <= 16):
+            raise TerminalError(f"invalid bookkeeping namespace {namespace!r}")
         self.config = config
         self.sync_id = int(sync_id)
-        self.snapshot = quote_qualified(SCHEMA, f"sync_{self.sync_id}_snapshot")
-        self.diff_table = quote_qualified(SCHEMA, f"sync_{self.sync_id}_diff")
-        self.counts_table = quote_qualified(SCHEMA, f"sync_{self.sync_id}_counts")
-        self.journal = quote_qualified(SCHEMA, f"sync_{self.sync_id}_journal")
-        self.meta_table = quote_qualified(SCHEMA, "sync_meta")
+        # Several Reflow installations may share one warehouse; each has its own
+        # namespace, so their syncs with the same id never share a snapshot.
+        prefix = f"r{namespace.lower()}_" if namespace else ""
+        self.snapshot = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_snapshot")
+        self.diff_table = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_diff")
+        self.counts_table = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_counts")
+        self.journal = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_journal")
+        self.meta_table = quote_qualified(SCHEMA, f"{prefix}sync_meta")
         self.conn = connect(config, autocommit=True)
         self._readers: list[Any] = []
         self._source_columns: list[str] = []

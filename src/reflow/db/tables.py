@@ -27,6 +27,16 @@ class Timestamped:
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Installation(Base):
+    """One row: what tells this Reflow installation apart from others sharing a
+    warehouse (it namespaces the in-warehouse bookkeeping tables)."""
+
+    __tablename__ = "installation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    installation_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Organization(Timestamped, Base):
     __tablename__ = "organizations"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,6 +174,7 @@ __all__ = [
     "ApiToken",
     "Base",
     "Destination",
+    "Installation",
     "Organization",
     "Source",
     "SourceModel",

@@ -80,7 +80,9 @@ def open_store(runtime: Runtime, plan: Plan) -> SnapshotStore | WarehouseDiff:
     ):
         try:
             store = WarehouseDiff(
-                plan.source.open_bookkeeping(plan.sync.id),  # type: ignore[attr-defined]
+                plan.source.open_bookkeeping(  # type: ignore[attr-defined]
+                    plan.sync.id, namespace=runtime.installation_id()
+                ),
                 query=plan.query, mappings=mappings, key_field=plan.key_field,
                 types=getattr(plan, "types", {}),
             )

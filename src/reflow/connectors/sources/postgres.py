@@ -141,11 +141,12 @@ class PostgresSource(SourceConnector):
                 conn, f"SELECT * FROM ({_strip(sql)}) AS _reflow_q", batch_size=batch_size
             )
 
-    def open_bookkeeping(self, sync_id: int) -> PostgresBookkeeping:
-        """Reflow's bookkeeping for one sync in this database (in-warehouse diff)."""
+    def open_bookkeeping(self, sync_id: int, *, namespace: str = "") -> PostgresBookkeeping:
+        """Reflow's bookkeeping for one sync in this database (in-warehouse diff);
+        ``namespace`` tells apart installations sharing the warehouse."""
         from reflow.connectors._postgres_bookkeeping import PostgresBookkeeping
 
-        return PostgresBookkeeping(self.config, sync_id)
+        return PostgresBookkeeping(self.config, sync_id, namespace=namespace)
 
 
 def copy_batches(conn: Any, select: str, *, batch_size: int) -> Iterator[pa.RecordBatch]:

@@ -1,6 +1,6 @@
 """Amazon Redshift source: the PostgreSQL wire protocol on port 5439.
 
-Everything but reading rows is the Postgres source's. Redshift has no
+Everything but reading rows and the in-warehouse diff is the Postgres source's. Redshift has no
 ``COPY ... TO STDOUT`` (only ``UNLOAD`` to S3), so rows stream through a server-side
 cursor instead, ``fetchmany`` chunk by chunk, which keeps memory bounded by the batch.
 """
@@ -15,6 +15,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from reflow.connectors._postgres import PostgresConfig, connect
+from reflow.connectors.base import SourceCapabilities
 from reflow.connectors.errors import InvalidQuery
 from reflow.connectors.sources.postgres import _ARROW_BY_OID, PostgresSource
 
@@ -29,6 +30,10 @@ class RedshiftSource(PostgresSource):
     documentation_slug = "redshift"
     config_model = RedshiftConfig
     config: RedshiftConfig
+    # The in-warehouse diff's SQL is PostgreSQL's (MATERIALIZED CTEs, writable CTEs,
+    # UNLOGGED tables, COPY TO STDOUT), none of which Redshift has: diff engine-side.
+    capabilities = SourceCapabilities(supports_bookkeeping=False)
+    open_bookkeeping = None  # type: ignore[assignment]
 
     def read(self, sql: str, *, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
         import psycopg
