@@ -242,6 +242,12 @@ class WriteContext:
 class BatchWriter(abc.ABC):
     """Writes the batches of one sync run into one destination object."""
 
+    #: Whether what ``write`` accepted is durable when ``write`` returns. A writer that
+    #: publishes only at ``close`` (one file per run) sets this False: the engine then
+    #: commits the snapshot after ``close`` succeeds, and calls ``abort`` on failure, so
+    #: nothing it never published is recorded as delivered.
+    durable_on_write: bool = True
+
     @abc.abstractmethod
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
         """Write one batch. Record-level refusals go in the result; a refusal of the
@@ -250,11 +256,12 @@ class BatchWriter(abc.ABC):
         update and delete, so a resent batch is harmless."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Flush, publish and release resources at the end of a successful run."""
+        """Flush, publish and release resources at the end of the run."""
 
     def abort(self) -> None:
-        """The run failed or was canceled: release resources without publishing what
-        is not yet visible (a file not yet moved into place). Defaults to ``close``."""
+        """The run failed or was canceled. Called instead of ``close`` only when
+        ``durable_on_write`` is False: drop what is not yet published. Defaults to
+        ``close``."""
         self.close()
 
 

@@ -26,7 +26,15 @@ from reflow.engine import appending, progress
 from reflow.engine.mapping import auto_mappings, coerce, field_types, map_batch, source_column
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
-from reflow.engine.writing import HIDDEN_PREFIX, Canceled, Delivery, DeliveryStats, deliver
+from reflow.engine.warehouse_diff import open_store
+from reflow.engine.writing import (
+    HIDDEN_PREFIX,
+    Canceled,
+    Delivery,
+    DeliveryStats,
+    deliver,
+    finish_writer,
+)
 from reflow.runtime import Runtime
 from reflow.services import destinations, sources
 from reflow.services.source_objects import query_for
@@ -138,7 +146,7 @@ def _resolve_fields(plan: Plan) -> None:
 
 def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
     plan = _plan(runtime, run_id)
-    store = SnapshotStore(runtime.settings.resolved_snapshot_dir / f"sync_{plan.sync.id}.duckdb")
+    store = open_store(runtime, plan)
     try:
         plan.full = _decide_full(store, plan)
         # Recorded now: a canceled or crashed run must not make the next one full. The
@@ -199,6 +207,11 @@ def _stage(runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.E
         "record_synced_at": utcnow().isoformat(),
     }
     store.con.execute(f"CREATE OR REPLACE TABLE {UNCASTABLE} (key VARCHAR)")
+    if not store.needs_rows:  # in-warehouse diff: the warehouse reads the model itself
+        store.on_uncastable = lambda rows, reasons: _log_uncastable(
+            runtime, plan, store, rows, reasons
+        )
+        return
     hwm = appending.hwm_attribute(plan.sync.operation, plan.settings)
     for batch in plan.source.read(plan.query, batch_size=runtime.settings.batch_size):
         if stop.is_set():
@@ -211,7 +224,12 @@ def _stage(runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.E
         coerced = coerce(table, plan.types)
         if coerced.invalid.num_rows:
             _log_uncastable(runtime, plan, store, coerced.invalid, coerced.reasons)
-        store.stage(coerced.valid, plan.key_field)
+        store.stage(coerced.valid, plan.key_field, unhashed=_metadata_fields(plan))
+
+
+def _metadata_fields(plan: Plan) -> frozenset[str]:
+    """Fields mapped from sync metadata: their values change every run by design."""
+    return frozenset(m["to"] for m in plan.mappings if m["from"]["type"] == "sync_metadata")
 
 
 def _log_uncastable(
@@ -285,6 +303,7 @@ def _deliver(
         object_name=plan.sync.destination_object,
         key_field=plan.key_field,
         fields=tuple(m["to"] for m in plan.mappings),
+        options=plan.settings.get("advanced_configuration") or {},
     )
     writer: BatchWriter = plan.destination.open_writer(ctx)
     d = Delivery(runtime, plan.run.id, writer, store, stop, counts,
@@ -297,8 +316,10 @@ def _deliver(
                 deliver(d, batch, action, operation=plan.label)
         if plan.sync.operation == "mirror":
             _delete_removed(plan, store, d, batch_size)
-    finally:
-        writer.close()
+    except BaseException:
+        finish_writer(d, failed=True)
+        raise
+    finish_writer(d, failed=False)
     return d.stats
 
 

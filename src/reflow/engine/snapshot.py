@@ -55,9 +55,15 @@ class SnapshotStore:
         self._writer.execute("DELETE FROM snapshot")
 
     # -- staging -----------------------------------------------------------------------
-    def stage(self, table: pa.Table, key_field: str) -> None:
-        """Append mapped rows with their normalised key and the hash of every mapped value."""
-        cols = ", ".join(f"{_q(c)} := {_q(c)}" for c in table.column_names)
+    def stage(
+        self, table: pa.Table, key_field: str, *, unhashed: frozenset[str] = frozenset()
+    ) -> None:
+        """Append mapped rows with their normalised key and the hash of the mapped values.
+
+        Columns in ``unhashed`` (sync metadata such as the run id, which differs every
+        run) travel with the row but do not count as a change."""
+        hashed = [c for c in table.column_names if c not in unhashed] or [key_field]
+        cols = ", ".join(f"{_q(c)} := {_q(c)}" for c in hashed)
         select = (
             f"SELECT *, CAST({_q(key_field)} AS VARCHAR) AS {KEY},"
             f" md5(CAST(to_json(struct_pack({cols})) AS VARCHAR)) AS {HASH} FROM staged_batch"

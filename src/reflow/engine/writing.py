@@ -58,6 +58,28 @@ class Delivery:
     counts: dict[str, Any]
     succeeded: SucceededLog
     stats: DeliveryStats = field(default_factory=DeliveryStats)
+    #: Acknowledged (keys, hashes or None for removals) awaiting the writer's close,
+    #: for writers whose writes become durable only then.
+    pending: list[tuple[pa.Array, pa.Array | None]] = field(default_factory=list)
+
+    def acknowledge(self, keys: pa.Array, hashes: pa.Array | None) -> None:
+        """Record delivered keys (``hashes`` None: removed keys) in the snapshot, or
+        hold them until ``commit_pending`` when the writer publishes at close."""
+        if not self.writer.durable_on_write:
+            self.pending.append((keys, hashes))
+        elif hashes is None:
+            self.store.commit_removed(keys)
+        else:
+            self.store.commit_delivered(keys, hashes)
+
+    def commit_pending(self) -> None:
+        """The writer closed successfully: what it acknowledged is now published."""
+        pending, self.pending = self.pending, []
+        for keys, hashes in pending:
+            if hashes is None:
+                self.store.commit_removed(keys)
+            else:
+                self.store.commit_delivered(keys, hashes)
 
 
 def payload_of(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -76,10 +98,7 @@ def deliver(
     completed = utcnow()
     mask = _accepted_mask(batch.num_rows, rejected)
     accepted_keys = pc.filter(keys, mask)
-    if removal:
-        d.store.commit_removed(accepted_keys)
-    else:
-        d.store.commit_delivered(accepted_keys, pc.filter(batch.column(HASH), mask))
+    d.acknowledge(accepted_keys, None if removal else pc.filter(batch.column(HASH), mask))
     d.succeeded.write(payload.filter(mask), accepted_keys, operation=operation,
                       started=started, completed=completed)
     _log_rejected(d.runtime, d.run_id, payload, keys, rejected, operation)
@@ -87,6 +106,19 @@ def deliver(
     d.stats.rejected += len(rejected)
     d.stats.accepted += batch.num_rows - len(rejected)
     check(d)
+
+
+def finish_writer(d: Delivery, *, failed: bool) -> None:
+    """End the writer. A writer that publishes only at close drops its unpublished
+    output when the run failed; its records were never committed to the snapshot,
+    so the next run sends them again. Otherwise what it acknowledged is committed
+    once close has published it."""
+    if failed and not d.writer.durable_on_write:
+        d.writer.abort()
+        return
+    d.writer.close()
+    if not failed:
+        d.commit_pending()
 
 
 def check(d: Delivery) -> None:

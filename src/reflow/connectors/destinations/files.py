@@ -306,6 +306,8 @@ class FileWriter(BatchWriter):
     def __init__(self, store: _Store, ctx: WriteContext, started_at: datetime) -> None:
         self.store, self.ctx, self.started_at = store, ctx, started_at
         self.template = PathTemplate(ctx.object_name)
+        # One file per run is published at close: the engine holds the snapshot until then.
+        self.durable_on_write = self.template.per_batch
         self.batches = 0
         self._open: tuple[_Sink, _Encoder] | None = None
 
@@ -332,7 +334,8 @@ class FileWriter(BatchWriter):
         self._publish(opened, None)
 
     def abort(self) -> None:
-        """Drop the unpublished file (the engine calls this instead of close on failure)."""
+        """Drop the unpublished file: the run failed, and the engine committed none of
+        its records to the snapshot, so the next run writes them again."""
         if self._open is not None:
             self._open[0].abort()
             self._open = None
