@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakesnow
-
 import pyarrow as pa
 import pytest
 import snowflake.connector
