@@ -166,8 +166,9 @@ def test_both_strategies_agree(
     tables = conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'reflow_bookkeeping'"
     ).fetchall()
-    assert (f"sync_{h.sync_ids['advanced']}_snapshot",) in tables
-    assert (f"sync_{h.sync_ids['basic']}_snapshot",) not in tables
+    prefix = f"r{h.rt.installation_id()}_"
+    assert (f"{prefix}sync_{h.sync_ids['advanced']}_snapshot",) in tables
+    assert (f"{prefix}sync_{h.sync_ids['basic']}_snapshot",) not in tables
     snapshots = h.rt.settings.resolved_snapshot_dir
     assert (snapshots / f"sync_{h.sync_ids['basic']}.duckdb").exists()
     assert not (snapshots / f"sync_{h.sync_ids['advanced']}.duckdb").exists()
