@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help install run test lint bench clean
+.PHONY: help install run test lint bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -18,8 +18,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-run: install ## start Reflow on the embedded default (SQLite state in .reflow/, local executor)
-	$(BIN)/reflow serve --init --host $(HOST) --port $(PORT)
+run: install ## start Reflow on the embedded default (SQLite state in .reflow/, local executor, demo workspace on first start)
+	$(BIN)/reflow serve --init --demo --host $(HOST) --port $(PORT)
 
 test: install ## run the full test suite against the local services
 	$(BIN)/python -m pytest

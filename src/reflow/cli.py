@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--init", action="store_true", help="initialize the state store first if it is empty"
     )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="with --init on an empty store: seed the demo workspace instead of an empty one",
+    )
 
     commands.add_parser("migrate", help="upgrade the state store's schema")
 
@@ -96,10 +101,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if not args.init:
             print("reflow serve: the state store is empty; run `reflow init` first", file=sys.stderr)
             return 1
-        result = initialize(runtime.engine)
-        _print_init(result, as_json=False)
-        base = f"http://{args.host}:{args.port}/api/v1"
-        print(f'\nTry:\n  curl -H "Authorization: Bearer {result.workspace_token}" {base}/sources\n')
+        if args.demo:
+            from reflow.services import demo
+
+            seeded = demo.seed(runtime)
+            print(demo.instructions(seeded, f"http://{args.host}:{args.port}"), flush=True)
+        else:
+            result = initialize(runtime.engine)
+            _print_init(result, as_json=False)
+            base = f"http://{args.host}:{args.port}/api/v1"
+            print(f'\nTry:\n  curl -H "Authorization: Bearer {result.workspace_token}" '
+                  f"{base}/sources\n", flush=True)
     elif not migrate.is_up_to_date(runtime.engine):
         migrate.upgrade(runtime.engine)
     runtime.executor = make_executor(runtime)

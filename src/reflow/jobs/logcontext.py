@@ -13,9 +13,7 @@ _run: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.Contex
     "reflow_run", default=(None, None)
 )
 
-TEXT_FORMAT = (
-    "%(asctime)s %(levelname)s %(name)s sync_id=%(sync_id)s run_id=%(run_id)s: %(message)s"
-)
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(run_tags)s: %(message)s"
 
 
 @contextmanager
@@ -38,6 +36,9 @@ class RunContextFilter(logging.Filter):
             record.sync_id = sync_id
         if not hasattr(record, "run_id"):
             record.run_id = run_id
+        tags = [f"{k}={v}" for k, v in (("sync_id", record.sync_id), ("run_id", record.run_id))
+                if v is not None]
+        record.run_tags = (" " + " ".join(tags)) if tags else ""
         return True
 
 
@@ -64,3 +65,5 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic narrates every migration step at INFO; operators need only its warnings.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
