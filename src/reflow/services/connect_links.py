@@ -12,41 +12,26 @@ shown again); when the connection test fails nothing is saved and the page shows
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reflow.connectors import registry
 from reflow.crypto import Vault
-from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import Destination, Source, utcnow
 from reflow.db.tables_links import ConnectLink
 from reflow.errors import BadRequest, Gone, NotFound
 from reflow.runtime import Runtime
 from reflow.services import destination_types, destinations, sources
+from reflow.services.link_tokens import LinkStore, new_token, redirect_uri
 
 Kind = Literal["source", "destination"]
 PAGE_PATH = "/connect"
 
-
-def hash_link_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def redirect_uri(body: dict[str, Any]) -> str | None:
-    value = body.get("redirect_uri")
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 2000:
-        raise BadRequest("redirect_uri must be a URL string")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadRequest("redirect_uri must be an absolute http(s) URL")
-    return value
+_store = LinkStore(ConnectLink, "connect link")
+get = _store.get
+list_ = _store.list_
+revoke = _store.revoke
 
 
 def catalogue(session: Session, *, kind: Kind, workspace_id: int, vault: Vault) -> dict[str, type]:
@@ -81,7 +66,6 @@ def create(
             )
     else:
         type_ = connection.type
-    token = secrets.token_urlsafe(32)
     now = now or utcnow()
     link = ConnectLink(
         created_at=now,
@@ -89,8 +73,7 @@ def create(
         workspace_id=workspace_id,
         kind=kind,
         type=type_,
-        token_hash=hash_link_token(token),
-        token_encrypted=vault.encrypt({"token": token}),
+        **new_token(vault),
         expiration=now + dt.timedelta(seconds=ttl_seconds),
         redirect_uri=uri,
         connection_id=connection.id if connection is not None else None,
@@ -101,50 +84,9 @@ def create(
     return link
 
 
-def token_of(link: ConnectLink, vault: Vault) -> str:
-    return str(vault.decrypt(link.token_encrypted)["token"])
-
-
-def expired(link: ConnectLink, now: dt.datetime | None = None) -> bool:
-    expiration = link.expiration
-    if expiration.tzinfo is None:
-        expiration = expiration.replace(tzinfo=dt.UTC)
-    return (now or utcnow()) >= expiration
-
-
-def get(session: Session, *, workspace_id: int, kind: Kind, link_id: int) -> ConnectLink:
-    link = get_scoped(session, ConnectLink, link_id, workspace_id, f"{kind} connect link")
-    if link.kind != kind:
-        raise NotFound(f"{kind} connect link {link_id} not found")
-    return link
-
-
-def list_(session: Session, *, workspace_id: int, kind: Kind, params: PageParams) -> Page:
-    stmt = select(ConnectLink).where(
-        ConnectLink.workspace_id == workspace_id, ConnectLink.kind == kind
-    )
-    return paginate(session, stmt, params, ConnectLink.id)
-
-
-def revoke(session: Session, *, link: ConnectLink) -> ConnectLink:
-    link.revoked = True
-    session.flush()
-    return link
-
-
 def resolve(session: Session, *, token: str | None, now: dt.datetime | None = None) -> ConnectLink:
     """The live link ``token`` names; 404 when unknown, 410 when it grants nothing."""
-    link = None
-    if token:
-        link = session.scalar(
-            select(ConnectLink).where(ConnectLink.token_hash == hash_link_token(token))
-        )
-    if link is None:
-        raise NotFound("connect link not found")
-    if link.revoked:
-        raise Gone("this connect link was revoked")
-    if expired(link, now):
-        raise Gone("this connect link has expired")
+    link = _store.live(session, token, now=now)
     if link.used_at is not None:
         raise Gone(f"this connect link was already used for {link.kind} {link.connection_id}")
     if link.reauthorize and existing(session, link) is None:
@@ -226,12 +168,4 @@ def submit(
 def mark_used(
     session: Session, *, link: ConnectLink, connection_id: int, now: dt.datetime | None = None
 ) -> None:
-    """Conditional, so two concurrent submissions of one link cannot both succeed."""
-    result = session.execute(
-        update(ConnectLink)
-        .where(ConnectLink.id == link.id, ConnectLink.used_at.is_(None))
-        .values(connection_id=connection_id, used_at=now or utcnow())
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise Gone("this connect link was already used")
-    session.refresh(link)
+    _store.mark_used(session, link=link, now=now, connection_id=connection_id)

@@ -24,8 +24,8 @@ from reflow.api.deps import (
     json_object,
     workspace_context,
 )
-from reflow.api.envelope import iso, listing, ok, page_params
-from reflow.db.repo import PageParams
+from reflow.api.envelope import iso, ok
+from reflow.api.link_routes import LinkKind, add_link_routes, common_fields
 from reflow.db.tables_hooks import ManagementLink
 from reflow.errors import Gone, NotFound
 from reflow.runtime import Runtime
@@ -34,21 +34,10 @@ from reflow.services import links, sources, syncs
 router = APIRouter(tags=["management links"])
 
 
-def _base(request: Request, runtime: Runtime) -> str:
-    return (runtime.settings.public_url or str(request.base_url)).rstrip("/")
-
-
 def render_link(link: ManagementLink, *, base: str, runtime: Runtime) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": link.id,
-        "type": links.TYPES[link.kind],
-        "expiration": iso(link.expiration),
-        "expired": links.expired(link),
-        "revoked": link.revoked,
-        "uri": f"{base}{links.WIZARD_PATHS[link.kind]}?auth={links.token_of(link, runtime.vault)}",
-        "redirect_uri": link.redirect_uri,
-        "created_at": iso(link.created_at),
-    }
+    uri = f"{base}{links.WIZARD_PATHS[link.kind]}"
+    data = common_fields(link, type_=links.TYPES[link.kind], uri=uri, vault=runtime.vault)
+    data["created_at"] = iso(link.created_at)
     if link.kind == "sync":
         data["sync_id"] = link.sync_id
     else:
@@ -57,53 +46,10 @@ def render_link(link: ManagementLink, *, base: str, runtime: Runtime) -> dict[st
     return data
 
 
-def _create(
-    request: Request, ctx: WorkspaceContext, kind: links.Kind, body: dict[str, Any], **target: Any
-) -> JSONResponse:
-    link = links.create(
-        ctx.session,
-        workspace_id=ctx.workspace_id,
-        vault=ctx.vault,
-        kind=kind,
-        ttl_seconds=ctx.runtime.settings.management_link_ttl_seconds,
-        body=body,
-        **target,
-    )
-    ctx.commit()
-    return ok(
-        render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime), "created", 201
-    )
-
-
-def _list(
-    request: Request, ctx: WorkspaceContext, kind: links.Kind, params: PageParams
-) -> JSONResponse:
-    page = links.list_(ctx.session, workspace_id=ctx.workspace_id, kind=kind, params=params)
-    base = _base(request, ctx.runtime)
-    return listing(
-        request, page, [render_link(x, base=base, runtime=ctx.runtime) for x in page.items]
-    )
-
-
-# --- sync management links -------------------------------------------------------------
-
-
-@router.get("/sync_management_links")
-def list_sync_links(
-    request: Request,
-    params: PageParams = Depends(page_params),
-    ctx: WorkspaceContext = Depends(workspace_context),
-) -> JSONResponse:
-    return _list(request, ctx, "sync", params)
-
-
-@router.post("/sync_management_links")
-def create_sync_link(
-    request: Request,
-    body: dict[str, Any] = Depends(json_object),
-    ctx: WorkspaceContext = Depends(workspace_context),
-) -> JSONResponse:
-    return _create(request, ctx, "sync", body)
+SYNC = LinkKind(links, "sync", render_link)
+SEGMENT = LinkKind(links, "segment", render_link)
+add_link_routes(router, SYNC, collection="sync_management_links", name="sync")
+add_link_routes(router, SEGMENT, collection="segment_management_links", name="segment")
 
 
 @router.post("/syncs/{sync_id}/connect_links")
@@ -114,52 +60,7 @@ def create_edit_sync_link(
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
-    return _create(request, ctx, "sync", body, sync_id=sync.id)
-
-
-@router.get("/sync_management_links/{link_id}")
-def get_sync_link(
-    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
-) -> JSONResponse:
-    link = links.get(ctx.session, workspace_id=ctx.workspace_id, kind="sync", link_id=link_id)
-    return ok(render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime))
-
-
-@router.post("/sync_management_links/{link_id}/revoke")
-def revoke_sync_link(
-    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
-) -> JSONResponse:
-    return _revoke(request, ctx, "sync", link_id)
-
-
-def _revoke(
-    request: Request, ctx: WorkspaceContext, kind: links.Kind, link_id: int
-) -> JSONResponse:
-    link = links.get(ctx.session, workspace_id=ctx.workspace_id, kind=kind, link_id=link_id)
-    links.revoke(ctx.session, link=link)
-    ctx.commit()
-    return ok(render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime))
-
-
-# --- segment management links ----------------------------------------------------------
-
-
-@router.get("/segment_management_links")
-def list_segment_links(
-    request: Request,
-    params: PageParams = Depends(page_params),
-    ctx: WorkspaceContext = Depends(workspace_context),
-) -> JSONResponse:
-    return _list(request, ctx, "segment", params)
-
-
-@router.post("/segment_management_links")
-def create_segment_link(
-    request: Request,
-    body: dict[str, Any] = Depends(json_object),
-    ctx: WorkspaceContext = Depends(workspace_context),
-) -> JSONResponse:
-    return _create(request, ctx, "segment", body)
+    return SYNC.create(request, ctx, body, sync_id=sync.id)
 
 
 @router.post("/sources/{source_id}/filter_segments/{segment_id}/segment_management_links")
@@ -172,22 +73,7 @@ def create_edit_segment_link(
 ) -> JSONResponse:
     """Segments are not implemented yet: the source is checked, the segment id stored."""
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
-    return _create(request, ctx, "segment", body, source_id=source.id, segment_id=segment_id)
-
-
-@router.get("/segment_management_links/{link_id}")
-def get_segment_link(
-    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
-) -> JSONResponse:
-    link = links.get(ctx.session, workspace_id=ctx.workspace_id, kind="segment", link_id=link_id)
-    return ok(render_link(link, base=_base(request, ctx.runtime), runtime=ctx.runtime))
-
-
-@router.post("/segment_management_links/{link_id}/revoke")
-def revoke_segment_link(
-    link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
-) -> JSONResponse:
-    return _revoke(request, ctx, "segment", link_id)
+    return SEGMENT.create(request, ctx, body, source_id=source.id, segment_id=segment_id)
 
 
 # --- consuming a link (no API token: the link's token is the credential) ---------------
