@@ -38,6 +38,38 @@ def validation_message(exc: ValidationError, prefix: str) -> str:
     return "; ".join(parts)
 
 
+def connection_object(body: dict[str, Any], field: str) -> dict[str, Any]:
+    """The ``connection`` / ``service_connection`` object of a create or update body."""
+    conn = body.get(field)
+    if not isinstance(conn, dict):
+        raise BadRequest(f"{field} is required and must be an object")
+    if "credentials" in conn and not isinstance(conn["credentials"], dict):
+        raise BadRequest(f"{field}.credentials must be an object")
+    return conn
+
+
+def require_credentials(credentials: dict[str, Any] | None, field: str) -> dict[str, Any]:
+    if credentials is None:
+        raise BadRequest(f"{field}.credentials is required")
+    return credentials
+
+
+def reject_type_change(row: Connection, changes: dict[str, Any], message: str) -> None:
+    if changes.get("type") not in (None, row.type):
+        raise BadRequest(message)
+
+
+def save_credentials(
+    row: Connection, *, cls: type, credentials: dict[str, Any], vault: Vault, merge: bool
+) -> ConnectorConfig | None:
+    """Store credentials (see ``apply_credentials``) and, when they validate, run the
+    connection test; returns the validated config, if any."""
+    config = apply_credentials(row, cls=cls, credentials=credentials, vault=vault, merge=merge)
+    if config is not None:
+        run_test(row, cls=cls, config=config)
+    return config
+
+
 def apply_credentials(
     row: Connection, *, cls: type, credentials: dict[str, Any], vault: Vault, merge: bool
 ) -> ConnectorConfig | None:

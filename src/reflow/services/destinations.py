@@ -30,14 +30,13 @@ def create(
         type,
         "service_connection.type",
     )
-    if credentials is None:
-        raise BadRequest("service_connection.credentials is required")
-    destination = Destination(workspace_id=workspace_id, type=cls.service_name, name=name or cls.label)
-    config = connections.apply_credentials(
+    credentials = connections.require_credentials(credentials, "service_connection")
+    destination = Destination(
+        workspace_id=workspace_id, type=cls.service_name, name=name or cls.label
+    )
+    connections.save_credentials(
         destination, cls=cls, credentials=credentials, vault=vault, merge=False
     )
-    if config is not None:
-        connections.run_test(destination, cls=cls, config=config)
     session.add(destination)
     session.flush()
     return destination
@@ -46,16 +45,15 @@ def create(
 def update(
     session: Session, *, destination: Destination, vault: Vault, changes: dict[str, Any]
 ) -> Destination:
-    if changes.get("type") not in (None, destination.type):
-        raise BadRequest("service_connection.type cannot be changed; create a new destination")
+    connections.reject_type_change(
+        destination, changes, "service_connection.type cannot be changed; create a new destination"
+    )
     if changes.get("name"):
         destination.name = changes["name"]
     cls = connector_class(destination, vault=vault)
-    config = connections.apply_credentials(
+    connections.save_credentials(
         destination, cls=cls, credentials=changes.get("credentials") or {}, vault=vault, merge=True
     )
-    if config is not None:
-        connections.run_test(destination, cls=cls, config=config)
     session.flush()
     return destination
 

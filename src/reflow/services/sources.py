@@ -30,8 +30,7 @@ def create(
     warehouse_writeback_retention_in_days: int | None = None,
 ) -> Source:
     cls = connections.connector_class(registry.source_types(), type, "connection.type")
-    if credentials is None:
-        raise BadRequest("connection.credentials is required")
+    credentials = connections.require_credentials(credentials, "connection")
     if sync_engine not in (None, "basic", "advanced"):
         raise BadRequest("connection.sync_engine must be 'basic' or 'advanced'")
     source = Source(
@@ -43,12 +42,10 @@ def create(
         read_only_connection=bool(read_only_connection),
         warehouse_writeback_retention_in_days=warehouse_writeback_retention_in_days,
     )
-    config = connections.apply_credentials(
+    config = connections.save_credentials(
         source, cls=cls, credentials=credentials, vault=vault, merge=False
     )
     source.name = name or label or connections.default_name(cls, config, credentials)
-    if config is not None:
-        connections.run_test(source, cls=cls, config=config)
     session.add(source)
     session.flush()
     return source
@@ -61,8 +58,9 @@ def update(
     vault: Vault,
     changes: dict[str, Any],
 ) -> Source:
-    if "type" in changes and changes["type"] not in (None, source.type):
-        raise BadRequest("connection.type cannot be changed; create a new source instead")
+    connections.reject_type_change(
+        source, changes, "connection.type cannot be changed; create a new source instead"
+    )
     if "sync_engine" in changes and changes["sync_engine"] not in (None, source.sync_engine):
         raise BadRequest("connection.sync_engine can only be set when the source is created")
     if changes.get("name"):
@@ -75,11 +73,9 @@ def update(
         if key in changes:
             setattr(source, key, changes[key])
     cls = registry.source_types()[source.type]
-    config = connections.apply_credentials(
+    connections.save_credentials(
         source, cls=cls, credentials=changes.get("credentials") or {}, vault=vault, merge=True
     )
-    if config is not None:
-        connections.run_test(source, cls=cls, config=config)
     session.flush()
     return source
 

@@ -12,17 +12,13 @@ from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
-from reflow.services import destination_objects, destinations
+from reflow.services import connections, destination_objects, destinations
 
 router = APIRouter(tags=["destinations"])
 
 
 def _service_connection(body: dict[str, Any]) -> dict[str, Any]:
-    conn = body.get("service_connection")
-    if not isinstance(conn, dict):
-        raise BadRequest("service_connection is required and must be an object")
-    if "credentials" in conn and not isinstance(conn["credentials"], dict):
-        raise BadRequest("service_connection.credentials must be an object")
+    conn = connections.connection_object(body, "service_connection")
     if conn.get("name") is not None and not isinstance(conn["name"], str):
         raise BadRequest("service_connection.name must be a string")
     return conn
@@ -116,9 +112,10 @@ def list_destination_objects(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
     objects = destinations.list_objects(destination, vault=ctx.vault)
+    options = destinations.connector_class(destination, vault=ctx.vault).sync_options_model
     start = (params.page - 1) * params.per_page
     page = Page(objects[start : start + params.per_page], len(objects), params)
-    return listing(request, page, [render.destination_object(o) for o in page.items])
+    return listing(request, page, [render.destination_object(o, options) for o in page.items])
 
 
 @router.get("/destinations/{destination_id}/objects/{full_name:path}")
@@ -129,4 +126,5 @@ def get_destination_object(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
     obj = destinations.get_object(destination, vault=ctx.vault, full_name=full_name)
-    return ok(render.destination_object(obj))
+    options = destinations.connector_class(destination, vault=ctx.vault).sync_options_model
+    return ok(render.destination_object(obj, options))

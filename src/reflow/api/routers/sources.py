@@ -12,18 +12,13 @@ from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.db.repo import PageParams
 from reflow.errors import BadRequest
-from reflow.services import models, refresh, segments, sources
+from reflow.services import connections, models, refresh, segments, sources
 
 router = APIRouter(tags=["sources"])
 
 
 def _connection(body: dict[str, Any]) -> dict[str, Any]:
-    conn = body.get("connection")
-    if not isinstance(conn, dict):
-        raise BadRequest("connection is required and must be an object")
-    if "credentials" in conn and not isinstance(conn["credentials"], dict):
-        raise BadRequest("connection.credentials must be an object")
-    return conn
+    return connections.connection_object(body, "connection")
 
 
 @router.post("/sources", status_code=201)
