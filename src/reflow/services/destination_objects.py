@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from reflow.connectors.base import DestinationField, DestinationObject, ObjectType
 from reflow.connectors.errors import ObjectNotFound
-from reflow.db.engine import after_commit
 from reflow.db.tables import Destination, utcnow
 from reflow.db.tables_destinations import CachedDestinationObject, DestinationJob
-from reflow.errors import BadRequest, NotFound
+from reflow.errors import BadRequest
 from reflow.runtime import Runtime
+from reflow.services import refresh
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,7 @@ def start(
         object_full_name=object_full_name,
         request=request,
     )
-    session.add(job)
-    session.flush()
-    job_id = job.id
-    after_commit(session, lambda: submit(runtime, job_id))
-    return job
+    return refresh.enqueue(session, job, lambda job_id: submit(runtime, job_id))
 
 
 def refresh_after_change(session: Session, *, runtime: Runtime, destination: Destination) -> None:
@@ -176,28 +172,19 @@ def get_job(
     object_full_name: str | None = None,
 ) -> DestinationJob:
     """The job behind ``refresh_key`` for this destination (and object), or 404."""
-    if refresh_key is None or refresh_key == "":
-        raise BadRequest("refresh_key is required")
-    try:
-        key = int(refresh_key)
-    except (TypeError, ValueError):
-        raise BadRequest("refresh_key must be an integer") from None
-    job = session.get(DestinationJob, key)
-    if (
-        job is None
-        or job.destination_id != destination.id
-        or job.kind != kind
-        or (object_full_name is not None and job.object_full_name != object_full_name)
-    ):
-        raise NotFound(f"refresh_key {key} not found")
-    return job
+    return refresh.find(
+        session,
+        DestinationJob,
+        refresh_key,
+        lambda job: (
+            job.destination_id == destination.id
+            and job.kind == kind
+            and (object_full_name is None or job.object_full_name == object_full_name)
+        ),
+    )
 
 
-def status_body(job: DestinationJob) -> tuple[dict[str, Any], int]:
-    """``processing``/``completed``; a failed job is a 400 with the destination's message."""
-    if job.status == "failed":
-        return {"status": "failed", "message": job.message or "refresh failed"}, 400
-    return {"status": job.status}, 200
+status_body = refresh.status_body
 
 
 def creation_status(session: Session, job: DestinationJob) -> dict[str, Any]:
@@ -285,8 +272,7 @@ def _on_failure(
     return None
 
 
-def _message(exc: Exception) -> str:
-    return getattr(exc, "message", None) or str(exc).strip() or type(exc).__name__
+_message = refresh.failure_message
 
 
 def _finish(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reflow.db.engine import after_commit
 from reflow.db.tables import Source, utcnow
+from reflow.db.tables_destinations import DestinationJob
 from reflow.db.tables_sources import RefreshJob
 from reflow.errors import BadRequest, NotFound, ReflowError
 from reflow.runtime import Runtime
@@ -25,6 +26,43 @@ log = logging.getLogger(__name__)
 KINDS = ("tables", "table_columns", "model_columns", "segment_count")
 
 
+Job = TypeVar("Job", RefreshJob, DestinationJob)
+
+
+def enqueue(session: Session, job: Job, release: Callable[[int], None]) -> Job:
+    """Add ``job`` and hand its id to ``release`` (the background pool) only once the
+    transaction commits, so a worker never looks for a row it cannot see yet."""
+    session.add(job)
+    session.flush()
+    job_id = job.id
+    after_commit(session, lambda: release(job_id))
+    return job
+
+
+def find(
+    session: Session, model: type[Job], refresh_key: Any, belongs: Callable[[Job], bool]
+) -> Job:
+    """The job behind ``refresh_key`` if it ``belongs`` to the object asked about, or
+    404 (400 if the key is bad)."""
+    if refresh_key is None or refresh_key == "":
+        raise BadRequest("refresh_key is required")
+    try:
+        key = int(refresh_key)
+    except (TypeError, ValueError):
+        raise BadRequest("refresh_key must be an integer") from None
+    job = session.get(model, key)
+    if job is None or not belongs(job):
+        raise NotFound(f"refresh_key {key} not found")
+    return job
+
+
+def status_body(job: RefreshJob | DestinationJob) -> tuple[dict[str, Any], int]:
+    """``processing``/``completed``; a failed job is a 400 with the connection's message."""
+    if job.status == "failed":
+        return {"status": "failed", "message": job.message or "refresh failed"}, 400
+    return {"status": job.status}, 200
+
+
 def start(
     session: Session, *, runtime: Runtime, source: Source, kind: str, target_id: int | None = None
 ) -> RefreshJob:
@@ -32,45 +70,29 @@ def start(
     job = RefreshJob(
         workspace_id=source.workspace_id, source_id=source.id, kind=kind, target_id=target_id
     )
-    session.add(job)
-    session.flush()
-    job_id = job.id
 
-    def release() -> None:
+    def release(job_id: int) -> None:
         from reflow.jobs.background import jobs_for
 
         jobs_for(runtime).submit(job_id)
 
-    after_commit(session, release)
-    return job
+    return enqueue(session, job, release)
 
 
 def get(
     session: Session, *, source: Source, refresh_key: Any, kind: str, target_id: int | None = None
 ) -> RefreshJob:
     """The job behind ``refresh_key`` for this object, or 404 (400 if the key is bad)."""
-    if refresh_key is None or refresh_key == "":
-        raise BadRequest("refresh_key is required")
-    try:
-        key = int(refresh_key)
-    except (TypeError, ValueError):
-        raise BadRequest("refresh_key must be an integer") from None
-    job = session.get(RefreshJob, key)
-    if (
-        job is None
-        or job.source_id != source.id
-        or job.kind != kind
-        or (target_id is not None and job.target_id != target_id)
-    ):
-        raise NotFound(f"refresh_key {key} not found")
-    return job
-
-
-def status_body(job: RefreshJob) -> tuple[dict[str, Any], int]:
-    """``processing``/``completed``; a failed refresh is a 400 with the source's message."""
-    if job.status == "failed":
-        return {"status": "failed", "message": job.message or "refresh failed"}, 400
-    return {"status": job.status}, 200
+    return find(
+        session,
+        RefreshJob,
+        refresh_key,
+        lambda job: (
+            job.source_id == source.id
+            and job.kind == kind
+            and (target_id is None or job.target_id == target_id)
+        ),
+    )
 
 
 def latest(
@@ -100,10 +122,15 @@ def run_job(runtime: Runtime, job_id: int) -> None:
     try:
         workers[job.kind](runtime, job)
     except (ReflowError, Exception) as exc:  # the source's own message is the point
-        message = getattr(exc, "message", None) or str(exc).strip() or type(exc).__name__
+        message = failure_message(exc)
         log.info("refresh job %s (%s) failed: %s", job_id, job.kind, message)
         finish(runtime, job_id, status="failed", message=message)
         return
+
+
+def failure_message(exc: BaseException) -> str:
+    """What a failed job reports: the connector's own message, when it has one."""
+    return getattr(exc, "message", None) or str(exc).strip() or type(exc).__name__
 
 
 def finish(
