@@ -21,13 +21,20 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from reflow.connectors._sql import (
+    TABLE_OPERATIONS,
+    CatalogColumn,
+    Merge,
+    MergeDialect,
+    catalog_objects,
+)
+from reflow.connectors._sql import quote_double as quote_ident
 from reflow.connectors.base import (
     Action,
     BatchWriter,
     ConnectorConfig,
     DestinationCapabilities,
     DestinationConnector,
-    DestinationField,
     DestinationObject,
     TestStep,
     WriteContext,
@@ -35,8 +42,6 @@ from reflow.connectors.base import (
     run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
-
-_OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 
 _OBJECTS_SQL = """
 SELECT c.schema_name, c.table_name, c.column_name, c.data_type, c.is_nullable,
@@ -70,7 +75,7 @@ class DuckDBDestination(DestinationConnector):
     label = "DuckDB"
     documentation_slug = "duckdb"
     config_model = DuckDBConfig
-    capabilities = DestinationCapabilities(operations=_OPERATIONS, batch_size=100_000)
+    capabilities = DestinationCapabilities(operations=TABLE_OPERATIONS, batch_size=100_000)
     config: DuckDBConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -112,21 +117,12 @@ class DuckDBDestination(DestinationConnector):
             rows = conn.execute(sql, list(only or ())).fetchall()
         finally:
             conn.close()
-        tables: dict[str, list[DestinationField]] = {}
-        for schema, table, column, dtype, nullable, has_default, unique in rows:
-            tables.setdefault(f"{schema}.{table}", []).append(
-                DestinationField(
-                    full_name=column,
-                    label=column,
-                    type=dtype,
-                    required=not nullable and not has_default,
-                    identifier=bool(unique),
-                )
+        return catalog_objects(
+            CatalogColumn(
+                schema, table, column, dtype, not nullable and not has_default, bool(unique)
             )
-        return [
-            DestinationObject(name, name, _OPERATIONS, tuple(fields))
-            for name, fields in tables.items()
-        ]
+            for schema, table, column, dtype, nullable, has_default, unique in rows
+        )
 
     def open_writer(self, ctx: WriteContext) -> BatchWriter:
         return DuckDBWriter(self.config, ctx)
@@ -157,41 +153,37 @@ class DuckDBWriter(BatchWriter):
         return WriteResult()
 
     def _merge_sql(self, columns: tuple[str, ...], action: Action) -> str:
-        key = quote_ident(self.ctx.key_field)
-        cols = ", ".join(quote_ident(c) for c in columns)
-        source = quote_ident(self.view)
-        if action == "append":
-            return f"INSERT INTO {self.target} ({cols}) SELECT {cols} FROM {source}"
-        others = [quote_ident(c) for c in columns if c != self.ctx.key_field]
-        update = (
-            "UPDATE SET " + ", ".join(f"{c} = s.{c}" for c in others) if others else "DO NOTHING"
+        merge = Merge.of(
+            self.target, quote_ident(self.view), columns, self.ctx.key_field, quote_ident
         )
-        insert = f"INSERT ({cols}) VALUES ({', '.join(f's.{quote_ident(c)}' for c in columns)})"
-        clauses = {
-            "upsert": [f"WHEN MATCHED THEN {update}", f"WHEN NOT MATCHED THEN {insert}"],
-            "insert": [f"WHEN NOT MATCHED THEN {insert}"],
-            "update": [f"WHEN MATCHED THEN {update}"],
-            "delete": ["WHEN MATCHED THEN DELETE"],
-        }.get(action)
-        if clauses is None:
-            raise TerminalError(f"unsupported action {action!r}")
-        return (
-            f"MERGE INTO {self.target} AS t USING {source} AS s ON t.{key} = s.{key} "
-            + " ".join(clauses)
-        )
+        return _MERGE.statement(merge, action)
 
     def close(self) -> None:
         self.conn.close()
+
+
+class _DuckDBMerge(MergeDialect):
+    # MERGE matches on the key alone, so the key needs no unique index.
+    def upsert(self, m: Merge) -> str:
+        return m.merge_into(when_matched=m.update_set() or "DO NOTHING", insert=True)
+
+    def insert(self, m: Merge) -> str:
+        return m.merge_into(when_matched=None, insert=True)
+
+    def update(self, m: Merge) -> str:
+        return m.merge_into(when_matched=m.update_set() or "DO NOTHING", insert=False)
+
+    def delete(self, m: Merge) -> str:
+        return m.merge_into(when_matched="DELETE", insert=False)
+
+
+_MERGE = _DuckDBMerge()
 
 
 def split_qualified(full_name: str) -> tuple[str, str]:
     """``schema.table`` -> (schema, table); a bare name is in ``main``."""
     schema, dot, table = full_name.partition(".")
     return (schema, table) if dot else ("main", schema)
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _connect(config: DuckDBConfig) -> Any:

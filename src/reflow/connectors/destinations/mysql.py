@@ -32,13 +32,21 @@ from typing import Any
 import pyarrow as pa
 from pydantic import AliasChoices, Field, SecretStr
 
+from reflow.connectors._sql import (
+    TABLE_OPERATIONS,
+    CatalogColumn,
+    Merge,
+    MergeDialect,
+    catalog_objects,
+    column_list,
+)
+from reflow.connectors._sql import quote_backtick as quote_ident
 from reflow.connectors.base import (
     Action,
     BatchWriter,
     ConnectorConfig,
     DestinationCapabilities,
     DestinationConnector,
-    DestinationField,
     DestinationObject,
     TestStep,
     WriteContext,
@@ -46,8 +54,6 @@ from reflow.connectors.base import (
     run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
-
-_OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 
 # Server errors a retry can get past: too many connections, shutdown, lock wait
 # timeout, deadlock, connection killed. Client errors (2000-2999) are network ones.
@@ -115,7 +121,7 @@ class MySQLDestination(DestinationConnector):
     label = "MySQL"
     documentation_slug = "mysql"
     config_model = MySQLConfig
-    capabilities = DestinationCapabilities(operations=_OPERATIONS, batch_size=100_000)
+    capabilities = DestinationCapabilities(operations=TABLE_OPERATIONS, batch_size=100_000)
     config: MySQLConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -166,21 +172,12 @@ class MySQLDestination(DestinationConnector):
             rows = _run(conn, sql, only)
         finally:
             conn.close()
-        tables: dict[str, list[DestinationField]] = {}
-        for schema, table, column, dtype, nullable, has_default, unique in rows:
-            tables.setdefault(f"{schema}.{table}", []).append(
-                DestinationField(
-                    full_name=column,
-                    label=column,
-                    type=dtype,
-                    required=nullable == "NO" and not has_default,
-                    identifier=bool(unique),
-                )
+        return catalog_objects(
+            CatalogColumn(
+                schema, table, column, dtype, nullable == "NO" and not has_default, bool(unique)
             )
-        return [
-            DestinationObject(name, name, _OPERATIONS, tuple(fields))
-            for name, fields in tables.items()
-        ]
+            for schema, table, column, dtype, nullable, has_default, unique in rows
+        )
 
     def open_writer(self, ctx: WriteContext) -> BatchWriter:
         return MySQLWriter(self.config, ctx)
@@ -240,26 +237,8 @@ class MySQLWriter(BatchWriter):
             raise BatchRejected(f"({warnings[0][1]}) {warnings[0][2]}")
 
     def _merge_sql(self, columns: tuple[str, ...], action: Action) -> str:
-        key = quote_ident(self.ctx.key_field)
-        cols = _cols(columns)
-        others = [quote_ident(c) for c in columns if c != self.ctx.key_field]
-        insert = f"INSERT INTO {self.target} ({cols}) SELECT {cols} FROM {self.stage} AS s"
-        if action == "upsert":
-            sets = ", ".join(f"{c} = VALUES({c})" for c in others) or f"{key} = {key}"
-            return f"{insert} ON DUPLICATE KEY UPDATE {sets}"
-        if action == "insert":
-            return f"{insert} ON DUPLICATE KEY UPDATE {key} = {self.target}.{key}"
-        if action == "append":
-            return insert
-        if action == "update":
-            assign = ", ".join(f"t.{c} = s.{c}" for c in others) or f"t.{key} = s.{key}"
-            return (
-                f"UPDATE {self.target} AS t JOIN {self.stage} AS s ON t.{key} = s.{key}"
-                f" SET {assign}"
-            )
-        if action == "delete":
-            return f"DELETE t FROM {self.target} AS t JOIN {self.stage} AS s ON t.{key} = s.{key}"
-        raise TerminalError(f"unsupported action {action!r}")
+        merge = Merge.of(self.target, self.stage, columns, self.ctx.key_field, quote_ident)
+        return _MERGE.statement(merge, action)
 
     def close(self) -> None:
         self.conn.close()
@@ -321,6 +300,32 @@ def classify(exc: Exception) -> Exception:
     return TerminalError(message)
 
 
+class _MySQLMerge(MergeDialect):
+    def append(self, m: Merge) -> str:
+        return m.insert_select(" AS s")
+
+    def upsert(self, m: Merge) -> str:
+        sets = ", ".join(f"{c} = VALUES({c})" for c in m.others) or f"{m.key} = {m.key}"
+        return f"{self.append(m)} ON DUPLICATE KEY UPDATE {sets}"
+
+    def insert(self, m: Merge) -> str:
+        # A no-op update, not INSERT IGNORE, which would also ignore data errors.
+        return f"{self.append(m)} ON DUPLICATE KEY UPDATE {m.key} = {m.target}.{m.key}"
+
+    def update(self, m: Merge) -> str:
+        # Both tables have every column: an unqualified name would be ambiguous.
+        return (
+            f"UPDATE {m.target} AS t JOIN {m.stage} AS s ON t.{m.key} = s.{m.key}"
+            f" SET {m.assignments(qualify=True)}"
+        )
+
+    def delete(self, m: Merge) -> str:
+        return f"DELETE t FROM {m.target} AS t JOIN {m.stage} AS s ON t.{m.key} = s.{m.key}"
+
+
+_MERGE = _MySQLMerge()
+
+
 def _quietly_rollback(conn: Any) -> None:
     # After a lost connection there is nothing to roll back; the error that got us
     # here is the one to report.
@@ -334,16 +339,12 @@ def split_qualified(full_name: str, default_database: str) -> tuple[str, str]:
     return (database, table) if dot else (default_database, database)
 
 
-def quote_ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def quote_qualified(*parts: str) -> str:
     return ".".join(quote_ident(p) for p in parts)
 
 
 def _cols(columns: tuple[str, ...]) -> str:
-    return ", ".join(quote_ident(c) for c in columns)
+    return column_list(columns, quote_ident)
 
 
 def to_csv(batch: pa.RecordBatch) -> str:

@@ -34,13 +34,21 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import AliasChoices, Field, SecretStr
 
+from reflow.connectors._sql import (
+    TABLE_OPERATIONS,
+    CatalogColumn,
+    Merge,
+    MergeDialect,
+    catalog_objects,
+    column_list,
+)
+from reflow.connectors._sql import quote_double as quote_ident
 from reflow.connectors.base import (
     Action,
     BatchWriter,
     ConnectorConfig,
     DestinationCapabilities,
     DestinationConnector,
-    DestinationField,
     DestinationObject,
     TestStep,
     WriteContext,
@@ -48,8 +56,6 @@ from reflow.connectors.base import (
     run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
-
-_OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 
 _COLUMNS_SQL = """
 SELECT c.table_schema, c.table_name, c.column_name, c.data_type, c.is_nullable,
@@ -114,7 +120,7 @@ class SnowflakeDestination(DestinationConnector):
     label = "Snowflake"
     documentation_slug = "snowflake"
     config_model = SnowflakeConfig
-    capabilities = DestinationCapabilities(operations=_OPERATIONS, batch_size=100_000)
+    capabilities = DestinationCapabilities(operations=TABLE_OPERATIONS, batch_size=100_000)
     config: SnowflakeConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -210,30 +216,27 @@ class SnowflakeWriter(BatchWriter):
         self.conn.close()
 
 
+class _SnowflakeMerge(MergeDialect):
+    # fakesnow runs no MERGE whose clauses do not name the key: update and delete
+    # are their own statements.
+    def upsert(self, m: Merge) -> str:
+        return m.merge_into(when_matched=m.update_set(), insert=True)
+
+    def insert(self, m: Merge) -> str:
+        return m.merge_into(when_matched=None, insert=True)
+
+    def update(self, m: Merge) -> str:
+        return m.update_from()
+
+    def delete(self, m: Merge) -> str:
+        return f"DELETE FROM {m.target} AS t USING {m.stage} AS s WHERE t.{m.key} = s.{m.key}"
+
+
+_MERGE = _SnowflakeMerge()
+
+
 def _merge_sql(target: str, stage: str, columns: tuple[str, ...], key: str, action: Action) -> str:
-    cols = _cols(columns)
-    k = quote_ident(key)
-    others = [quote_ident(c) for c in columns if c != key]
-    merge = f"MERGE INTO {target} AS tgt USING {stage} AS src ON tgt.{k} = src.{k}"
-    insert = (
-        f"WHEN NOT MATCHED THEN INSERT ({cols})"
-        f" VALUES ({', '.join('src.' + quote_ident(c) for c in columns)})"
-    )
-    if action == "upsert":
-        if not others:
-            return f"{merge} {insert}"
-        sets = ", ".join(f"tgt.{c} = src.{c}" for c in others)
-        return f"{merge} WHEN MATCHED THEN UPDATE SET {sets} {insert}"
-    if action == "insert":
-        return f"{merge} {insert}"
-    if action == "append":
-        return f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}"
-    if action == "update":
-        sets = ", ".join(f"{c} = src.{c}" for c in others) or f"{k} = src.{k}"
-        return f"UPDATE {target} AS tgt SET {sets} FROM {stage} AS src WHERE tgt.{k} = src.{k}"
-    if action == "delete":
-        return f"DELETE FROM {target} AS tgt USING {stage} AS src WHERE tgt.{k} = src.{k}"
-    raise TerminalError(f"unsupported action {action!r}")
+    return _MERGE.statement(Merge.of(target, stage, columns, key, quote_ident), action)
 
 
 def _resolve_object(conn: Any, config: SnowflakeConfig, full_name: str) -> DestinationObject:
@@ -255,20 +258,17 @@ def _objects(conn: Any, database: str, only: tuple[str, str] | None) -> list[Des
     )
     rows = _run(conn, sql, only)
     keys = _single_column_keys(conn, database, {r[0] for r in rows})
-    tables: dict[str, list[DestinationField]] = {}
-    for schema, table, column, dtype, nullable, has_default in rows:
-        tables.setdefault(f"{schema}.{table}", []).append(
-            DestinationField(
-                full_name=column,
-                label=column,
-                type=dtype,
-                required=nullable == "NO" and not has_default,
-                identifier=(schema, table, column) in keys,
-            )
+    return catalog_objects(
+        CatalogColumn(
+            schema,
+            table,
+            column,
+            dtype,
+            nullable == "NO" and not has_default,
+            (schema, table, column) in keys,
         )
-    return [
-        DestinationObject(name, name, _OPERATIONS, tuple(fields)) for name, fields in tables.items()
-    ]
+        for schema, table, column, dtype, nullable, has_default in rows
+    )
 
 
 def _single_column_keys(conn: Any, database: str, schemas: set[str]) -> set[tuple[str, str, str]]:
@@ -373,12 +373,8 @@ def classify(exc: Exception, *, login: bool = False) -> Exception:
     return TerminalError(message)
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _cols(columns: tuple[str, ...]) -> str:
-    return ", ".join(quote_ident(c) for c in columns)
+    return column_list(columns, quote_ident)
 
 
 def _rows(batch: pa.RecordBatch) -> Any:

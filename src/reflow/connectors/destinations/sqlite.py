@@ -22,6 +22,8 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from reflow.connectors._sql import TABLE_OPERATIONS, Merge, MergeDialect, column_list
+from reflow.connectors._sql import quote_double as quote_ident
 from reflow.connectors._tables import SQLITE_TYPES, create_table_sql, table_type
 from reflow.connectors.base import (
     Action,
@@ -37,8 +39,6 @@ from reflow.connectors.base import (
     run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
-
-_OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 
 # Result codes (primary, low byte) whose cause is the batch's data.
 _DATA_CODES = {"SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE"}
@@ -64,7 +64,7 @@ class SQLiteDestination(DestinationConnector):
     label = "SQLite"
     documentation_slug = "sqlite"
     config_model = SQLiteConfig
-    capabilities = DestinationCapabilities(operations=_OPERATIONS, batch_size=50_000)
+    capabilities = DestinationCapabilities(operations=TABLE_OPERATIONS, batch_size=50_000)
     config: SQLiteConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -173,32 +173,35 @@ class SQLiteWriter(BatchWriter):
         self._staged_columns = columns
 
     def _merge_sql(self, columns: tuple[str, ...], action: Action) -> str:
-        key = quote_ident(self.ctx.key_field)
-        cols = _cols(columns)
-        others = [quote_ident(c) for c in columns if c != self.ctx.key_field]
-        # "WHERE true" resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON.
-        insert = f"INSERT INTO {self.target} ({cols}) SELECT {cols} FROM {self.stage} WHERE true"
-        if action == "upsert":
-            sets = ", ".join(f"{c} = excluded.{c}" for c in others)
-            return f"{insert} ON CONFLICT ({key}) " + (
-                f"DO UPDATE SET {sets}" if others else "DO NOTHING"
-            )
-        if action == "insert":
-            return f"{insert} ON CONFLICT ({key}) DO NOTHING"
-        if action == "append":
-            return insert
-        if action == "update":
-            assign = ", ".join(f"{c} = s.{c}" for c in others) or f"{key} = s.{key}"
-            return (
-                f"UPDATE {self.target} AS t SET {assign} FROM {self.stage} AS s"
-                f" WHERE t.{key} = s.{key}"
-            )
-        if action == "delete":
-            return f"DELETE FROM {self.target} WHERE {key} IN (SELECT {key} FROM {self.stage})"
-        raise TerminalError(f"unsupported action {action!r}")
+        merge = Merge.of(self.target, self.stage, columns, self.ctx.key_field, quote_ident)
+        return _MERGE.statement(merge, action)
 
     def close(self) -> None:
         self.conn.close()
+
+
+class _SQLiteMerge(MergeDialect):
+    def append(self, m: Merge) -> str:
+        # "WHERE true" resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON.
+        return m.insert_select(" WHERE true")
+
+    def upsert(self, m: Merge) -> str:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in m.others)
+        return f"{self.append(m)} ON CONFLICT ({m.key}) " + (
+            f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+        )
+
+    def insert(self, m: Merge) -> str:
+        return f"{self.append(m)} ON CONFLICT ({m.key}) DO NOTHING"
+
+    def update(self, m: Merge) -> str:
+        return m.update_from()
+
+    def delete(self, m: Merge) -> str:
+        return f"DELETE FROM {m.target} WHERE {m.key} IN (SELECT {m.key} FROM {m.stage})"
+
+
+_MERGE = _SQLiteMerge()
 
 
 def split_name(full_name: str) -> str:
@@ -207,12 +210,8 @@ def split_name(full_name: str) -> str:
     return table if dot and schema.lower() == "main" else full_name
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _cols(columns: tuple[str, ...]) -> str:
-    return ", ".join(quote_ident(c) for c in columns)
+    return column_list(columns, quote_ident)
 
 
 def _connect(config: SQLiteConfig) -> sqlite3.Connection:
@@ -256,7 +255,7 @@ def _describe(conn: sqlite3.Connection, table: str) -> DestinationObject:
                 identifier=name in unique,
             )
         )
-    return DestinationObject(table, table, _OPERATIONS, tuple(fields))
+    return DestinationObject(table, table, TABLE_OPERATIONS, tuple(fields))
 
 
 def _single_column_keys(conn: sqlite3.Connection, table: str) -> set[str]:
