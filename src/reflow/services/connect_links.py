@@ -124,45 +124,29 @@ def submit(
     """Creates (or re-authorizes) the link's connection with the usual connection
     test. Returns it with ``last_test_succeeded``; the caller commits only when the
     test passed, so a failed attempt leaves nothing behind and the link usable."""
-    vault = runtime.vault
-    if link.kind == "source":
-        if link.reauthorize:
-            source = existing(session, link)
-            assert isinstance(source, Source)  # resolve() checked it exists
-            changes: dict[str, Any] = {"credentials": credentials}
-            if name:
-                changes["name"] = name
-            return sources.update(session, source=source, vault=vault, changes=changes)
-        return sources.create(
-            session,
-            workspace_id=link.workspace_id,
-            vault=vault,
-            type=link.type,
-            credentials=credentials,
-            name=name or None,
-        )
-    from reflow.services import destination_objects
-
+    service: Any = sources if link.kind == "source" else destinations
     if link.reauthorize:
         current = existing(session, link)
-        assert isinstance(current, Destination)  # resolve() checked it exists
-        destination = destinations.update(
-            session,
-            destination=current,
-            vault=vault,
-            changes={"credentials": credentials, **({"name": name} if name else {})},
+        assert current is not None  # resolve() checked it exists
+        changes = {"credentials": credentials, **({"name": name} if name else {})}
+        # sources.update(source=...) / destinations.update(destination=...)
+        connection = service.update(
+            session, **{link.kind: current}, vault=runtime.vault, changes=changes
         )
     else:
-        destination = destinations.create(
+        connection = service.create(
             session,
             workspace_id=link.workspace_id,
-            vault=vault,
+            vault=runtime.vault,
             type=link.type,
             credentials=credentials,
             name=name or None,
         )
-    destination_objects.refresh_after_change(session, runtime=runtime, destination=destination)
-    return destination
+    if isinstance(connection, Destination):
+        from reflow.services import destination_objects
+
+        destination_objects.refresh_after_change(session, runtime=runtime, destination=connection)
+    return connection
 
 
 def mark_used(

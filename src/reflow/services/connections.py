@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from reflow.connectors.base import ConnectorConfig, TestStep, secret_field_names
 from reflow.crypto import Vault
-from reflow.db.tables import Connection, utcnow
-from reflow.errors import BadRequest
+from reflow.db.repo import Page, PageParams, paginate
+from reflow.db.tables import Connection, Destination, Source, Sync, utcnow
+from reflow.errors import BadRequest, Conflict
 
 
 def connector_class(catalogue: dict[str, type], type_name: Any, field: str) -> type:
@@ -46,6 +49,27 @@ def connection_object(body: dict[str, Any], field: str) -> dict[str, Any]:
     if "credentials" in conn and not isinstance(conn["credentials"], dict):
         raise BadRequest(f"{field}.credentials must be an object")
     return conn
+
+
+def list_in_workspace(
+    session: Session,
+    model: type[Source] | type[Destination],
+    *,
+    workspace_id: int,
+    params: PageParams,
+) -> Page:
+    stmt = select(model).where(model.workspace_id == workspace_id)
+    return paginate(session, stmt, params, model.id)
+
+
+def ensure_unused(session: Session, row: Source | Destination, *, advice: str) -> None:
+    """A connection that syncs read from or write to cannot be deleted (409)."""
+    column = Sync.source_id if isinstance(row, Source) else Sync.destination_id
+    used_by = session.scalars(select(Sync.id).where(column == row.id)).all()
+    if used_by:
+        ids = ", ".join(str(i) for i in used_by)
+        kind = "source" if isinstance(row, Source) else "destination"
+        raise Conflict(f"{kind} {row.id} is used by syncs {ids}; {advice}")
 
 
 def require_credentials(credentials: dict[str, Any] | None, field: str) -> dict[str, Any]:
@@ -117,7 +141,9 @@ def run_test(row: Connection, *, cls: type, config: ConnectorConfig) -> None:
 
 def record_test(row: Connection, steps: list[TestStep]) -> None:
     row.last_test_results = {
-        "steps": [{"step": s.step, "status": s.status, "error": {"message": s.message}} for s in steps]
+        "steps": [
+            {"step": s.step, "status": s.status, "error": {"message": s.message}} for s in steps
+        ]
     }
     row.last_test_succeeded = all(s.status != "failed" for s in steps)
     row.last_tested_at = utcnow()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reflow.connectors.base import DestinationObject
 from reflow.connectors.errors import ConnectorError, ObjectNotFound
 from reflow.crypto import Vault
-from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Destination, Sync
-from reflow.errors import BadRequest, Conflict, NotFound
+from reflow.db.repo import Page, PageParams, get_scoped
+from reflow.db.tables import Destination
+from reflow.errors import BadRequest, NotFound
 from reflow.services import connections, destination_types
 
 
@@ -63,15 +62,13 @@ def get(session: Session, *, workspace_id: int, destination_id: int) -> Destinat
 
 
 def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
-    stmt = select(Destination).where(Destination.workspace_id == workspace_id)
-    return paginate(session, stmt, params, Destination.id)
+    return connections.list_in_workspace(
+        session, Destination, workspace_id=workspace_id, params=params
+    )
 
 
 def delete(session: Session, *, destination: Destination) -> None:
-    used_by = session.scalars(select(Sync.id).where(Sync.destination_id == destination.id)).all()
-    if used_by:
-        ids = ", ".join(str(i) for i in used_by)
-        raise Conflict(f"destination {destination.id} is used by syncs {ids}; delete those first")
+    connections.ensure_unused(session, destination, advice="delete those first")
     session.delete(destination)
     session.flush()
 
@@ -89,9 +86,7 @@ def connector_class(destination: Destination, *, vault: Vault) -> type:
 
 def connector(destination: Destination, *, vault: Vault) -> Any:
     cls = connector_class(destination, vault=vault)
-    return connections.build_connector(
-        destination, catalogue={destination.type: cls}, vault=vault
-    )
+    return connections.build_connector(destination, catalogue={destination.type: cls}, vault=vault)
 
 
 def list_objects(destination: Destination, *, vault: Vault) -> list[DestinationObject]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reflow.connectors import registry
 from reflow.crypto import Vault
-from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Source, SourceModel, Sync
-from reflow.errors import BadRequest, Conflict
+from reflow.db.repo import Page, PageParams, get_scoped
+from reflow.db.tables import Source, SourceModel
+from reflow.errors import BadRequest
 from reflow.services import connections
 
 
@@ -38,7 +37,8 @@ def create(
         type=cls.service_name,
         name="",
         label=label,
-        sync_engine=sync_engine or ("advanced" if cls.capabilities.supports_bookkeeping else "basic"),
+        sync_engine=sync_engine
+        or ("advanced" if cls.capabilities.supports_bookkeeping else "basic"),
         read_only_connection=bool(read_only_connection),
         warehouse_writeback_retention_in_days=warehouse_writeback_retention_in_days,
     )
@@ -85,15 +85,11 @@ def get(session: Session, *, workspace_id: int, source_id: int) -> Source:
 
 
 def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
-    stmt = select(Source).where(Source.workspace_id == workspace_id)
-    return paginate(session, stmt, params, Source.id)
+    return connections.list_in_workspace(session, Source, workspace_id=workspace_id, params=params)
 
 
 def delete(session: Session, *, source: Source) -> None:
-    used_by = session.scalars(select(Sync.id).where(Sync.source_id == source.id)).all()
-    if used_by:
-        ids = ", ".join(str(i) for i in used_by)
-        raise Conflict(f"source {source.id} is used by syncs {ids}; delete those syncs first")
+    connections.ensure_unused(session, source, advice="delete those syncs first")
     session.execute(sql_delete(SourceModel).where(SourceModel.source_id == source.id))
     session.delete(source)
     session.flush()
