@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors._sql import (
     TABLE_OPERATIONS,
     CatalogColumn,
@@ -39,7 +40,6 @@ from reflow.connectors.base import (
     TestStep,
     WriteContext,
     WriteResult,
-    run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
 
@@ -79,25 +79,16 @@ class DuckDBDestination(DestinationConnector):
     config: DuckDBConfig
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, Any] = {}
-
-        def connectivity() -> None:
-            state["conn"] = _connect(self.config)
-            state["conn"].execute("SELECT 1").fetchall()
-
-        def write_access() -> None:
-            conn = state["conn"]
+        def write_access(conn: Any) -> None:
             conn.execute("BEGIN")
             conn.execute("CREATE TABLE main._reflow_probe (x INTEGER)")
             conn.execute("ROLLBACK")
 
-        try:
-            return run_steps(
-                [("Verify connectivity", connectivity), ("Verify write access", write_access)]
-            )
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+        return check_on_one_connection(
+            lambda: _connect(self.config),
+            [("Verify write access", write_access)],
+            probe=lambda conn: conn.execute("SELECT 1").fetchall(),
+        )
 
     def list_objects(self) -> list[DestinationObject]:
         return self._objects(None)

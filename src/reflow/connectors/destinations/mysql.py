@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import AliasChoices, Field, SecretStr
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors._sql import (
     TABLE_OPERATIONS,
     CatalogColumn,
@@ -51,7 +52,6 @@ from reflow.connectors.base import (
     TestStep,
     WriteContext,
     WriteResult,
-    run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
 
@@ -125,34 +125,25 @@ class MySQLDestination(DestinationConnector):
     config: MySQLConfig
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, Any] = {}
+        def write_access(conn: Any) -> None:
+            _run(conn, "CREATE TEMPORARY TABLE _reflow_probe (x INT)")
+            _run(conn, "DROP TEMPORARY TABLE _reflow_probe")
 
-        def connectivity() -> None:
-            state["conn"] = connect(self.config)
-            _run(state["conn"], "SELECT 1")
-
-        def write_access() -> None:
-            _run(state["conn"], "CREATE TEMPORARY TABLE _reflow_probe (x INT)")
-            _run(state["conn"], "DROP TEMPORARY TABLE _reflow_probe")
-
-        def local_infile() -> None:
-            if not int(_run(state["conn"], "SELECT @@GLOBAL.local_infile")[0][0]):
+        def local_infile(conn: Any) -> None:
+            if not int(_run(conn, "SELECT @@GLOBAL.local_infile")[0][0]):
                 raise RuntimeError(
                     "the server refuses LOAD DATA LOCAL INFILE (local_infile is OFF);"
                     " an administrator can run SET GLOBAL local_infile = 1"
                 )
 
-        try:
-            return run_steps(
-                [
-                    ("Verify connectivity", connectivity),
-                    ("Verify write access", write_access),
-                    ("Verify bulk load (LOCAL INFILE)", local_infile),
-                ]
-            )
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+        return check_on_one_connection(
+            lambda: connect(self.config),
+            [
+                ("Verify write access", write_access),
+                ("Verify bulk load (LOCAL INFILE)", local_infile),
+            ],
+            probe=lambda conn: _run(conn, "SELECT 1"),
+        )
 
     def list_objects(self) -> list[DestinationObject]:
         return self._objects(None)

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import AliasChoices, Field, SecretStr
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors._sql import (
     TABLE_OPERATIONS,
     CatalogColumn,
@@ -53,7 +54,6 @@ from reflow.connectors.base import (
     TestStep,
     WriteContext,
     WriteResult,
-    run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
 
@@ -124,32 +124,20 @@ class SnowflakeDestination(DestinationConnector):
     config: SnowflakeConfig
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, Any] = {}
-
-        def connectivity() -> None:
-            state["conn"] = connect(self.config)
-            _run(state["conn"], "SELECT CURRENT_VERSION()")
-
-        def database() -> None:
-            found = _run(state["conn"], "SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()")
+        def database(conn: Any) -> None:
+            found = _run(conn, "SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()")
             if not found or not found[0][0]:
                 raise RuntimeError(f"database {self.config.database!r} is not usable by this role")
 
-        def write_access() -> None:
-            _run(state["conn"], "CREATE TEMPORARY TABLE _REFLOW_PROBE (X INTEGER)")
-            _run(state["conn"], "DROP TABLE _REFLOW_PROBE")
+        def write_access(conn: Any) -> None:
+            _run(conn, "CREATE TEMPORARY TABLE _REFLOW_PROBE (X INTEGER)")
+            _run(conn, "DROP TABLE _REFLOW_PROBE")
 
-        try:
-            return run_steps(
-                [
-                    ("Verify connectivity", connectivity),
-                    ("Verify database", database),
-                    ("Verify write access", write_access),
-                ]
-            )
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+        return check_on_one_connection(
+            lambda: connect(self.config),
+            [("Verify database", database), ("Verify write access", write_access)],
+            probe=lambda conn: _run(conn, "SELECT CURRENT_VERSION()"),
+        )
 
     def list_objects(self) -> list[DestinationObject]:
         with _Connection(self.config) as conn:

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors._sql import TABLE_OPERATIONS, Merge, MergeDialect, column_list
 from reflow.connectors._sql import quote_double as quote_ident
 from reflow.connectors._tables import SQLITE_TYPES, create_table_sql, table_type
@@ -36,7 +37,6 @@ from reflow.connectors.base import (
     TestStep,
     WriteContext,
     WriteResult,
-    run_steps,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
 
@@ -68,26 +68,17 @@ class SQLiteDestination(DestinationConnector):
     config: SQLiteConfig
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, sqlite3.Connection] = {}
-
-        def connectivity() -> None:
-            state["conn"] = _connect(self.config)
-            state["conn"].execute("SELECT count(*) FROM main.sqlite_schema").fetchone()
-
-        def write_access() -> None:
+        def write_access(conn: sqlite3.Connection) -> None:
             # A temp table would live outside the file; the file itself must be writable.
-            conn = state["conn"]
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("CREATE TABLE main._reflow_probe (x INTEGER)")
             conn.execute("ROLLBACK")
 
-        try:
-            return run_steps(
-                [("Verify connectivity", connectivity), ("Verify write access", write_access)]
-            )
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+        return check_on_one_connection(
+            lambda: _connect(self.config),
+            [("Verify write access", write_access)],
+            probe=lambda conn: conn.execute("SELECT count(*) FROM main.sqlite_schema").fetchone(),
+        )
 
     def list_objects(self) -> list[DestinationObject]:
         with _closing(_connect(self.config)) as conn:

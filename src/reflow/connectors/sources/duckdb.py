@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -20,7 +21,6 @@ from reflow.connectors.base import (
     SourceConnector,
     TableRef,
     TestStep,
-    run_steps,
 )
 from reflow.connectors.errors import InvalidQuery, ObjectNotFound, TerminalError, TransientError
 
@@ -72,21 +72,10 @@ class DuckdbSource(SourceConnector):
             raise TerminalError(message) from exc
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, Any] = {}
+        def read_access(conn: Any) -> None:
+            conn.execute("SELECT table_name FROM information_schema.tables LIMIT 1")
 
-        def connectivity() -> None:
-            state["conn"] = self._connect()
-
-        def read_access() -> None:
-            state["conn"].execute("SELECT table_name FROM information_schema.tables LIMIT 1")
-
-        try:
-            return run_steps(
-                [("Verify connectivity", connectivity), ("Verify read access", read_access)]
-            )
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+        return check_on_one_connection(self._connect, [("Verify read access", read_access)])
 
     def list_tables(self) -> list[TableRef]:
         with self._connect() as conn:

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import AliasChoices, Field, SecretStr
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -22,7 +23,6 @@ from reflow.connectors.base import (
     SourceConnector,
     TableRef,
     TestStep,
-    run_steps,
 )
 from reflow.connectors.errors import InvalidQuery, ObjectNotFound, TerminalError, TransientError
 
@@ -110,23 +110,12 @@ class MysqlSource(SourceConnector):
         return conn
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, Any] = {}
-
-        def connectivity() -> None:
-            state["conn"] = self._connect()
-
-        def read_access() -> None:
-            with state["conn"].cursor() as cur:
+        def read_access(conn: Any) -> None:
+            with conn.cursor() as cur:
                 cur.execute("SELECT table_name FROM information_schema.tables LIMIT 1")
                 cur.fetchall()
 
-        try:
-            return run_steps(
-                [("Verify connectivity", connectivity), ("Verify read access", read_access)]
-            )
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+        return check_on_one_connection(self._connect, [("Verify read access", read_access)])
 
     def list_tables(self) -> list[TableRef]:
         rows = self._fetch(

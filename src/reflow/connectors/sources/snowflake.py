@@ -18,6 +18,7 @@ import pyarrow as pa
 from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -25,7 +26,6 @@ from reflow.connectors.base import (
     SourceConnector,
     TableRef,
     TestStep,
-    run_steps,
 )
 from reflow.connectors.errors import InvalidQuery, ObjectNotFound, TerminalError, TransientError
 
@@ -139,41 +139,33 @@ class SnowflakeSource(SourceConnector):
             raise TerminalError(_message(exc)) from exc
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, Any] = {}
+        def run(conn: Any, sql: str, *params: Any) -> None:
+            conn.cursor().execute(sql, params or None).fetchall()
 
-        def run(sql: str, *params: Any) -> None:
-            state["conn"].cursor().execute(sql, params or None).fetchall()
-
-        def use(kind: str, name: str | None) -> None:
+        def use(conn: Any, kind: str, name: str | None) -> None:
             if not name:
                 return
             try:
-                run(f"USE {kind} IDENTIFIER(%s)", name)
+                run(conn, f"USE {kind} IDENTIFIER(%s)", name)
             except Exception as exc:
                 # Snowflake's "Object does not exist" does not say which object.
                 raise TerminalError(f"{kind.lower()} {name!r}: {_message(exc)}") from exc
 
-        def database() -> None:
-            use("DATABASE", self.config.database)
-            use("SCHEMA", self.config.schema_)
+        def database(conn: Any) -> None:
+            use(conn, "DATABASE", self.config.database)
+            use(conn, "SCHEMA", self.config.schema_)
 
-        def connectivity() -> None:
-            state["conn"] = self._connect()
+        def read_access(conn: Any) -> None:
+            run(conn, "SELECT table_name FROM information_schema.tables LIMIT 1")
 
-        steps = [
-            ("Verify connectivity", connectivity),
-            ("Verify warehouse", lambda: use("WAREHOUSE", self.config.warehouse)),
-            ("Verify database", database),
-            (
-                "Verify read access",
-                lambda: run("SELECT table_name FROM information_schema.tables LIMIT 1"),
-            ),
-        ]
-        try:
-            return run_steps(steps)
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+        return check_on_one_connection(
+            self._connect,
+            [
+                ("Verify warehouse", lambda conn: use(conn, "WAREHOUSE", self.config.warehouse)),
+                ("Verify database", database),
+                ("Verify read access", read_access),
+            ],
+        )
 
     def list_tables(self) -> list[TableRef]:
         rows = self._fetch(

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pyarrow as pa
 from pydantic import Field
 
+from reflow.connectors._dbapi import check_on_one_connection
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -23,7 +24,6 @@ from reflow.connectors.base import (
     SourceConnector,
     TableRef,
     TestStep,
-    run_steps,
 )
 from reflow.connectors.errors import InvalidQuery, ObjectNotFound, TerminalError
 
@@ -64,23 +64,15 @@ class SqliteSource(SourceConnector):
             raise TerminalError(f"{exc}: {self.config.path}") from exc
 
     def test_connection(self) -> list[TestStep]:
-        state: dict[str, Any] = {}
+        def read_access(conn: Any) -> None:
+            conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
 
-        def connectivity() -> None:
-            state["conn"] = self._connect()
+        return check_on_one_connection(
+            self._connect,
+            [("Verify read access", read_access)],
             # sqlite3 opens lazily: only a read proves the file is a database.
-            state["conn"].execute("PRAGMA schema_version").fetchone()
-
-        def read_access() -> None:
-            state["conn"].execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
-
-        try:
-            return run_steps(
-                [("Verify connectivity", connectivity), ("Verify read access", read_access)]
-            )
-        finally:
-            if "conn" in state:
-                state["conn"].close()
+            probe=lambda conn: conn.execute("PRAGMA schema_version").fetchone(),
+        )
 
     def list_tables(self) -> list[TableRef]:
         conn = self._connect()
