@@ -14,6 +14,9 @@ import pyarrow as pa
 from pydantic import Field
 
 from reflow.connectors._dbapi import check_on_one_connection
+from reflow.connectors._sql import quote_double as quote_ident
+from reflow.connectors._sql import strip_statement as _strip
+from reflow.connectors._sql import unique_columns_sql
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -27,20 +30,9 @@ from reflow.connectors.errors import InvalidQuery, ObjectNotFound, TerminalError
 _SYSTEM_CATALOGS = ("system", "temp")
 _SYSTEM_SCHEMAS = ("information_schema", "pg_catalog")
 
-_UNIQUE_COLUMNS = """
-    SELECT kcu.column_name
-    FROM information_schema.table_constraints tc
-    JOIN information_schema.key_column_usage kcu
-      ON kcu.constraint_schema = tc.constraint_schema
-     AND kcu.constraint_name = tc.constraint_name
-     AND kcu.table_name = tc.table_name
-    WHERE tc.table_catalog = ? AND tc.table_schema = ? AND tc.table_name = ?
-      AND tc.constraint_type IN ('PRIMARY KEY', 'UNIQUE')
-      AND (SELECT count(*) FROM information_schema.key_column_usage k2
-           WHERE k2.constraint_schema = tc.constraint_schema
-             AND k2.constraint_name = tc.constraint_name
-             AND k2.table_name = tc.table_name) = 1
-"""
+_UNIQUE_COLUMNS = unique_columns_sql(
+    "tc.table_catalog = ? AND tc.table_schema = ? AND tc.table_name = ?"
+)
 
 
 class DuckdbConfig(ConnectorConfig):
@@ -131,11 +123,3 @@ class DuckdbSource(SourceConnector):
                         yield batch.slice(offset, batch_size)
             except duckdb.Error as exc:
                 raise InvalidQuery(str(exc).strip()) from exc
-
-
-def _strip(sql: str) -> str:
-    return sql.strip().rstrip(";")
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

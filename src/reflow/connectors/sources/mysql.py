@@ -9,13 +9,16 @@ statement timeout. Census documents read-only grants for MySQL, hence no bookkee
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 from pydantic import AliasChoices, Field, SecretStr
 
-from reflow.connectors._dbapi import check_on_one_connection
+from reflow.connectors._dbapi import Converter, check_on_one_connection, rows_to_batch
+from reflow.connectors._sql import quote_backtick as quote_ident
+from reflow.connectors._sql import strip_statement as _strip
+from reflow.connectors._sql import unique_columns_sql
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -31,20 +34,7 @@ _SYSTEM_SCHEMAS = ("information_schema", "mysql", "performance_schema", "sys")
 # Client error codes (CR_*) that mean the server could not be reached right now.
 _UNREACHABLE = {2002, 2003, 2005, 2006, 2013}
 
-_UNIQUE_COLUMNS = """
-    SELECT kcu.column_name
-    FROM information_schema.table_constraints tc
-    JOIN information_schema.key_column_usage kcu
-      ON kcu.constraint_schema = tc.constraint_schema
-     AND kcu.constraint_name = tc.constraint_name
-     AND kcu.table_name = tc.table_name
-    WHERE tc.table_schema = %s AND tc.table_name = %s
-      AND tc.constraint_type IN ('PRIMARY KEY', 'UNIQUE')
-      AND (SELECT count(*) FROM information_schema.key_column_usage k2
-           WHERE k2.constraint_schema = tc.constraint_schema
-             AND k2.constraint_name = tc.constraint_name
-             AND k2.table_name = tc.table_name) = 1
-"""
+_UNIQUE_COLUMNS = unique_columns_sql("tc.table_schema = %s AND tc.table_name = %s")
 
 
 class MysqlConfig(ConnectorConfig):
@@ -164,7 +154,7 @@ class MysqlSource(SourceConnector):
             columns = [_arrow_column(f) for f in cur._result.fields]
             schema = pa.schema([field for field, _ in columns])
             while rows := _fetchmany(cur, batch_size):
-                yield _to_batch(rows, schema, [convert for _, convert in columns])
+                yield rows_to_batch(rows, schema, [convert for _, convert in columns])
         finally:
             # Closing the connection (not the cursor) drops an unread result instead
             # of draining it over the wire.
@@ -213,9 +203,6 @@ def _fetchmany(cur: Any, size: int) -> list[tuple[Any, ...]]:
         raise TransientError(_message(exc)) from exc
     except pymysql.MySQLError as exc:
         raise InvalidQuery(_message(exc)) from exc
-
-
-Converter = Callable[[Any], Any] | None
 
 
 def _arrow_column(field: Any) -> tuple[pa.Field, Converter]:
@@ -276,27 +263,7 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _to_batch(
-    rows: list[tuple[Any, ...]], schema: pa.Schema, converters: list[Converter]
-) -> pa.RecordBatch:
-    arrays = []
-    for i, (field, convert) in enumerate(zip(schema, converters, strict=True)):
-        values = [row[i] for row in rows]
-        if convert is not None:
-            values = [convert(v) for v in values]
-        arrays.append(pa.array(values, type=field.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
 def _message(exc: Exception) -> str:
     # PyMySQL errors are (code, message) tuples; the message is the server's own.
     args: tuple[Any, ...] = getattr(exc, "args", ())
     return str(args[1] if len(args) > 1 else exc).strip() or type(exc).__name__
-
-
-def _strip(sql: str) -> str:
-    return sql.strip().rstrip(";")
-
-
-def quote_ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"

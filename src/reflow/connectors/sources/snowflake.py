@@ -19,6 +19,8 @@ from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from reflow.connectors._dbapi import check_on_one_connection
+from reflow.connectors._sql import quote_double as quote_ident
+from reflow.connectors._sql import strip_statement
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -360,8 +362,4 @@ def _message(exc: Exception) -> str:
 
 
 def _wrap(sql: str) -> str:
-    return f"SELECT * FROM ({sql.strip().rstrip(';')}) AS _reflow_q"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return f"SELECT * FROM ({strip_statement(sql)}) AS _reflow_q"

@@ -16,7 +16,9 @@ from urllib.parse import quote
 import pyarrow as pa
 from pydantic import Field
 
-from reflow.connectors._dbapi import check_on_one_connection
+from reflow.connectors._dbapi import check_on_one_connection, rows_to_batch
+from reflow.connectors._sql import quote_double as quote_ident
+from reflow.connectors._sql import strip_statement as _strip
 from reflow.connectors.base import (
     Column,
     ConnectorConfig,
@@ -122,8 +124,9 @@ class SqliteSource(SourceConnector):
         try:
             schema = _scan_schema(conn, inner)
             cur = _execute(conn, inner)
+            converters = [_as_text if f.type == pa.string() else None for f in schema]
             while rows := cur.fetchmany(batch_size):
-                yield _to_batch(rows, schema)
+                yield rows_to_batch(rows, schema, converters)
         finally:
             conn.close()
 
@@ -172,16 +175,6 @@ def _arrow_type(present: set[str]) -> pa.DataType:
     return pa.string()
 
 
-def _to_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
-    arrays = []
-    for i, field in enumerate(schema):
-        values = [row[i] for row in rows]
-        if field.type == pa.string():
-            values = [_as_text(v) for v in values]
-        arrays.append(pa.array(values, type=field.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
 def _as_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -197,11 +190,3 @@ def _execute(conn: Any, sql: str) -> Any:
         return conn.execute(sql)
     except sqlite3.Error as exc:
         raise InvalidQuery(str(exc).strip()) from exc
-
-
-def _strip(sql: str) -> str:
-    return sql.strip().rstrip(";")
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
