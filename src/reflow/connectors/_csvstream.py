@@ -80,10 +80,33 @@ def read_csv_batches(
             false_values=list(false_values),
         ),
     )
-    for batch in reader:
-        batch = _fix_zoned_timestamps(batch, schema)
-        for offset in range(0, batch.num_rows, batch_size):
-            yield batch.slice(offset, batch_size)
+    yield from _rebatch((_fix_zoned_timestamps(b, schema) for b in reader), batch_size)
+
+
+def _rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of exactly ``batch_size`` rows (the last one may be shorter) out of the
+    parser's blocks (~15k rows each): every batch costs the writer a round of
+    statements, so a batch is as large as the run asked for, not as a parse block."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows < batch_size:
+            continue
+        table = pa.Table.from_batches(pending).combine_chunks()
+        whole = rows - rows % batch_size
+        for offset in range(0, whole, batch_size):
+            yield _one_batch(table.slice(offset, batch_size))
+        pending = [_one_batch(table.slice(whole))] if whole < rows else []
+        rows -= whole
+    if rows:
+        yield _one_batch(pa.Table.from_batches(pending).combine_chunks())
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    batches = table.to_batches()
+    return batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
 
 
 def _fix_zoned_timestamps(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -91,8 +114,17 @@ def _fix_zoned_timestamps(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Record
     for i, f in enumerate(schema):
         col = batch.column(i)
         if pa.types.is_timestamp(f.type) and f.type.tz and pa.types.is_string(col.type):
-            # "2024-01-02 03:04:05.123+00" -> ISO 8601 with a full offset
-            text = pc.replace_substring_regex(col, r"([+-]\d\d)$", r"\1:00")
-            col = pc.cast(text, f.type)
+            col = _zoned(col, f.type)
         arrays.append(col)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _zoned(text: pa.Array, target: pa.DataType) -> pa.Array:
+    """Zoned timestamps as text -> ``target``. Sessions print them in UTC ("+00"), and
+    cutting the suffix and reading the rest as UTC is ~7x cheaper than rewriting the
+    offset with a regex, which remains for any other offset."""
+    if pc.all(pc.ends_with(text, "+00")).as_py() is not False:
+        naive = pc.cast(pc.utf8_slice_codeunits(text, 0, -3), pa.timestamp(target.unit))
+        return pc.cast(naive, target)
+    # "2024-01-02 03:04:05.123+02" -> ISO 8601 with a full offset
+    return pc.cast(pc.replace_substring_regex(text, r"([+-]\d\d)$", r"\1:00"), target)
