@@ -50,6 +50,9 @@ class PostgresBookkeeping:
         self.conn = connect(config, autocommit=True)
         self._readers: list[Any] = []
         self._source_columns: list[str] = []
+        #: The connection a full diff streams the model on (see ``_full_diff``).
+        self._stream: Any = None
+        self._full_selects: dict[str, str | None] = {}
         try:
             self._ensure_tables()
         except psycopg.errors.InsufficientPrivilege as exc:
@@ -59,19 +62,25 @@ class PostgresBookkeeping:
     def _ensure_tables(self) -> None:
         import psycopg
 
-        # Another run may create it concurrently.
-        with contextlib.suppress(psycopg.errors.UniqueViolation):
-            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        self.conn.execute(
+        # Concurrent first runs race on IF NOT EXISTS: the loser fails on the catalog
+        # (pg_type unique violation, "already exists") once the winner committed, and
+        # then the object exists. Each statement commits on its own (autocommit).
+        exists = (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.DuplicateSchema,
+            psycopg.errors.DuplicateTable,
+            psycopg.errors.DuplicateObject,
+        )
+        for statement in (
+            f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
             f"CREATE TABLE IF NOT EXISTS {self.meta_table}"
-            " (sync_id bigint, k text, v text, PRIMARY KEY (sync_id, k))"
-        )
-        self.conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.snapshot} (key text PRIMARY KEY, hash text NOT NULL)"
-        )
-        self.conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.journal} (seq bigserial, key text, hash text)"
-        )
+            " (sync_id bigint, k text, v text, PRIMARY KEY (sync_id, k))",
+            f"CREATE TABLE IF NOT EXISTS {self.snapshot}"
+            " (key text PRIMARY KEY, hash text NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.journal} (seq bigserial, key text, hash text)",
+        ):
+            with contextlib.suppress(*exists):
+                self.conn.execute(statement)
         self._apply_journal()  # what a crashed run acknowledged
 
     # -- meta ----------------------------------------------------------------------------
@@ -112,13 +121,10 @@ class PostgresBookkeeping:
         import psycopg
 
         self._source_columns = self.query_columns(query)
+        if full:
+            return self._full_diff(query, key_column=key_column, hashed_columns=hashed_columns)
         cols = ", ".join(f"s.{quote_ident(c)}" for c in self._source_columns)
-        hashed = ", ".join(f"q.{quote_ident(c)}" for c in hashed_columns)
-        # ROW(...)::text renders every type in its canonical text form: cheap and exact.
-        src = (
-            f"SELECT q.*, (q.{quote_ident(key_column)})::text AS {KEY},"
-            f" md5(ROW({hashed})::text) AS {HASH} FROM ({_strip(query)}) AS q"
-        )
+        src = _hashed_select(query, key_column, hashed_columns)
         changed = "TRUE" if full else f"p.hash IS DISTINCT FROM s.{HASH}"
         statement = f"""
             WITH src AS MATERIALIZED ({src}),
@@ -151,6 +157,51 @@ class PostgresBookkeeping:
             "removed": int(found.get("removed", 0)),
         }
 
+    def _full_diff(
+        self, query: str, *, key_column: str, hashed_columns: Sequence[str]
+    ) -> dict[str, int]:
+        """A full sync sends every valid row, so the model is not copied into the diff
+        table (on a first sync that write was a third of the run). Only its keys are
+        grouped, to count rows and find null and duplicate keys; ``rows`` then streams
+        the model itself, hashed on the way out. Both read one snapshot of the data:
+        they run in one REPEATABLE READ transaction on the streaming connection, whose
+        temporary tables hold the bad keys and the removed ones."""
+        import psycopg
+
+        key = f"(q.{quote_ident(key_column)})::text"
+        statement = f"""
+            WITH g AS MATERIALIZED (SELECT {key} AS k, count(*) AS n
+                                    FROM ({_strip(query)}) AS q GROUP BY 1),
+            gone AS (INSERT INTO _reflow_removed SELECT p.key FROM {self.snapshot} p
+                     WHERE NOT EXISTS (SELECT 1 FROM g WHERE g.k = p.key)),
+            bad AS (INSERT INTO _reflow_bad SELECT k, n FROM g WHERE k IS NULL OR n > 1)
+            SELECT coalesce(sum(n), 0) FROM g
+        """
+        self._stream = conn = connect(self.config)
+        self._readers.append(conn)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            conn.execute("CREATE TEMP TABLE _reflow_removed (key text) ON COMMIT DROP")
+            conn.execute("CREATE TEMP TABLE _reflow_bad (k text, n bigint) ON COMMIT DROP")
+            source = conn.execute(statement).fetchall()[0][0]
+            invalid = conn.execute("SELECT coalesce(sum(n), 0) FROM _reflow_bad").fetchall()[0][0]
+            removed = conn.execute("SELECT count(*) FROM _reflow_removed").fetchall()[0][0]
+        except psycopg.Error as exc:
+            raise InvalidQuery(str(exc).strip()) from exc
+        bad = f"SELECT 1 FROM _reflow_bad b WHERE b.k = s.{KEY}"
+        cols = ", ".join(f"s.{quote_ident(c)}" for c in [*self._source_columns, KEY, HASH])
+        src = _hashed_select(query, key_column, hashed_columns)
+        valid = f"s.{KEY} IS NOT NULL" + (f" AND NOT EXISTS ({bad})" if invalid else "")
+        # A class with no rows is not read at all (that would be one more model scan).
+        self._full_selects = {
+            "changed": f"SELECT {cols} FROM ({src}) s WHERE {valid}",
+            "invalid": f"SELECT {cols} FROM ({src}) s WHERE s.{KEY} IS NULL OR EXISTS ({bad})"
+                       if invalid else None,
+            "removed": f"SELECT key AS {KEY} FROM _reflow_removed" if removed else None,
+        }
+        return {"source": int(source), "invalid": int(invalid),
+                "changed": int(source) - int(invalid), "removed": int(removed)}
+
     def _create_run_tables(self, query: str) -> None:
         # A crashed run may have left them behind.
         self._drop_run_tables()
@@ -168,6 +219,11 @@ class PostgresBookkeeping:
         (``removed``: the key only). Streams on a connection of its own."""
         from reflow.connectors.sources.postgres import copy_batches
 
+        if self._stream is not None:
+            select = self._full_selects[kind]
+            if select is not None:
+                yield from copy_batches(self._stream, select, batch_size=batch_size)
+            return
         if kind == "removed":
             select = f"SELECT {KEY} FROM {self.diff_table} WHERE {CLASS} = 'removed'"
         else:
@@ -245,6 +301,16 @@ class PostgresBookkeeping:
             self._drop_run_tables()
         finally:
             self.conn.close()
+
+
+def _hashed_select(query: str, key_column: str, hashed_columns: Sequence[str]) -> str:
+    """The model's rows with their key as text and the hash of the mapped columns.
+    ROW(...)::text renders every type in its canonical text form: cheap and exact."""
+    hashed = ", ".join(f"q.{quote_ident(c)}" for c in hashed_columns)
+    return (
+        f"SELECT q.*, (q.{quote_ident(key_column)})::text AS {KEY},"
+        f" md5(ROW({hashed})::text) AS {HASH} FROM ({_strip(query)}) AS q"
+    )
 
 
 def _strip(sql: str) -> str:
