@@ -32,6 +32,7 @@ def trigger(
     The caller enqueues a queued run after its transaction commits."""
     if force_full_sync and sync.operation == "append":
         raise BadRequest("force_full_sync is not available for append syncs")
+    serialize_on_sync(session, sync_id=sync.id)
     active = session.scalar(
         select(SyncRun.id).where(SyncRun.sync_id == sync.id, SyncRun.status.in_(ACTIVE)).limit(1)
     )
@@ -53,6 +54,18 @@ def trigger(
     if run.status == "queued":
         after_commit(session, partial(events.run_triggered, session.get_bind(), run.id))
     return run
+
+
+def serialize_on_sync(session: Session, *, sync_id: int) -> None:
+    """Hold the sync's write lock until the transaction ends, so triggers of one sync
+    check for an active run and insert theirs one at a time: PostgreSQL locks the
+    sync's row; SQLite has one writer, so taking the write lock before the check is
+    enough (pysqlite would otherwise begin the transaction only at the insert)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        session.execute(select(Sync.id).where(Sync.id == sync_id).with_for_update())
+    elif not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get(session: Session, *, workspace_id: int, run_id: int) -> SyncRun:
