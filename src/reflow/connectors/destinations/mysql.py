@@ -30,9 +30,11 @@ import tempfile
 from typing import Any
 
 import pyarrow as pa
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from reflow.connectors._dbapi import check_on_one_connection
+from reflow.connectors._fields import hostname_field, password_field, port_field, user_field
+from reflow.connectors._mysql import PORT, connect_kwargs
 from reflow.connectors._sql import (
     TABLE_OPERATIONS,
     CatalogColumn,
@@ -95,19 +97,11 @@ ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION
 
 
 class MySQLConfig(ConnectorConfig):
-    hostname: str = Field(
-        title="Hostname",
-        description="Host name or IP address of the server.",
-        validation_alias=AliasChoices("hostname", "host"),
-    )
-    port: int = Field(3306, title="Port", description="TCP port of the server.", ge=1, le=65535)
+    hostname: str = hostname_field()
+    port: int = port_field(PORT)
     database: str = Field(title="Database", description="Default database (schema).")
-    user: str = Field(
-        title="User",
-        description="User to connect as.",
-        validation_alias=AliasChoices("user", "username"),
-    )
-    password: SecretStr | None = Field(None, title="Password", description="The user's password.")
+    user: str = user_field()
+    password: SecretStr | None = password_field()
     statement_timeout_seconds: int = Field(
         600,
         title="Statement timeout (s)",
@@ -241,14 +235,8 @@ def connect(config: MySQLConfig) -> Any:
 
     try:
         conn = pymysql.connect(
-            host=config.hostname,
-            port=config.port,
-            user=config.user,
-            password=config.password.get_secret_value() if config.password else "",
-            database=config.database,
-            charset="utf8mb4",
+            **connect_kwargs(config),
             local_infile=True,
-            connect_timeout=10,
             read_timeout=config.statement_timeout_seconds,
             write_timeout=config.statement_timeout_seconds,
             autocommit=False,

@@ -32,9 +32,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from reflow.connectors._dbapi import check_on_one_connection
+from reflow.connectors._fields import password_field, user_field
 from reflow.connectors._sql import (
     TABLE_OPERATIONS,
     CatalogColumn,
@@ -75,12 +76,8 @@ _TRANSIENT = {604, 605, 608, 625, 630, 90064, 390114}
 
 class SnowflakeConfig(ConnectorConfig):
     account: str = Field(title="Account", description="Account identifier, e.g. xy12345.us-east-1.")
-    user: str = Field(
-        title="User",
-        description="User to connect as.",
-        validation_alias=AliasChoices("user", "username"),
-    )
-    password: SecretStr | None = Field(None, title="Password", description="The user's password.")
+    user: str = user_field()
+    password: SecretStr | None = password_field()
     warehouse: str = Field(title="Warehouse", description="Warehouse that runs the writes.")
     database: str = Field(title="Database", description="Database holding the target tables.")
     schema_name: str | None = Field(

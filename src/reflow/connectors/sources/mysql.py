@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from reflow.connectors._dbapi import Converter, check_on_one_connection, rows_to_batch
+from reflow.connectors._fields import hostname_field, password_field, port_field, user_field
+from reflow.connectors._mysql import PORT, connect_kwargs
 from reflow.connectors._sql import quote_backtick as quote_ident
 from reflow.connectors._sql import strip_statement as _strip
 from reflow.connectors._sql import unique_columns_sql
@@ -38,19 +40,11 @@ _UNIQUE_COLUMNS = unique_columns_sql("tc.table_schema = %s AND tc.table_name = %
 
 
 class MysqlConfig(ConnectorConfig):
-    hostname: str = Field(
-        title="Hostname",
-        description="Host name or IP address of the server.",
-        validation_alias=AliasChoices("hostname", "host"),
-    )
-    port: int = Field(3306, title="Port", description="TCP port of the server.", ge=1, le=65535)
+    hostname: str = hostname_field()
+    port: int = port_field(PORT)
     database: str = Field(title="Database", description="Database (schema) to connect to.")
-    user: str = Field(
-        title="User",
-        description="User to connect as; read-only grants are enough.",
-        validation_alias=AliasChoices("user", "username"),
-    )
-    password: SecretStr | None = Field(None, title="Password", description="The user's password.")
+    user: str = user_field("User to connect as; read-only grants are enough.")
+    password: SecretStr | None = password_field()
     ssl: bool = Field(
         False,
         title="Require TLS",
@@ -75,18 +69,9 @@ class MysqlSource(SourceConnector):
     def _connect(self) -> Any:
         import pymysql
 
-        kwargs: dict[str, Any] = {
-            "host": self.config.hostname,
-            "port": self.config.port,
-            "user": self.config.user,
-            "database": self.config.database,
-            "charset": "utf8mb4",
-            "connect_timeout": 10,
-            # TIMESTAMP values arrive in UTC, whatever the server's zone.
-            "init_command": "SET time_zone = '+00:00'",
-        }
-        if self.config.password is not None:
-            kwargs["password"] = self.config.password.get_secret_value()
+        kwargs = connect_kwargs(self.config)
+        # TIMESTAMP values arrive in UTC, whatever the server's zone.
+        kwargs["init_command"] = "SET time_zone = '+00:00'"
         if self.config.ssl:
             kwargs.update(ssl_verify_cert=True, ssl_verify_identity=True)
         try:

@@ -19,6 +19,7 @@ from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from reflow.connectors._dbapi import check_on_one_connection
+from reflow.connectors._fields import password_field, user_field
 from reflow.connectors._sql import quote_double as quote_ident
 from reflow.connectors._sql import strip_statement
 from reflow.connectors.base import (
@@ -46,11 +47,7 @@ class SnowflakeConfig(ConnectorConfig):
         description="Account identifier: the part before .snowflakecomputing.com,"
         " e.g. xy12345.us-east-1 or myorg-myaccount.",
     )
-    user: str = Field(
-        title="User",
-        description="User to connect as.",
-        validation_alias=AliasChoices("user", "username"),
-    )
+    user: str = user_field()
     warehouse: str = Field(title="Warehouse", description="Warehouse that runs the queries.")
     database: str = Field(title="Database", description="Database the models read from.")
     role: str | None = Field(
@@ -66,9 +63,7 @@ class SnowflakeConfig(ConnectorConfig):
     use_keypair: bool = Field(
         False, title="Use key-pair authentication", description="Authenticate with a private key."
     )
-    password: SecretStr | None = Field(
-        None, title="Password", description="The user's password, unless use_keypair is true."
-    )
+    password: SecretStr | None = password_field("The user's password, unless use_keypair is true.")
     private_key: SecretStr | None = Field(
         None,
         title="Private key",
