@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import Engine, event, select, text, update
 from sqlalchemy.orm import Session
 
 from reflow.config import Settings
-from reflow.db.tables import Destination, Source, Sync, SyncRun, Workspace
+from reflow.db.tables import ApiToken, Destination, Source, Sync, SyncRun, Workspace
+from reflow.db.tables_org import User
 from reflow.runtime import Runtime
 from reflow.services import runs
+from reflow.services.auth import Principal
 from reflow.services.bootstrap import initialize
+from reflow.services.organization import INITIAL_OWNER_EMAIL, acting_user
 from tests.conftest import create_pg_database, drop_pg_database
 
 #: How long a thread at the gate waits for the other on SQLite, where a writer blocked
@@ -152,3 +155,25 @@ def test_concurrent_triggers_queue_exactly_one_run(runtime: Runtime) -> None:
     with runtime.session() as session:
         stored = session.scalars(select(SyncRun.status).where(SyncRun.sync_id == sync_id)).all()
     assert sorted(stored) == ["queued", "skipped"]
+
+
+def test_first_use_of_a_userless_organization_token_creates_one_owner(
+    runtime: Runtime,
+) -> None:
+    """A store initialized before ``reflow init`` created the owner: its organization
+    token has no user, and two first requests at once both go to create the owner."""
+    with runtime.session() as session:
+        token = session.scalars(select(ApiToken).where(ApiToken.kind == "organization")).one()
+        org_id = token.organization_id
+        session.execute(update(ApiToken).values(user_id=None))
+        session.execute(User.__table__.delete())
+    principal = Principal("organization", org_id, None, None)
+
+    users = race(runtime, "INSERT INTO users",
+                 lambda session: acting_user(session, principal=principal).id)
+    assert users[0] == users[1]
+    with runtime.session() as session:
+        owners = session.scalars(select(User)).all()
+        assert [(u.id, u.email, u.role) for u in owners] == [(users[0], INITIAL_OWNER_EMAIL,
+                                                             "admin")]
+        assert session.scalar(select(ApiToken.user_id).where(ApiToken.id == token.id)) == users[0]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reflow.crypto import Vault, hash_token
@@ -44,11 +45,7 @@ def acting_user(session: Session, *, principal: Principal) -> User:
 
 
 def adopt_initial_owner(session: Session, *, organization_id: int) -> User:
-    user = _user_by_email(session, organization_id=organization_id, email=INITIAL_OWNER_EMAIL)
-    if user is None:
-        user = User(organization_id=organization_id, email=INITIAL_OWNER_EMAIL, role="admin")
-        session.add(user)
-        session.flush()
+    user = _initial_owner(session, organization_id=organization_id)
     tokens = session.scalars(
         select(ApiToken).where(
             ApiToken.organization_id == organization_id,
@@ -60,6 +57,25 @@ def adopt_initial_owner(session: Session, *, organization_id: int) -> User:
         token.user_id = user.id
     session.flush()
     return user
+
+
+def _initial_owner(session: Session, *, organization_id: int) -> User:
+    """The initial owner, created if missing. Two first requests at once both try to
+    create it; the one that loses on the unique (organization, email) index reads the
+    winner's row instead of failing."""
+    user = _user_by_email(session, organization_id=organization_id, email=INITIAL_OWNER_EMAIL)
+    if user is not None:
+        return user
+    try:
+        with session.begin_nested():
+            user = User(organization_id=organization_id, email=INITIAL_OWNER_EMAIL, role="admin")
+            session.add(user)
+        return user
+    except IntegrityError:
+        user = _user_by_email(session, organization_id=organization_id, email=INITIAL_OWNER_EMAIL)
+        if user is None:
+            raise
+        return user
 
 
 def require_admin(user: User) -> None:
