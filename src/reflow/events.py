@@ -1,8 +1,8 @@
 """Sync lifecycle events: recorded once in the webhook outbox, then delivered by the
 deliverer thread (``jobs/deliverer.py``).
 
-The hooks (``run_triggered``, ``run_started``, ``run_finished``) are called after the
-run's own transaction committed, each in its own transaction, and never raise: an
+The hooks (``run_triggered``, ``run_started``, ``run_finished``/``run_ended``) are called
+after the run's own transaction committed, each in its own transaction, and never raise: an
 event must never fail or block a run. Each is idempotent: an event is keyed by
 ``dedupe_key`` (unique), so a hook called twice records nothing new.
 """
@@ -85,14 +85,23 @@ def run_started(runtime: Runtime, run_id: int) -> None:
 
 
 def run_finished(runtime: Runtime, run_id: int) -> None:
-    """``sync.completed``, ``sync.success``/``sync.failed`` and alert evaluation.
-    Called from ``engine.progress.finish``."""
+    """The end of a run (see :func:`run_ended`). Called from ``engine.progress.finish``,
+    and for runs failed outside the engine: orphans of a crash, runs whose worker was
+    lost."""
+    run_ended(runtime.engine, run_id, public_url=_public(runtime))
+
+
+def run_ended(bind: Engine, run_id: int, *, public_url: str = "") -> None:
+    """``sync.completed``, ``sync.success``/``sync.failed`` and alert evaluation, for
+    whatever ended the run. A skipped run only gets ``sync.completed`` with status
+    ``ok``: it neither succeeded nor failed, and changes no alert. Also called from
+    ``services.runs`` for runs skipped at trigger and runs canceled while queued."""
     try:
-        with runtime.session() as session:
+        with Session(bind) as session, session.begin():
             run = session.get(SyncRun, run_id)
-            if run is None or run.status not in ("completed", "failed"):
+            if run is None or run.status not in ("completed", "failed", "skipped"):
                 return
-            ok = run.status == "completed"
+            ok = run.status != "failed"
             if not emit(
                 session,
                 run=run,
@@ -100,8 +109,9 @@ def run_finished(runtime: Runtime, run_id: int) -> None:
                 extra={"status": "ok" if ok else "emergency"},
             ):
                 return
-            emit(session, run=run, event="sync.success" if ok else "sync.failed")
-            apply_alerts(session, run=run, phase="finished", public_url=_public(runtime))
+            if run.status != "skipped":
+                emit(session, run=run, event="sync.success" if ok else "sync.failed")
+                apply_alerts(session, run=run, phase="finished", public_url=public_url)
         wake()
     except Exception:
         log.exception("recording events of run %s failed; the run is unaffected", run_id)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import select, update
 
+from reflow import events
+from reflow.db.engine import after_commit
 from reflow.db.tables import SyncRun, utcnow
 from reflow.runtime import Runtime
 
@@ -56,12 +59,15 @@ class LocalExecutor:
         """Recover what a previous process left: in the embedded default this process
         is the only executor, so a ``working`` run is an orphan of a crash."""
         with self.runtime.session() as session:
-            session.execute(
+            orphans = session.scalars(
                 update(SyncRun)
                 .where(SyncRun.status == "working")
                 .values(status="failed", completed_at=utcnow(), current_step=None,
                         error_message="interrupted: Reflow stopped while this run was working")
-            )
+                .returning(SyncRun.id)
+            ).all()
+            for run_id in orphans:  # they never reach the engine's finish, which announces ends
+                after_commit(session, partial(events.run_finished, self.runtime, run_id))
             queued = session.scalars(select(SyncRun.id).where(SyncRun.status == "queued")).all()
         for run_id in queued:
             self.submit(run_id)

@@ -26,12 +26,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.tables import Sync, SyncRun, utcnow
 from reflow.db.tables_jobs import SyncScheduleState
@@ -224,7 +226,7 @@ class Scheduler:
         seconds = int(self.heartbeat_timeout.total_seconds())
         last_sign = func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at)
         with self.runtime.session() as session:
-            reaped = session.execute(
+            reaped = session.scalars(
                 update(SyncRun)
                 .where(SyncRun.status == "working", last_sign < cutoff)
                 .values(status="failed", completed_at=now, current_step=None,
@@ -232,11 +234,14 @@ class Scheduler:
                         error_message=f"the worker running this sync run was lost (no heartbeat "
                                       f"for {seconds}s); the next run resends what was not "
                                       "delivered")
+                .returning(SyncRun.id)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ).all()
+            for run_id in reaped:  # the lost worker never reaches the engine's finish
+                after_commit(session, partial(events.run_finished, self.runtime, run_id))
         if reaped:
-            log.warning("failed %s run(s) whose worker was lost", reaped)
-        return reaped
+            log.warning("failed %s run(s) whose worker was lost: %s", len(reaped), reaped)
+        return len(reaped)
 
     # --- 3. lost messages ---------------------------------------------------------------
 

@@ -51,8 +51,8 @@ def trigger(
         run.error_message = f"skipped: run {active} of this sync was still running"
     session.add(run)
     session.flush()
-    if run.status == "queued":
-        after_commit(session, partial(events.run_triggered, session.get_bind(), run.id))
+    hook = events.run_triggered if run.status == "queued" else events.run_ended
+    after_commit(session, partial(hook, session.get_bind(), run.id))
     return run
 
 
@@ -83,10 +83,12 @@ def request_cancel(session: Session, *, run: SyncRun) -> None:
     session.execute(
         update(SyncRun).where(SyncRun.id == run.id).values(cancel_requested=True)
     )
-    session.execute(
+    canceled = session.execute(
         update(SyncRun)
         .where(SyncRun.id == run.id, SyncRun.status == "queued")
         .values(status="failed", canceled=True, completed_at=utcnow(),
                 error_message="canceled before it started")
-    )
+    ).rowcount
+    if canceled:  # it never reaches the engine, whose finish would announce its end
+        after_commit(session, partial(events.run_ended, session.get_bind(), run.id))
     session.refresh(run)
