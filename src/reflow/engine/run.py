@@ -50,8 +50,6 @@ CHANGED_ACTION = {
     "append": "append",
     "delete": "delete",
 }
-#: This run's keys of rows with a value their field's type cannot hold (see ``_stage``).
-UNCASTABLE = "reflow_uncastable"
 
 
 @dataclass
@@ -68,6 +66,8 @@ class Plan:
     types: dict[str, tuple[str, pa.DataType]] = field(default_factory=dict)
     full: bool = False
     uncastable: int = 0
+    #: This run's keys of rows with a value their field's type cannot hold (see ``_stage``).
+    uncastable_keys: list[pa.Array] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -172,7 +172,6 @@ def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
             appending.finish(store)
         progress.finish(runtime, run_id, status="completed", **counts, **stats.as_counters())
     finally:
-        store.con.execute(f"DROP TABLE IF EXISTS {UNCASTABLE}")
         store.close()
         plan.source.close()
         plan.destination.close()
@@ -206,7 +205,6 @@ def _stage(runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.E
         "sync_started_at": utcnow().isoformat(),
         "record_synced_at": utcnow().isoformat(),
     }
-    store.con.execute(f"CREATE OR REPLACE TABLE {UNCASTABLE} (key VARCHAR)")
     if not store.needs_rows:  # in-warehouse diff: the warehouse reads the model itself
         store.on_uncastable = lambda rows, reasons: _log_uncastable(
             runtime, plan, store, rows, reasons
@@ -238,12 +236,7 @@ def _log_uncastable(
     """Rows with a value their field cannot hold are invalid, never sent. Their keys are
     remembered for this run so that a mirror sync does not delete those records."""
     plan.uncastable += rows.num_rows
-    keys = rows.column(plan.key_field).cast(pa.string())
-    store.con.register("uncastable_keys", pa.table({"key": keys}))
-    try:
-        store.con.execute(f"INSERT INTO {UNCASTABLE} SELECT key FROM uncastable_keys")
-    finally:
-        store.con.unregister("uncastable_keys")
+    plan.uncastable_keys.append(rows.column(plan.key_field).cast(pa.string()).combine_chunks())
     payloads = [
         {k: v for k, v in row.items() if not k.startswith(HIDDEN_PREFIX)}
         for row in rows.to_pylist()
@@ -259,13 +252,8 @@ def _log_uncastable(
 def _removed(store: SnapshotStore, plan: Plan) -> int:
     """Mirror: what Reflow delivered and the model no longer has, except records whose
     row is still there but invalid this run."""
-    if not store.source_count():
-        # Nothing staged: the model is empty, so everything delivered left it.
-        store.con.execute(f"CREATE OR REPLACE TABLE removed AS SELECT key AS {KEY} FROM snapshot")
-    else:
-        store.removed_count()
-    store.con.execute(f"DELETE FROM removed WHERE {KEY} IN (SELECT key FROM {UNCASTABLE})")
-    return int(store.con.execute("SELECT count(*) FROM removed").fetchall()[0][0])
+    kept = pa.chunked_array(plan.uncastable_keys, pa.string()).combine_chunks()
+    return store.removed_count(keep=kept)
 
 
 def _log_invalid(runtime: Runtime, plan: Plan, store: SnapshotStore) -> None:

@@ -104,13 +104,25 @@ class SnapshotStore:
         )
         return self._count("invalid"), self._count("changed")
 
-    def removed_count(self) -> int:
-        """Snapshot keys no longer in the source (what a mirror sync deletes)."""
-        self.con.execute(
-            "CREATE OR REPLACE TABLE removed AS SELECT key AS "
-            f"{KEY} FROM snapshot WHERE key NOT IN "
-            f"(SELECT {KEY} FROM stage WHERE {KEY} IS NOT NULL)"
-        )
+    def removed_count(self, *, keep: pa.Array | None = None) -> int:
+        """Snapshot keys no longer in the source (what a mirror sync deletes), except
+        those in ``keep`` (string keys of rows still there but invalid this run)."""
+        if self._staged:
+            self.con.execute(
+                "CREATE OR REPLACE TABLE removed AS SELECT key AS "
+                f"{KEY} FROM snapshot WHERE key NOT IN "
+                f"(SELECT {KEY} FROM stage WHERE {KEY} IS NOT NULL)"
+            )
+        else:  # nothing staged: the model is empty, so everything delivered left it
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE removed AS SELECT key AS {KEY} FROM snapshot"
+            )
+        if keep is not None and len(keep):
+            self.con.register("kept_keys", pa.table({"key": keep}))
+            try:
+                self.con.execute(f"DELETE FROM removed WHERE {KEY} IN (SELECT key FROM kept_keys)")
+            finally:
+                self.con.unregister("kept_keys")
         return self._count("removed")
 
     def batches(self, table: str, batch_size: int) -> pa.RecordBatchReader:
