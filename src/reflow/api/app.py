@@ -47,6 +47,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if runtime.executor is not None:
             runtime.executor.start()
+        from reflow.jobs.background import sweep_lost
+
+        sweep_lost(runtime)  # refresh jobs a dead process left processing
         scheduler = _embedded_scheduler(runtime)
         deliverer = _webhook_deliverer(runtime)
         yield

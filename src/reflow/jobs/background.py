@@ -1,18 +1,39 @@
 """Background refresh jobs (table lists, columns, segment counts) on a small thread
 pool of the API process. The job's row in ``refresh_jobs`` is the truth, so any API
-process answers ``*_status``; the pool only ever receives job ids, after commit."""
+process answers ``*_status``; the pool only ever receives job ids, after commit.
+
+A job holds no lease: the process running it may die (a crash, a kill) and leave it
+``processing``. One still ``processing`` ``LOST_AFTER`` after it was created is failed
+when its status is read, and by the sweep at start-up."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from reflow.db.tables import utcnow
+from reflow.db.tables_destinations import DestinationJob
+from reflow.db.tables_sources import RefreshJob
 
 if TYPE_CHECKING:
     from reflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+#: Longer than any refresh takes while its process lives (its queries time out first).
+LOST_AFTER = dt.timedelta(minutes=30)
+LOST_MESSAGE = (
+    "the process running this job stopped before it finished (no result after "
+    f"{int(LOST_AFTER.total_seconds() // 60)} minutes); start it again"
+)
+Job = RefreshJob | DestinationJob
 
 _ATTR = "_reflow_background"
 _lock = threading.Lock()
@@ -31,6 +52,12 @@ class BackgroundJobs:
             log.warning("refresh job %s not started: shutting down", job_id)
             return
         self._pool.submit(_guarded, run_job, self.runtime, job_id)
+
+    def submit_call(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+        """Run ``fn(*args)`` on the pool; None (and not run) once shutting down."""
+        if self._closed:
+            return None
+        return self._pool.submit(fn, *args)
 
     def shutdown(self, *, wait: bool = True) -> None:
         self._closed = True
@@ -59,3 +86,32 @@ def shutdown(runtime: Runtime) -> None:
         jobs = runtime.__dict__.pop(_ATTR, None)
     if jobs is not None:
         jobs.shutdown(wait=True)
+
+
+# --- jobs whose process died --------------------------------------------------------
+
+
+def fail_if_lost(session: Session, job: Job) -> None:
+    """Fail ``job`` if it is lost (see the module docstring), then reload it. Status
+    reads do not commit, so the change commits in its own short transaction."""
+    created = job.created_at.replace(tzinfo=job.created_at.tzinfo or dt.UTC)
+    if job.status != "processing" or created > utcnow() - LOST_AFTER:
+        return
+    with Session(session.get_bind()) as own, own.begin():
+        _fail_lost(own, type(job), job_id=job.id)
+    session.refresh(job)
+
+
+def sweep_lost(runtime: Runtime) -> int:
+    """Fail every lost job of either kind; at start-up."""
+    with runtime.session() as session:
+        return sum(_fail_lost(session, table) for table in (RefreshJob, DestinationJob))
+
+
+def _fail_lost(session: Session, table: type[Job], *, job_id: int | None = None) -> int:
+    now = utcnow()
+    stmt = update(table).where(table.status == "processing", table.created_at < now - LOST_AFTER)
+    if job_id is not None:
+        stmt = stmt.where(table.id == job_id)
+    values = {"status": "failed", "message": LOST_MESSAGE, "completed_at": now}
+    return session.execute(stmt.values(**values)).rowcount

@@ -17,12 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def submit(runtime: Runtime, job_id: int, run: Callable[[Runtime, int], None]) -> None:
-    pool = jobs_for(runtime)
-    if getattr(pool, "_closed", False):
+    if jobs_for(runtime).submit_call(_guarded, run, runtime, job_id) is None:
         log.warning("destination job %s not started: shutting down", job_id)
-        return
-    # BackgroundJobs.submit is bound to source refresh jobs; its executor runs ours.
-    pool._pool.submit(_guarded, run, runtime, job_id)
 
 
 def _guarded(run: Callable[[Runtime, int], None], runtime: Runtime, job_id: int) -> None:

@@ -19,6 +19,7 @@ from reflow.db.tables import Source, utcnow
 from reflow.db.tables_destinations import DestinationJob
 from reflow.db.tables_sources import RefreshJob
 from reflow.errors import BadRequest, NotFound, ReflowError
+from reflow.jobs.background import fail_if_lost
 from reflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def find(
     job = session.get(model, key)
     if job is None or not belongs(job):
         raise NotFound(f"refresh_key {key} not found")
+    fail_if_lost(session, job)  # left processing by a process that died
     return job
 
 
