@@ -14,7 +14,7 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from reflow.db.tables import Sync, SyncRun, utcnow
@@ -60,7 +60,7 @@ def wake() -> None:
 # --- hooks ------------------------------------------------------------------------
 
 
-def run_triggered(bind: Engine, run_id: int) -> None:
+def run_triggered(bind: Engine | Connection, run_id: int) -> None:
     """``sync.triggered``: the run was queued. Called from ``services.runs.trigger``."""
     try:
         with Session(bind) as session, session.begin():
@@ -91,7 +91,7 @@ def run_finished(runtime: Runtime, run_id: int) -> None:
     run_ended(runtime.engine, run_id, public_url=_public(runtime))
 
 
-def run_ended(bind: Engine, run_id: int, *, public_url: str = "") -> None:
+def run_ended(bind: Engine | Connection, run_id: int, *, public_url: str = "") -> None:
     """``sync.completed``, ``sync.success``/``sync.failed`` and alert evaluation, for
     whatever ended the run. A skipped run only gets ``sync.completed`` with status
     ``ok``: it neither succeeded nor failed, and changes no alert. Also called from
