@@ -85,6 +85,8 @@ class Target:
     tamper: Callable[[], None] | None = None
     upper: bool = False  # Snowflake: fields are upper-case names
     on_sync_created: list[Callable[[int], None]] = field(default_factory=list)  # gets sync_id
+    #: The sync's ``advanced_configuration`` (per-sync destination settings).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def field(self, name: str) -> str:
         return name.upper() if self.upper else name
@@ -306,7 +308,9 @@ def _run_ordered(files: dict[str, bytes]) -> list[list[dict[str, Any]]]:
     return [parse_file(name, files[name]) for name in names]
 
 
-def _local_files(suffix: str) -> Callable[[pytest.FixtureRequest], Target]:
+def _local_files(
+    suffix: str, options: dict[str, Any] | None = None
+) -> Callable[[pytest.FixtureRequest], Target]:
     def make(request: pytest.FixtureRequest) -> Target:
         root: Path = request.getfixturevalue("tmp_path") / "exports"
         root.mkdir()
@@ -322,6 +326,7 @@ def _local_files(suffix: str) -> Callable[[pytest.FixtureRequest], Target]:
             "crm/{{ run_id }}." + suffix,
             read,
             mode="files",
+            options=options or {},
         )
 
     return make
@@ -372,10 +377,12 @@ def _http_request(request: pytest.FixtureRequest) -> Target:
     receiver: Receiver = request.getfixturevalue("receiver")
     creds = {
         "base_url": receiver.url,
+        "headers": [{"name": "X-Api-Key", "value": API_KEY, "is_secret": True}],
+    }
+    options = {
         "http_endpoint": "/contacts/{{ record['id'] }}",
         "http_method": "PUT",
         "records_per_request": "one",
-        "headers": [{"name": "X-Api-Key", "value": API_KEY, "is_secret": True}],
     }
 
     def read() -> list[dict[str, Any]]:
@@ -386,7 +393,7 @@ def _http_request(request: pytest.FixtureRequest) -> Target:
             assert r.headers.get("X-Api-Key") == API_KEY, r.headers
         return [r.json() for r in sent]
 
-    return Target("http_request", creds, "request", read, mode="log")
+    return Target("http_request", creds, "request", read, mode="log", options=options)
 
 
 def _webhook(request: pytest.FixtureRequest) -> Target:
@@ -418,7 +425,8 @@ def _webhook(request: pytest.FixtureRequest) -> Target:
                 records.append(record)
         return records
 
-    target = Target("webhook", creds, "webhook", read, mode="log")
+    target = Target("webhook", creds, "webhook", read, mode="log",
+                    options={"send_full_record_on_deletes": False})
     target.on_sync_created.append(lambda sync_id: state.update(sync_id=sync_id))
     return target
 
@@ -526,6 +534,8 @@ KINDS: dict[str, Callable[[pytest.FixtureRequest], Target]] = {
     "local_files-csv": _local_files("csv"),
     "local_files-jsonl": _local_files("jsonl"),
     "local_files-parquet": _local_files("parquet"),
+    # No known extension: the sync's file_format decides (NDJSON, read back line by line).
+    "local_files-txt-ndjson": _local_files("txt", {"file_format": "ndjson"}),
     "s3": _s3,
     "http_request": _http_request,
     "webhook": _webhook,
@@ -603,6 +613,7 @@ def _sync(api: httpx.Client, source_id: int, model_id: int, dest_id: int, target
             },
             "destination_attributes": {"connection_id": dest_id, "object": target.object},
             "mappings": mappings,
+            "advanced_configuration": target.options,
         },
     )
     assert response.status_code == 200, response.text

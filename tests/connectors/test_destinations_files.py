@@ -17,9 +17,14 @@ from typing import Any
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from reflow.connectors.base import DestinationConnector, WriteContext
-from reflow.connectors.destinations.files import LocalFilesDestination, S3Destination
+from reflow.connectors.destinations.files import (
+    FileSyncOptions,
+    LocalFilesDestination,
+    S3Destination,
+)
 from reflow.connectors.errors import ObjectNotFound, TerminalError
 from reflow.connectors.registry import destination_types
 from reflow.connectors.testing import SEED_ROWS, DestinationConformance, seed_batch
@@ -161,14 +166,14 @@ class TestS3Conformance(DestinationConformance):
         return lambda: rows_of(s3_files(s3_client, prefix))
 
 
-def _ctx(object_name: str, run_id: int = 7) -> WriteContext:
+def _ctx(object_name: str, run_id: int = 7, options: dict[str, Any] | None = None) -> WriteContext:
     return WriteContext(sync_id=3, run_id=run_id, object_name=object_name, key_field="id",
-                        fields=("id", "name", "amount", "active"))
+                        fields=("id", "name", "amount", "active"), options=options or {})
 
 
 def _run(destination: DestinationConnector, object_name: str, batches: list[list[dict]],
-         **kw: Any) -> None:
-    writer = destination.open_writer(_ctx(object_name), **kw)
+         options: dict[str, Any] | None = None, **kw: Any) -> None:
+    writer = destination.open_writer(_ctx(object_name, options=options), **kw)
     for rows in batches:
         assert writer.write(seed_batch(rows), "append").rejected == []
     writer.close()
@@ -231,10 +236,52 @@ def test_path_cannot_escape_the_directory(tmp_path: Path) -> None:
         writer.write(seed_batch(), "append")
 
 
-@pytest.mark.parametrize("name", ["report.xlsx", "no_extension", "x/{{ run_id .csv"])
-def test_unwritable_object_names_are_not_found(tmp_path: Path, name: str) -> None:
+def test_unparsable_path_template_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(ObjectNotFound):
-        local_destination(tmp_path).get_object(name)
+        local_destination(tmp_path).get_object("x/{{ run_id .csv")
+
+
+@pytest.mark.parametrize("name", ["report.xlsx", "no_extension"])
+def test_another_extension_needs_a_file_format(tmp_path: Path, name: str) -> None:
+    destination = local_destination(tmp_path)
+    assert destination.get_object(name).full_name == name
+    with pytest.raises(ValidationError, match="file_format"):
+        FileSyncOptions.model_validate({}, context={"object_name": name})
+    with pytest.raises(TerminalError, match="advanced_configuration.file_format"):
+        destination.open_writer(_ctx(name))
+    _run(destination, name, [SEED_ROWS[:2]], options={"file_format": "ndjson"})
+    assert [r["id"] for r in parse_file("x.ndjson", local_files(tmp_path)[name])] == [1, 2]
+
+
+def test_csv_delimiter_and_header_are_sync_options(tmp_path: Path) -> None:
+    _run(local_destination(tmp_path), "p.txt", [SEED_ROWS[:1]],
+         options={"file_format": "csv", "csv_delimiter": "|", "include_header": False})
+    line = local_files(tmp_path)["p.txt"].decode().splitlines()
+    assert len(line) == 1 and line[0].startswith("1|")
+
+
+def test_file_format_overrides_the_extension(tmp_path: Path) -> None:
+    _run(local_destination(tmp_path), "t.csv", [SEED_ROWS[:1]], options={"file_format": "tsv"})
+    assert local_files(tmp_path)["t.csv"].decode().splitlines()[0] == (
+        '"id"\t"name"\t"amount"\t"active"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "field_name"),
+    [({"file_format": "xlsx"}, "file_format"), ({"csv_delimiter": ";;"}, "csv_delimiter"),
+     ({"csv_delimiter": "\n"}, "csv_delimiter"),
+     ({"pgp_public_key": "-----BEGIN PGP PUBLIC KEY BLOCK-----"}, "pgp_public_key")],
+)
+def test_bad_file_options_name_the_field(options: dict[str, Any], field_name: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        FileSyncOptions.model_validate(options, context={"object_name": "x.csv"})
+    assert info.value.errors()[0]["loc"] == (field_name,)
+
+
+def test_jsonl_is_ndjson_and_unknown_keys_are_kept() -> None:
+    options = FileSyncOptions.model_validate({"file_format": "jsonl", "batch_size": 10})
+    assert options.model_dump(exclude_unset=True) == {"file_format": "ndjson", "batch_size": 10}
 
 
 def test_any_template_is_an_object_with_custom_fields(tmp_path: Path) -> None:

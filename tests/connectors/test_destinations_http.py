@@ -15,7 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from reflow.connectors.base import WriteContext
-from reflow.connectors.destinations.http_request import HttpRequestDestination
+from reflow.connectors.destinations.http_request import (
+    HttpRequestDestination,
+    HttpRequestSyncOptions,
+)
 from reflow.connectors.destinations.webhook import WebhookDestination, sign
 from reflow.connectors.errors import TerminalError, TransientError
 from reflow.connectors.registry import destination_types
@@ -124,9 +127,11 @@ def hook_dest(url: str, clock: FakeClock | None = None, **settings: Any) -> Webh
     return WebhookDestination(config, clock=clock, sleep=clock.sleep)
 
 
-def write(destination: Any, rows: list[dict[str, Any]], action: str = "upsert", **kw: Any) -> Any:
+def write(destination: Any, rows: list[dict[str, Any]], action: str = "upsert", *,
+          options: dict[str, Any] | None = None, **kw: Any) -> Any:
+    """One run's write; ``options`` is the sync's ``advanced_configuration``."""
     ctx = WriteContext(sync_id=42, run_id=9, object_name="request", key_field="id",
-                       fields=("id", "name", "amount", "active"))
+                       fields=("id", "name", "amount", "active"), options=options or {})
     writer = destination.open_writer(ctx, **kw)
     try:
         return writer.write(seed_batch(rows), action)
@@ -180,8 +185,8 @@ class TestWebhookConformance(DestinationConformance):
 
 def test_4xx_rejects_every_record_of_that_request_with_the_response(server: Server) -> None:
     server.script = [(200, {}, ""), (400, {}, '{"error": "bad email"}')]
-    dest = http_dest(server.url, records_per_request="multiple", batch_size=4)
-    result = write(dest, SEED_ROWS)
+    # batch_size above 1 alone means multiple records per request (Census's key).
+    result = write(http_dest(server.url), SEED_ROWS, options={"batch_size": 4})
     assert [r.index for r in result.rejected] == [4, 5]
     assert {r.reason for r in result.rejected} == {'HTTP 400: {"error": "bad email"}'}
     assert [len(b) for b in server.bodies()] == [4, 2]
@@ -228,13 +233,15 @@ def test_unreachable_server_is_transient() -> None:
 
 def test_templates_render_per_record_and_escape_json_strings(server: Server) -> None:
     dest = http_dest(
-        server.url + "/v3", http_method="PUT",
-        http_endpoint="/contacts/{{ record['id'] }}",
-        body_template='{"name": "{{ record["name"] }}", "hash": "{{ record.name | sha256 }}",'
-                      ' "all": {{ record | only: "id", "active" | json }}}',
-        headers=[{"name": "api-key", "value": "k-1", "is_secret": True}],
+        server.url + "/v3", headers=[{"name": "api-key", "value": "k-1", "is_secret": True}]
     )
-    assert write(dest, SEED_ROWS[1:3]).rejected == []
+    options = {
+        "http_method": "PUT",
+        "http_endpoint": "/contacts/{{ record['id'] }}",
+        "body": '{"name": "{{ record["name"] }}", "hash": "{{ record.name | sha256 }}",'
+                ' "all": {{ record | only: "id", "active" | json }}}',
+    }
+    assert write(dest, SEED_ROWS[1:3], options=options).rejected == []
     first, second = server.received
     assert (first.method, first.path) == ("PUT", "/v3/contacts/2")
     assert first.headers["api-key"] == "k-1"
@@ -247,42 +254,71 @@ def test_templates_render_per_record_and_escape_json_strings(server: Server) -> 
 
 
 def test_batch_template_iterates_records_and_tolerates_trailing_commas(server: Server) -> None:
-    dest = http_dest(
-        server.url, records_per_request="multiple", batch_size=10,
-        body_template="[{% for record in records %}{\"id\": {{ record['id'] }}},{% endfor %}]",
-    )
-    assert write(dest, SEED_ROWS).rejected == []
+    options = {
+        "records_per_request": "multiple", "batch_size": 10,
+        "body": "[{% for record in records %}{\"id\": {{ record['id'] }}},{% endfor %}]",
+    }
+    assert write(http_dest(server.url), SEED_ROWS, options=options).rejected == []
     assert server.bodies() == [[{"id": r["id"]} for r in SEED_ROWS]]
 
 
 def test_bad_rendered_json_rejects_without_sending(server: Server) -> None:
-    dest = http_dest(server.url, body_template="{\"id\": {{ record['name'] }}}")
-    result = write(dest, SEED_ROWS[:1])
+    options = {"body": "{\"id\": {{ record['name'] }}}"}
+    result = write(http_dest(server.url), SEED_ROWS[:1], options=options)
     assert "not valid JSON" in result.rejected[0].reason
     assert server.received == []
 
 
 def test_unknown_column_in_template_is_terminal(server: Server) -> None:
-    dest = http_dest(server.url, body_template="{\"x\": {{ record['nope'] }}}")
+    options = {"body": "{\"x\": {{ record['nope'] }}}"}
     with pytest.raises(TerminalError):
-        write(dest, SEED_ROWS[:1])
+        write(http_dest(server.url), SEED_ROWS[:1], options=options)
 
 
 @pytest.mark.parametrize(
-    ("settings", "field_name", "position"),
+    ("options", "field_name", "position"),
     [
-        ({"body_template": '{\n  "a": {{ record["a" }}\n}'}, "body_template", "line 2, column"),
+        ({"body": '{\n  "a": {{ record["a" }}\n}'}, "body", "line 2, column 18"),
+        ({"body_template": "{% if %}"}, "body", "line 1, column 4"),  # the old key
         ({"http_endpoint": "/x/{% if record %}"}, "http_endpoint", "line 1, column"),
+        ({"batch_size": 5, "body": "{{ record.id }}"}, "body", "line 1, column 4"),
     ],
 )
-def test_unparsable_template_is_a_validation_error(
-    settings: dict[str, str], field_name: str, position: str
+def test_bad_template_is_a_validation_error_naming_field_and_position(
+    options: dict[str, Any], field_name: str, position: str
 ) -> None:
     with pytest.raises(ValidationError) as info:
-        HttpRequestDestination.config_model.model_validate({"base_url": "http://x", **settings})
+        HttpRequestSyncOptions.model_validate(options)
     error = info.value.errors()[0]
     assert error["loc"] == (field_name,)
     assert position in error["msg"]
+
+
+def test_template_columns_are_checked_against_the_mapped_fields() -> None:
+    body = '{"a": "{{ record.id }}",\n "b": "{{ record["emial"] }}"}'
+    with pytest.raises(ValidationError) as info:
+        HttpRequestSyncOptions.model_validate({"body": body}, context={"fields": ["id", "email"]})
+    assert "record['emial'] at line 2, column 11 is not a mapped field" in str(info.value)
+    HttpRequestSyncOptions.model_validate({"body": body}, context={"fields": None})
+
+
+def test_request_settings_in_old_connections_are_defaults_under_the_sync(server: Server) -> None:
+    dest = http_dest(server.url, http_endpoint="/old/{{ record['id'] }}", http_method="PATCH",
+                     body_template='{"n": "{{ record.name }}"}')
+    assert "http_endpoint" not in dest.config.connection_details()
+    write(dest, SEED_ROWS[:1])
+    write(dest, SEED_ROWS[:1], options={"http_endpoint": "/new"})
+    assert [(r.method, r.path, json.loads(r.body)) for r in server.received] == [
+        ("PATCH", "/old/1", {"n": SEED_ROWS[0]["name"]}),
+        ("PATCH", "/new", {"n": SEED_ROWS[0]["name"]}),
+    ]
+    with pytest.raises(ValidationError, match="body: invalid Liquid template at line 1"):
+        http_dest(server.url, body_template="{% if %}")
+
+
+def test_invalid_stored_options_are_terminal(server: Server) -> None:
+    with pytest.raises(TerminalError, match="advanced_configuration.http_method"):
+        write(http_dest(server.url), SEED_ROWS[:1], options={"http_method": "BREW"})
 
 
 def test_secret_header_values_are_not_read_back() -> None:
@@ -310,6 +346,14 @@ def test_rate_limit_spaces_requests_on_the_injected_clock(server: Server) -> Non
     assert 2.99 <= clock.now - 1000.0 <= 3.2
 
 
+def test_sync_rate_limit_applies_within_the_connection_limit(server: Server) -> None:
+    clock = FakeClock()
+    rows = [dict(SEED_ROWS[0], id=i) for i in range(20)]
+    dest = http_dest(server.url, clock, rate_limit_per_second=50)
+    assert write(dest, rows, options={"rate_limit_per_second": 5}).rejected == []
+    assert 2.99 <= clock.now - 1000.0 <= 3.2, "the sync's 5/s is the tighter limit"
+
+
 def test_no_rate_limit_never_waits(server: Server) -> None:
     clock = FakeClock()
     write(http_dest(server.url, clock), SEED_ROWS)
@@ -320,6 +364,12 @@ def test_concurrency_sends_requests_in_parallel(server: Server) -> None:
     server.barrier = threading.Barrier(3, timeout=10)
     dest = http_dest(server.url, concurrency=3, max_retries=0)
     assert write(dest, SEED_ROWS[:3]).rejected == []
+
+
+def test_sync_concurrency_overrides_the_connection(server: Server) -> None:
+    server.barrier = threading.Barrier(3, timeout=10)
+    dest = http_dest(server.url, max_retries=0)
+    assert write(dest, SEED_ROWS[:3], options={"concurrency": 3}).rejected == []
 
 
 def test_without_concurrency_requests_are_serial(server: Server) -> None:
@@ -360,6 +410,16 @@ def test_webhook_deletes_send_only_unique_id_one_per_request(server: Server) -> 
     assert [(b["operation"], b["data"]) for b in server.bodies()] == [
         ("deleted", {"unique_id": 1}), ("deleted", {"unique_id": 2})]
     assert "X-Signature" not in server.received[0].headers
+
+
+def test_webhook_full_record_on_deletes_is_a_sync_option(server: Server) -> None:
+    dest = hook_dest(server.url, use_bulk_upload=False)
+    write(dest, SEED_ROWS[:1], action="delete", options={"send_full_record_on_deletes": True})
+    assert server.bodies()[0]["data"] == {"unique_id": 1, **SEED_ROWS[0]}
+    server.received.clear()
+    dest = hook_dest(server.url, use_bulk_upload=False, send_full_record_on_deletes=True)
+    write(dest, SEED_ROWS[:1], action="delete", options={"send_full_record_on_deletes": False})
+    assert server.bodies()[0]["data"] == {"unique_id": 1}
 
 
 def test_webhook_unwrapped_sends_only_records(server: Server) -> None:

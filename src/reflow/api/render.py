@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from reflow.api.envelope import iso
 from reflow.connectors.base import DestinationObject
 from reflow.db.tables import Destination, Source, SourceModel, Sync, SyncRun
@@ -94,11 +96,18 @@ def destination(row: Destination, objects: list[DestinationObject] | None = None
         **_test_fields(row),
         "connection_details": row.connection_details,
         "is_file_system": bool(cls and cls.capabilities.file_system),
-        "objects": [destination_object(o) for o in objects or []],
+        "objects": [
+            destination_object(o, getattr(cls, "sync_options_model", None)) for o in objects or []
+        ],
     }
 
 
-def destination_object(obj: DestinationObject) -> dict[str, Any]:
+def destination_object(
+    obj: DestinationObject, options_model: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """``options_model``: the destination's ``sync_options_model``, rendered as the
+    object's ``advanced_configuration_field_definitions``."""
+    definitions = sync_option_definitions(options_model) if options_model else []
     return {
         "label": obj.label,
         "full_name": obj.full_name,
@@ -107,8 +116,8 @@ def destination_object(obj: DestinationObject) -> dict[str, Any]:
         "allow_case_sensitive_fields": True,
         "supports_field_ordering": False,
         "can_be_sync_destination": True,
-        "advanced_configuration_field_definitions": [],
-        "configurable_field_definitions": {},
+        "advanced_configuration_field_definitions": definitions,
+        "configurable_field_definitions": {d["name"]: d["type"] for d in definitions},
         "fields": [
             {
                 "label": f.label,
@@ -129,6 +138,40 @@ def destination_object(obj: DestinationObject) -> dict[str, Any]:
             for f in obj.fields
         ],
     }
+
+
+def sync_option_definitions(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Census's per-object sync options (§15.1), one per field of the options model."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    out = []
+    for order, (name, prop) in enumerate(schema.get("properties", {}).items(), start=1):
+        kind, values = _option_type(prop)
+        out.append({
+            "name": name,
+            "type": kind,
+            "label": prop.get("title", name),
+            "input_type": prop.get("input_type") or ("dropdown" if values else "text"),
+            "placeholder": prop.get("placeholder"),
+            "sort_order": order,
+            "required": name in required,
+            "default": prop.get("default"),
+            "supported_values": values,
+        })
+    return out
+
+
+def _option_type(prop: dict[str, Any]) -> tuple[str, list[Any]]:
+    """(type name, allowed values) of one JSON Schema property; optional ones are anyOf."""
+    for option in [prop, *prop.get("anyOf", [])]:
+        kind = option.get("type")
+        if "enum" in option:
+            return "string", list(option["enum"])
+        if kind == "boolean":
+            return "boolean", [True, False]
+        if kind in ("integer", "number", "string"):
+            return {"number": "float"}.get(kind, kind), []
+    return "string", []
 
 
 def sync(row: Sync, *, source_object: dict[str, Any], last_run: SyncRun | None) -> dict[str, Any]:

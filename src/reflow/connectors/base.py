@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 StepStatus = Literal["success", "failed", "warning"]
 Action = Literal["upsert", "update", "insert", "append", "delete"]
@@ -295,6 +295,13 @@ class DestinationConnector(abc.ABC):
     documentation_slug: ClassVar[str]
     config_model: ClassVar[type[ConnectorConfig]]
     capabilities: ClassVar[DestinationCapabilities] = DestinationCapabilities()
+    #: The per-sync settings a sync passes in ``advanced_configuration``, or ``None`` when
+    #: the destination takes none. Validated when a sync is created or updated (with
+    #: validation context ``object_name``: the sync's destination object, and ``fields``:
+    #: the mapped field names, or ``None`` when the sync sends all properties); errors name
+    #: the field. The writer reads the same keys from ``WriteContext.options``. Its JSON
+    #: Schema is served as the object's ``advanced_configuration_field_definitions``.
+    sync_options_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
@@ -338,6 +345,14 @@ class DestinationConnector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def options_error(exc: ValidationError, *, prefix: str = "advanced_configuration.") -> str:
+    """The first error of a ``sync_options_model`` validation as ``<prefix><field>: <msg>``."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{prefix}{where}: {message}" if where else f"{prefix.rstrip('.')}: {message}"
 
 
 def run_steps(steps: list[tuple[str, Any]], *, warn: set[str] | None = None) -> list[TestStep]:

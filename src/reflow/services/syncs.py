@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reflow.connectors.base import DestinationObject
+from reflow.connectors.base import DestinationObject, options_error
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import Source, SourceModel, Sync, SyncRun, SyncRunRecord
@@ -304,6 +305,28 @@ def _check_against_destination(session: Session, sync: Sync, vault: Vault) -> No
         )
     obj = destinations.get_object(destination, vault=vault, full_name=sync.destination_object)
     _check_fields(obj, sync, keys[0]["to"])
+    _check_sync_options(sync, cls)
+
+
+def _check_sync_options(sync: Sync, cls: type) -> None:
+    """Validate ``advanced_configuration`` with the destination's ``sync_options_model``
+    and store it normalised (keys the model does not know are kept as given)."""
+    model = getattr(cls, "sync_options_model", None)
+    if model is None:
+        return
+    settings = dict(sync.settings)
+    all_properties = settings.get("field_behavior") == "sync_all_properties"
+    context = {
+        "object_name": sync.destination_object,
+        "fields": None if all_properties else [m["to"] for m in sync.mappings],
+    }
+    try:
+        options = model.model_validate(settings.get("advanced_configuration") or {},
+                                       context=context)
+    except ValidationError as exc:
+        raise BadRequest(options_error(exc)) from None
+    settings["advanced_configuration"] = options.model_dump(mode="json", exclude_unset=True)
+    sync.settings = settings
 
 
 def _check_fields(obj: DestinationObject, sync: Sync, key_field: str) -> None:

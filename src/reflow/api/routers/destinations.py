@@ -112,7 +112,8 @@ def list_destination_objects(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
     objects = destinations.list_objects(destination, vault=ctx.vault)
-    options = destinations.connector_class(destination, vault=ctx.vault).sync_options_model
+    cls = destinations.connector_class(destination, vault=ctx.vault)
+    options = getattr(cls, "sync_options_model", None)
     start = (params.page - 1) * params.per_page
     page = Page(objects[start : start + params.per_page], len(objects), params)
     return listing(request, page, [render.destination_object(o, options) for o in page.items])
@@ -126,5 +127,6 @@ def get_destination_object(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
     obj = destinations.get_object(destination, vault=ctx.vault, full_name=full_name)
-    options = destinations.connector_class(destination, vault=ctx.vault).sync_options_model
+    cls = destinations.connector_class(destination, vault=ctx.vault)
+    options = getattr(cls, "sync_options_model", None)
     return ok(render.destination_object(obj, options))

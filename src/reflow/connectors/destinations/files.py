@@ -3,8 +3,13 @@
 The destination *object* is a path template, e.g. ``exports/{{ sync_id }}/{{ run_id }}.csv``,
 rendered with Liquid (variables ``sync_id``, ``run_id``, ``batch``, ``timestamp``) and then
 with Census's strftime-style codes (``%Y``, ``%m``, ``%d``, ``%H``...) at the run's start.
-The extension picks the format: ``.csv``, ``.tsv``, ``.json`` (one array), ``.jsonl`` /
-``.ndjson`` (one object per line) or ``.parquet``.
+The format, CSV delimiter and header row are per sync (``FileSyncOptions``, reference
+§5.4): ``advanced_configuration.file_format`` (``csv``, ``tsv``, ``json`` = one array,
+``ndjson`` = one object per line, ``parquet``), ``csv_delimiter`` (``,``) and
+``include_header`` (true). Without ``file_format`` the extension picks the format, as
+before: ``.csv``, ``.tsv``, ``.json``, ``.jsonl`` / ``.ndjson`` or ``.parquet``; a path
+with another extension needs ``file_format``. PGP encryption is not supported, and a sync
+asking for it is refused rather than sent in the clear.
 
 One file per run: the writer keeps the file open across batches and publishes it on
 ``close()`` (local: rename of a hidden temp file; S3: upload of a local temp file, which
@@ -31,12 +36,21 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import pyarrow as pa
 from liquid import Environment, StrictUndefined
 from liquid.exceptions import LiquidError
-from pydantic import Field, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from reflow.connectors.base import (
     Action,
@@ -48,6 +62,7 @@ from reflow.connectors.base import (
     TestStep,
     WriteContext,
     WriteResult,
+    options_error,
     run_steps,
 )
 from reflow.connectors.errors import (
@@ -60,8 +75,9 @@ from reflow.connectors.errors import (
 _OPERATIONS = ("append", "upsert", "mirror")
 _FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".json": "json",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+    ".jsonl": "ndjson", ".ndjson": "ndjson", ".parquet": "parquet",
 }
+FileFormat = Literal["csv", "tsv", "json", "ndjson", "parquet"]
 #: What ``list_objects`` offers: file systems have no objects to enumerate, the user
 #: types a path; one example template gives pickers something valid to start from.
 EXAMPLE_TEMPLATE = "reflow/{{ sync_id }}/{{ run_id }}.csv"
@@ -95,11 +111,75 @@ class S3Config(ConnectorConfig):
         return self.bucket
 
 
+# --- per-sync options -------------------------------------------------------------------
+
+
+class FileSyncOptions(BaseModel):
+    """A file sync's own settings, from its ``advanced_configuration`` (reference §5.4)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file_format: FileFormat | None = Field(
+        default=None, validate_default=True, title="File format",
+        description="csv, tsv, json (one array), ndjson (one object per line) or parquet; "
+        "unset: from the path's extension (.csv, .tsv, .json, .jsonl/.ndjson, .parquet).",
+    )
+    csv_delimiter: str = Field(
+        default=",", min_length=1, max_length=1, title="CSV delimiter",
+        description="One character between CSV values, e.g. | (TSV always uses a tab).",
+    )
+    include_header: bool = Field(
+        default=True, title="Include header row",
+        description="CSV and TSV: write the column names as the first line.",
+    )
+    pgp_public_key: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+
+    @field_validator("file_format", mode="before")
+    @classmethod
+    def _jsonl_is_ndjson(cls, value: Any) -> Any:
+        if value == "":
+            return None
+        return "ndjson" if isinstance(value, str) and value.lower() == "jsonl" else value
+
+    @field_validator("file_format")
+    @classmethod
+    def _known_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        path = (info.context or {}).get("object_name")
+        if value is None and path is not None and not PathTemplate(path).format:
+            raise ValueError(
+                f"the path {path!r} does not end with one of {', '.join(sorted(_FORMATS))}; "
+                "set file_format"
+            )
+        return value
+
+    @field_validator("csv_delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        if value in ('"', "\r", "\n"):
+            raise ValueError("the delimiter cannot be a double quote or a line break")
+        return value
+
+    @field_validator("pgp_public_key")
+    @classmethod
+    def _no_pgp(cls, value: str | None) -> None:
+        if value:
+            raise ValueError("PGP encryption is not supported; files would be written unencrypted")
+        return None
+
+
+def sync_options(ctx: WriteContext) -> FileSyncOptions:
+    try:
+        return FileSyncOptions.model_validate(ctx.options)
+    except ValidationError as exc:  # stored before validation existed
+        raise TerminalError(options_error(exc)) from None
+
+
 # --- path templates -------------------------------------------------------------------
 
 
 class PathTemplate:
-    """A parsed object name; raises ``ObjectNotFound`` for a path that cannot be written."""
+    """A parsed object name; raises ``ObjectNotFound`` for a path that cannot be written.
+    ``format`` is the one its extension names, or "" for another extension."""
 
     def __init__(self, source: str) -> None:
         try:
@@ -109,9 +189,6 @@ class PathTemplate:
         self.per_batch = "batch" in self._template.global_variables()
         sample = self.render(sync_id=0, run_id=0, batch=1, at=datetime.now(UTC))
         self.format = _FORMATS.get(Path(sample).suffix.lower(), "")
-        if not self.format:
-            known = ", ".join(sorted(_FORMATS))
-            raise ObjectNotFound(f"path {source!r} must end with one of {known}")
 
     def render(self, *, sync_id: int, run_id: int, batch: int, at: datetime) -> str:
         stamp = at.strftime("%Y%m%dT%H%M%SZ")
@@ -141,16 +218,21 @@ def _json_default(value: Any) -> Any:
 class _Encoder:
     """Streams batches of one schema into one open binary file in one format."""
 
-    def __init__(self, fmt: str, stream: IO[bytes], schema: pa.Schema) -> None:
+    def __init__(self, fmt: str, stream: IO[bytes], schema: pa.Schema,
+                 options: FileSyncOptions | None = None) -> None:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
         self.fmt, self.stream, self.schema = fmt, stream, schema
         self._rows = 0
         self._writer: Any = None
+        options = options or FileSyncOptions()
         if fmt in ("csv", "tsv"):
-            options = pacsv.WriteOptions(delimiter="\t" if fmt == "tsv" else ",")
-            self._writer = pacsv.CSVWriter(stream, schema, write_options=options)
+            csv_options = pacsv.WriteOptions(
+                delimiter="\t" if fmt == "tsv" else options.csv_delimiter,
+                include_header=options.include_header,
+            )
+            self._writer = pacsv.CSVWriter(stream, schema, write_options=csv_options)
         elif fmt == "parquet":
             self._writer = pq.ParquetWriter(stream, schema)
         elif fmt == "json":
@@ -167,7 +249,7 @@ class _Encoder:
             return
         for row in batch.to_pylist():
             line = json.dumps(row, default=_json_default, ensure_ascii=False).encode()
-            if self.fmt == "jsonl":
+            if self.fmt == "ndjson":
                 self.stream.write(line + b"\n")
             else:
                 self.stream.write((b",\n" if self._rows else b"\n") + line)
@@ -306,6 +388,14 @@ class FileWriter(BatchWriter):
     def __init__(self, store: _Store, ctx: WriteContext, started_at: datetime) -> None:
         self.store, self.ctx, self.started_at = store, ctx, started_at
         self.template = PathTemplate(ctx.object_name)
+        self.options = sync_options(ctx)
+        self.format = self.options.file_format or self.template.format
+        if not self.format:
+            known = ", ".join(sorted(_FORMATS))
+            raise TerminalError(
+                f"path {ctx.object_name!r} does not end with one of {known}; "
+                "set advanced_configuration.file_format"
+            )
         # One file per run is published at close: the engine holds the snapshot until then.
         self.durable_on_write = self.template.per_batch
         self.batches = 0
@@ -347,7 +437,7 @@ class FileWriter(BatchWriter):
         )
         sink = self._guard(self.store.open_sink, path)
         try:
-            return sink, _Encoder(self.template.format, sink.stream, schema)
+            return sink, _Encoder(self.format, sink.stream, schema, self.options)
         except Exception:
             sink.abort()
             raise
@@ -377,6 +467,7 @@ class _FileDestination(DestinationConnector):
     capabilities = DestinationCapabilities(
         operations=_OPERATIONS, batch_size=100_000, file_system=True
     )
+    sync_options_model = FileSyncOptions
 
     def _store(self) -> _Store:
         raise NotImplementedError

@@ -1,41 +1,48 @@
 """Census HTTP Request destination: Liquid-templated HTTP calls, one per record or one
 per group of records.
 
-Per-sync settings (endpoint, method, payload template, records per request, rate limit)
-live in the connection config for now: ``WriteContext`` carries only the object name and
-fields, so a sync cannot bring its own. The object is a single fixed one, ``request``;
-the sync's object name is only a label.
+The connection (``HttpRequestConfig``, reference §2.1) holds the base URL, the headers
+(secret ones never read back), a connection-wide rate limit and the default concurrency.
+Each sync describes its own requests in ``advanced_configuration``
+(``HttpRequestSyncOptions``, §2.2): method, endpoint template, records per request,
+payload type and template, its own rate limit and concurrency. Connections created
+before that carried those keys in their credentials; they are kept as defaults under
+each sync's own (``HttpRequestConfig.sync_defaults``). The object is a single fixed one,
+``request``; the sync's object name is only a label.
 
 Responses (Census §2.4): 2xx accepts every record of the request; another 4xx than 429
 rejects each of them with the status and body as reason; 429, 5xx and network errors are
 retried ``max_retries`` times with exponential backoff, honouring ``Retry-After``, then
-raise ``TransientError``. Requests go through a token bucket (``rate_limit_per_second``)
-and a pool of ``concurrency`` threads. Templates are parsed when the config is validated.
+raise ``TransientError``. Requests go through the connection's token bucket, then the
+sync's, and a pool of ``concurrency`` threads. Templates are parsed, and their
+``record[...]`` columns checked against the mapped fields, when the sync is validated.
 
-The sending core (``TokenBucket``, ``Sender``) is shared with the webhook destination.
+The sending core (``_sending``) and the Liquid dialect (``_liquid``) are shared with the
+webhook destination.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
 import pyarrow as pa
-import tenacity
-from liquid import Environment, StrictUndefined
 from liquid.exceptions import LiquidError, UndefinedError
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from reflow.connectors.base import (
     Action,
@@ -48,92 +55,28 @@ from reflow.connectors.base import (
     TestStep,
     WriteContext,
     WriteResult,
+    options_error,
     run_steps,
 )
-from reflow.connectors.errors import TerminalError, TransientError
+from reflow.connectors.destinations._liquid import (
+    check_variables,
+    escaped,
+    json_default,
+    parse_template,
+)
+from reflow.connectors.destinations._sending import (
+    Buckets,
+    Clock,
+    Limiter,
+    Request,
+    Sender,
+    Sleep,
+    TokenBucket,
+    describe,
+)
+from reflow.connectors.errors import TerminalError
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
-#: Longest wait we sit through inside a write; a longer Retry-After goes to the engine.
-MAX_WAIT_SECONDS = 60.0
-_REASON_LIMIT = 2000
-
-
-# --- Liquid -------------------------------------------------------------------------
-
-
-class _JsonStr(str):
-    """A string value JSON-escaped for use inside a JSON string literal, as Census does
-    in JSON payload mode; ``original`` is what the ``json``/``sha256``/``base64`` see."""
-
-    original: str
-
-    def __new__(cls, value: str) -> _JsonStr:
-        obj = super().__new__(cls, json.dumps(value, ensure_ascii=False)[1:-1])
-        obj.original = value
-        return obj
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, _JsonStr):
-        return value.original
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _escaped(value: Any) -> Any:
-    if isinstance(value, str):
-        return _JsonStr(value)
-    if isinstance(value, dict):
-        return {k: _escaped(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_escaped(v) for v in value]
-    return value
-
-
-def json_default(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def _pick(value: Any, keys: tuple[Any, ...], keep: bool) -> dict[str, Any]:
-    names = {k for key in keys for k in (key if isinstance(key, list | dict) else [key])}
-    return {k: v for k, v in dict(value).items() if (k in names) == keep}
-
-
-def _make_env() -> Environment:
-    env = Environment(undefined=StrictUndefined)
-    env.filters["json"] = lambda v: json.dumps(_plain(v), default=json_default)
-    env.filters["sha256"] = lambda v: hashlib.sha256(str(_plain(v)).encode()).hexdigest()
-    env.filters["base64"] = lambda v: base64.b64encode(str(_plain(v)).encode()).decode()
-    env.filters["only"] = lambda v, *keys: _pick(v, keys, True)
-    env.filters["except"] = lambda v, *keys: _pick(v, keys, False)
-    env.filters["keys"] = lambda v: list(dict(v))
-    return env
-
-
-LIQUID = _make_env()
-
-
-def parse_template(source: str) -> Any:
-    """Parse a Liquid template, or raise ValueError naming the line and column (1-based)."""
-    try:
-        return LIQUID.from_string(source)
-    except LiquidError as exc:
-        context = exc.context()
-        if context is None:  # e.g. a missing end tag: the problem is at the end
-            lines = source.splitlines() or [""]
-            line, column = len(lines), len(lines[-1]) + 1
-        else:
-            line, column = context[0], context[1] + 1
-        raise ValueError(
-            f"invalid Liquid template at line {line}, column {column}: {exc.message}"
-        ) from None
-
-
-# --- config ---------------------------------------------------------------------------
+# --- connection config ----------------------------------------------------------------
 
 
 class Header(BaseModel):
@@ -144,7 +87,16 @@ class Header(BaseModel):
     )
 
 
+#: Per-request keys that connections stored before syncs carried their own settings;
+#: kept as defaults for the syncs of such a connection (see ``sync_defaults``).
+LEGACY_SYNC_KEYS = ("http_endpoint", "http_method", "records_per_request", "batch_size",
+                    "payload_type", "body_template", "body")
+
+
 class HttpRequestConfig(ConnectorConfig):
+    """The connection (reference §2.1): where requests go and how they authenticate.
+    What each request looks like is per sync: ``HttpRequestSyncOptions``."""
+
     base_url: str = Field(title="Base URL", description="e.g. https://api.brevo.com")
     auth_mode: Literal["manual"] = Field(
         default="manual", title="Authorization Type",
@@ -153,34 +105,14 @@ class HttpRequestConfig(ConnectorConfig):
     headers: list[Header] = Field(
         default_factory=list, title="Headers", description="Headers sent on every request."
     )
-    http_endpoint: str = Field(
-        default="", title="Request endpoint",
-        description="Liquid path appended to the base URL, e.g. /v3/contacts/{{ record['id'] }}",
-    )
-    http_method: Literal["POST", "PUT", "PATCH", "DELETE", "GET"] = Field(
-        default="POST", title="Request method", description="HTTP method of each request."
-    )
-    records_per_request: Literal["one", "multiple"] = Field(
-        default="one", title="Records per request",
-        description="one: templates see `record`; multiple: templates see `records`.",
-    )
-    batch_size: int = Field(
-        default=100, ge=1, le=10_000, title="Batch size",
-        description="Records per request in multiple-records mode.",
-    )
-    payload_type: Literal["empty", "json", "url_encoded"] = Field(
-        default="json", title="Payload type", description="Body encoding."
-    )
-    body_template: str | None = Field(
-        default=None, title="Payload template",
-        description="Liquid template of the body; unset sends the mapped columns as JSON.",
-    )
     rate_limit_per_second: float | None = Field(
         default=None, gt=0, title="Rate limit",
-        description="Requests per second; unset for as fast as possible (429s still honoured).",
+        description="Requests per second across every sync of this connection; unset for "
+        "as fast as possible (429s still honoured). A sync can set a lower one of its own.",
     )
     concurrency: int = Field(
-        default=1, ge=1, le=64, title="Concurrency", description="Requests in flight at once."
+        default=1, ge=1, le=64, title="Concurrency",
+        description="Requests in flight at once, unless a sync sets its own.",
     )
     max_retries: int = Field(
         default=7, ge=0, le=20, title="Retries", description="Retries of a 429/5xx request."
@@ -188,20 +120,22 @@ class HttpRequestConfig(ConnectorConfig):
     timeout_seconds: float = Field(
         default=30.0, gt=0, title="Timeout", description="Per-request timeout in seconds."
     )
+    #: Per-request settings found in the credentials of an older connection: defaults
+    #: under each sync's own ``advanced_configuration``. Not part of the served schema.
+    sync_defaults: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict, exclude=True)
 
-    @field_validator("http_endpoint", "body_template")
+    @model_validator(mode="before")
     @classmethod
-    def _parses(cls, value: str | None) -> str | None:
-        if value:
-            parse_template(value)
-        return value
-
-    @model_validator(mode="after")
-    def _form_needs_template(self) -> HttpRequestConfig:
-        multiple = self.records_per_request == "multiple"
-        if self.payload_type == "url_encoded" and multiple and not self.body_template:
-            raise ValueError("a URL-encoded payload of multiple records needs body_template")
-        return self
+    def _legacy_keys_become_sync_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in data for k in LEGACY_SYNC_KEYS):
+            return data
+        data = dict(data)
+        legacy = {k: data.pop(k) for k in LEGACY_SYNC_KEYS if k in data and data[k] != ""}
+        try:
+            HttpRequestSyncOptions.model_validate(legacy)
+        except ValidationError as exc:
+            raise ValueError(options_error(exc, prefix="")) from None
+        return {**data, "sync_defaults": legacy}
 
     def connection_details(self) -> dict[str, Any]:
         out = super().connection_details()
@@ -216,131 +150,97 @@ class HttpRequestConfig(ConnectorConfig):
         return self.base_url
 
 
-# --- sending core -----------------------------------------------------------------------
+# --- per-sync options ------------------------------------------------------------------
+
+#: Records per request when ``records_per_request`` is ``multiple`` and no batch size is set.
+DEFAULT_MULTIPLE_BATCH = 100
 
 
-class TokenBucket:
-    """Requests-per-second limiter shared by the sending threads."""
+class HttpRequestSyncOptions(BaseModel):
+    """One sync's requests (reference §2.2), from its ``advanced_configuration``.
 
-    def __init__(self, rate: float | None, *, clock: Clock, sleep: Sleep) -> None:
-        self.rate, self.clock, self.sleep = rate, clock, sleep
-        self.capacity = max(1.0, rate or 1.0)
-        self._tokens, self._last = self.capacity, clock()
-        self._lock = threading.Lock()
+    ``http_endpoint``, ``batch_size`` and ``http_method`` are the keys of Census's
+    published ``advanced_configuration_field_definitions`` example. ``records_per_request``
+    left unset follows ``batch_size``: more than 1 means multiple records per request,
+    whose templates see ``records`` (Liquid ``{% for record in records %}``)."""
 
-    def acquire(self) -> None:
-        if self.rate is None:
-            return
-        while True:
-            with self._lock:
-                now = self.clock()
-                elapsed = max(0.0, now - self._last)
-                self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
-                self._last = now
-                if self._tokens >= 1 - 1e-9:  # float dust must not make us spin
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return
-                wait = max(1e-3, (1 - self._tokens) / self.rate)
-            self.sleep(wait)
+    model_config = ConfigDict(extra="allow")
 
+    http_method: Literal["POST", "PUT", "PATCH", "DELETE", "GET"] = Field(
+        default="POST", title="Request method", description="HTTP method of each request."
+    )
+    batch_size: int = Field(
+        default=1, ge=1, le=10_000, title="Batch size",
+        description="Records per request; more than 1 sends multiple records per request. "
+        f"Unset with records_per_request multiple: {DEFAULT_MULTIPLE_BATCH}.",
+    )
+    records_per_request: Literal["one", "multiple"] | None = Field(
+        default=None, validate_default=True, title="Records per request",
+        description="one: templates see `record`; multiple: templates see `records`. "
+        "Unset: multiple when batch_size is more than 1.",
+    )
+    http_endpoint: str = Field(
+        default="", title="Request endpoint",
+        description="Liquid path appended to the connection's base URL, e.g. "
+        "/v3/contacts/{{ record['id'] }}; empty sends to the base URL itself.",
+        json_schema_extra={"placeholder": "/users"},
+    )
+    payload_type: Literal["empty", "json", "url_encoded"] = Field(
+        default="json", title="Payload type", description="Body encoding."
+    )
+    body: str | None = Field(
+        default=None, validate_default=True, title="Payload template",
+        description="Liquid template of the body; unset sends the mapped fields as JSON.",
+        json_schema_extra={"input_type": "textarea",
+                           "placeholder": "{\"email\": \"{{ record['email'] }}\"}"},
+    )
+    rate_limit_per_second: float | None = Field(
+        default=None, gt=0, title="Rate limit",
+        description="Requests per second for this sync, within the connection's own limit.",
+    )
+    concurrency: int | None = Field(
+        default=None, ge=1, le=64, title="Concurrency",
+        description="Requests in flight at once; unset uses the connection's.",
+    )
 
-@dataclass
-class Request:
-    method: str
-    url: str
-    content: bytes | None
-    headers: dict[str, str]
-    #: Indices, within the written batch, of the records this request carries.
-    indices: list[int]
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, data: Any) -> Any:
+        # ``body_template`` is what connections stored before this was per sync.
+        if isinstance(data, dict) and "body_template" in data:
+            data = dict(data)
+            data.setdefault("body", data.pop("body_template"))
+        return data
 
+    @field_validator("records_per_request")
+    @classmethod
+    def _mode(cls, value: str | None, info: ValidationInfo) -> str:
+        if value is not None:
+            return value
+        return "multiple" if info.data.get("batch_size", 1) > 1 else "one"
 
-class _Retry(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    @field_validator("http_endpoint", "body")
+    @classmethod
+    def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        one = info.data.get("records_per_request", "one") == "one"
+        form = info.data.get("payload_type") == "url_encoded"
+        if value:
+            fields = (info.context or {}).get("fields")
+            check_variables(value, allowed={"record", "records"} if one else {"records"},
+                            columns=None if fields is None else set(fields))
+        elif info.field_name == "body" and form and not one:
+            raise ValueError("a URL-encoded payload of multiple records needs a body template")
+        return value or ("" if info.field_name == "http_endpoint" else None)
 
+    @property
+    def multiple(self) -> bool:
+        return self.records_per_request == "multiple"
 
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:  # the HTTP-date form
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-def _wait(state: tenacity.RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Retry) and exc.retry_after is not None:
-        return exc.retry_after
-    return min(MAX_WAIT_SECONDS, 2.0 ** (state.attempt_number - 1))
-
-
-def _hint_too_long(state: tenacity.RetryCallState) -> bool:
-    exc = state.outcome.exception() if state.outcome else None
-    return isinstance(exc, _Retry) and (exc.retry_after or 0) > MAX_WAIT_SECONDS
-
-
-def describe(response: httpx.Response) -> str:
-    return f"HTTP {response.status_code}: {response.text[:_REASON_LIMIT]}"
-
-
-class Sender:
-    """Sends requests with the rate limit, the thread pool and Census's retry rules."""
-
-    def __init__(self, client: httpx.Client, *, bucket: TokenBucket, max_retries: int,
-                 concurrency: int, sleep: Sleep) -> None:
-        self.client, self.bucket, self.sleep = client, bucket, sleep
-        self.max_retries, self.concurrency = max_retries, concurrency
-
-    def send_all(self, requests: Sequence[Request]) -> list[RejectedRecord]:
-        if self.concurrency == 1 or len(requests) <= 1:
-            results = [self.send(r) for r in requests]
-        else:
-            with ThreadPoolExecutor(self.concurrency) as pool:
-                futures = [pool.submit(self.send, r) for r in requests]
-                # .result() re-raises the first TransientError/TerminalError after all ran.
-                results = [f.result() for f in futures]
-        return [rejected for result in results for rejected in result]
-
-    def send(self, request: Request) -> list[RejectedRecord]:
-        response = self._with_retries(request)
-        if response.is_success:
-            return []
-        reason = describe(response)
-        return [RejectedRecord(i, reason) for i in request.indices]
-
-    def _with_retries(self, request: Request) -> httpx.Response:
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_retries + 1) | _hint_too_long,
-            wait=_wait,
-            retry=tenacity.retry_if_exception_type(_Retry),
-            sleep=self.sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(self._attempt, request)
-        except _Retry as exc:
-            raise TransientError(
-                f"{request.method} {request.url} failed after retries: {exc}",
-                retry_after=exc.retry_after,
-            ) from exc
-
-    def _attempt(self, request: Request) -> httpx.Response:
-        self.bucket.acquire()
-        try:
-            response = self.client.request(
-                request.method, request.url, content=request.content, headers=request.headers
-            )
-        except httpx.TransportError as exc:  # timeouts, refused connections: like a 5xx
-            raise _Retry(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code == 429 or not (200 <= response.status_code < 500):
-            hint = retry_after_seconds(response.headers.get("Retry-After"))
-            raise _Retry(describe(response), hint)
-        return response
+    @property
+    def records_per_call(self) -> int:
+        if not self.multiple:
+            return 1
+        return self.batch_size if "batch_size" in self.model_fields_set else DEFAULT_MULTIPLE_BATCH
 
 
 # --- writer and connector ---------------------------------------------------------------
@@ -365,17 +265,18 @@ def _json_body(text: str) -> bytes:
 
 
 class HttpRequestWriter(BatchWriter):
-    def __init__(self, config: HttpRequestConfig, sender: Sender) -> None:
-        self.config, self.sender = config, sender
-        self.endpoint = parse_template(config.http_endpoint)
-        self.body = parse_template(config.body_template) if config.body_template else None
+    def __init__(self, config: HttpRequestConfig, options: HttpRequestSyncOptions,
+                 sender: Sender) -> None:
+        self.config, self.options, self.sender = config, options, sender
+        self.endpoint = parse_template(options.http_endpoint)
+        self.body = parse_template(options.body) if options.body else None
         self.headers = {h.name: h.value.get_secret_value() for h in config.headers}
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
         if action == "delete":
             raise TerminalError("http_request sends added or changed records; no removal trigger")
         rows = batch.to_pylist()
-        size = 1 if self.config.records_per_request == "one" else self.config.batch_size
+        size = self.options.records_per_call
         requests, rejected = [], []
         for start in range(0, len(rows), size):
             indices = list(range(start, min(start + size, len(rows))))
@@ -388,17 +289,17 @@ class HttpRequestWriter(BatchWriter):
 
     def _request(self, rows: list[dict[str, Any]], indices: list[int]) -> Request:
         chosen = [rows[i] for i in indices]
-        one = self.config.records_per_request == "one"
+        one = not self.options.multiple
         path = self._render(self.endpoint, chosen, one)
         url = self.config.base_url.rstrip("/") + path if path else self.config.base_url
         headers = dict(self.headers)
         content = self._content(chosen, one, headers)
-        return Request(self.config.http_method, url, content, headers, indices)
+        return Request(self.options.http_method, url, content, headers, indices)
 
     def _content(
         self, rows: list[dict[str, Any]], one: bool, headers: dict[str, str]
     ) -> bytes | None:
-        kind = self.config.payload_type
+        kind = self.options.payload_type
         if kind == "empty":
             return None
         if kind == "url_encoded":
@@ -410,7 +311,7 @@ class HttpRequestWriter(BatchWriter):
         if self.body is None:
             value = rows[0] if one else rows
             return json.dumps(value, default=json_default, ensure_ascii=False).encode()
-        return _json_body(self._render(self.body, [_escaped(r) for r in rows], one))
+        return _json_body(self._render(self.body, [escaped(r) for r in rows], one))
 
     @staticmethod
     def _render(template: Any, rows: list[Any], one: bool) -> str:
@@ -431,6 +332,7 @@ class HttpRequestDestination(DestinationConnector):
     label = "HTTP Request"
     documentation_slug = "http-request"
     config_model = HttpRequestConfig
+    sync_options_model = HttpRequestSyncOptions
     capabilities = DestinationCapabilities(operations=("upsert", "append"), batch_size=1000)
     config: HttpRequestConfig
     OBJECT = "request"
@@ -444,7 +346,7 @@ class HttpRequestDestination(DestinationConnector):
 
     def test_connection(self) -> list[TestStep]:
         def connectivity() -> None:
-            with self._client() as client:
+            with self._client(self.config.concurrency) as client:
                 response = client.head(self.config.base_url)
             if response.status_code in (401, 403):
                 raise TerminalError(describe(response))
@@ -452,17 +354,33 @@ class HttpRequestDestination(DestinationConnector):
         return run_steps([("Verify connectivity", connectivity)])
 
     def list_objects(self) -> list[DestinationObject]:
-        label = f"{self.config.http_method} {self.config.base_url}{self.config.http_endpoint}"
+        label = f"HTTP request to {self.config.base_url}"
         return [DestinationObject(self.OBJECT, label, self.capabilities.operations,
                                   allow_custom_fields=True)]
 
-    def open_writer(self, ctx: WriteContext) -> HttpRequestWriter:
-        sender = Sender(self._client(), bucket=self.bucket, max_retries=self.config.max_retries,
-                        concurrency=self.config.concurrency, sleep=self.sleep)
-        return HttpRequestWriter(self.config, sender)
+    def sync_options(self, ctx: WriteContext) -> HttpRequestSyncOptions:
+        """The sync's options over the connection's legacy defaults."""
+        try:
+            return HttpRequestSyncOptions.model_validate(
+                {**self.config.sync_defaults, **ctx.options}
+            )
+        except ValidationError as exc:  # stored before validation existed, or edited by hand
+            raise TerminalError(options_error(exc)) from None
 
-    def _client(self) -> httpx.Client:
+    def open_writer(self, ctx: WriteContext) -> HttpRequestWriter:
+        options = self.sync_options(ctx)
+        concurrency = options.concurrency or self.config.concurrency
+        bucket: Limiter = self.bucket
+        if options.rate_limit_per_second is not None:
+            own = TokenBucket(options.rate_limit_per_second, clock=self.clock, sleep=self.sleep)
+            bucket = Buckets(self.bucket, own)
+        sender = Sender(self._client(concurrency), bucket=bucket,
+                        max_retries=self.config.max_retries, concurrency=concurrency,
+                        sleep=self.sleep)
+        return HttpRequestWriter(self.config, options, sender)
+
+    def _client(self, concurrency: int) -> httpx.Client:
         headers = {h.name: h.value.get_secret_value() for h in self.config.headers}
-        limits = httpx.Limits(max_connections=self.config.concurrency)
+        limits = httpx.Limits(max_connections=concurrency)
         return httpx.Client(headers=headers, timeout=self.config.timeout_seconds,
                             limits=limits, follow_redirects=True)

@@ -10,7 +10,10 @@ Records are sent in Census's documented envelope (§3.3)::
 
 or, with ``wrap_data_objects`` off, only ``data``. Each record carries every mapped column
 plus the sync key under ``unique_id``; a ``delete`` sends only ``unique_id`` unless
-``send_full_record_on_deletes``. ``model_name``/``schema_name``/``table_name``/
+``send_full_record_on_deletes``, the one per-sync option Census documents for webhooks
+(``WebhookSyncOptions``, in the sync's ``advanced_configuration``; the connection's value
+of the same key is the default for its syncs, as before). Every other setting is the
+connection's (reference §3.1). ``model_name``/``schema_name``/``table_name``/
 ``sync_configuration_name`` are null because ``WriteContext`` does not carry them.
 
 Signing: Census documents none for this destination. When ``signing_secret`` is set we
@@ -31,7 +34,7 @@ from typing import Any, Literal
 
 import httpx
 import pyarrow as pa
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from reflow.connectors.base import (
     Action,
@@ -43,17 +46,19 @@ from reflow.connectors.base import (
     TestStep,
     WriteContext,
     WriteResult,
+    options_error,
     run_steps,
 )
-from reflow.connectors.destinations.http_request import (
+from reflow.connectors.destinations._liquid import json_default
+from reflow.connectors.destinations._sending import (
     Clock,
     Request,
     Sender,
     Sleep,
     TokenBucket,
     describe,
-    json_default,
 )
+from reflow.connectors.errors import TerminalError
 
 SIGNATURE_HEADER = "X-Signature"
 
@@ -93,7 +98,8 @@ class WebhookConfig(ConnectorConfig):
     )
     send_full_record_on_deletes: bool = Field(
         default=False, title="Send full record on deletes?",
-        description="Deleted records carry every column instead of only unique_id.",
+        description="Default for syncs that do not set it: deleted records carry every "
+        "column instead of only unique_id.",
     )
     concurrency: int = Field(
         default=1, ge=1, le=64, title="Concurrency", description="Requests in flight at once."
@@ -106,15 +112,28 @@ class WebhookConfig(ConnectorConfig):
     )
 
 
+class WebhookSyncOptions(BaseModel):
+    """A webhook sync's own setting (reference §3.3: "the sync's advanced option")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    send_full_record_on_deletes: bool | None = Field(
+        default=None, title="Send full record on deletes?",
+        description="Deleted records carry every column instead of only unique_id; unset "
+        "uses the connection's setting (off unless set there).",
+    )
+
+
 def sign(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
 class WebhookWriter(BatchWriter):
     def __init__(self, config: WebhookConfig, ctx: WriteContext, sender: Sender,
-                 started_at: datetime) -> None:
+                 started_at: datetime, *, full_deletes: bool = False) -> None:
         self.config, self.ctx, self.sender = config, ctx, sender
         self.sync_run_at = started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.full_deletes = full_deletes
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
         deleted = action == "delete"
@@ -128,7 +147,7 @@ class WebhookWriter(BatchWriter):
 
     def _record(self, row: dict[str, Any], deleted: bool) -> dict[str, Any]:
         key = row.get(self.ctx.key_field)
-        if deleted and not self.config.send_full_record_on_deletes:
+        if deleted and not self.full_deletes:
             return {"unique_id": key}
         return {"unique_id": key, **row}
 
@@ -165,6 +184,7 @@ class WebhookDestination(DestinationConnector):
     label = "Webhook"
     documentation_slug = "webhook"
     config_model = WebhookConfig
+    sync_options_model = WebhookSyncOptions
     capabilities = DestinationCapabilities(
         operations=("upsert", "append", "mirror"), batch_size=1000
     )
@@ -196,9 +216,15 @@ class WebhookDestination(DestinationConnector):
                                   allow_custom_fields=True)]
 
     def open_writer(self, ctx: WriteContext, *, now: datetime | None = None) -> WebhookWriter:
+        try:
+            own = WebhookSyncOptions.model_validate(ctx.options).send_full_record_on_deletes
+        except ValidationError as exc:  # stored before validation existed
+            raise TerminalError(options_error(exc)) from None
+        full = self.config.send_full_record_on_deletes if own is None else own
         sender = Sender(self._client(), bucket=self.bucket, max_retries=self.config.max_retries,
                         concurrency=self.config.concurrency, sleep=self.sleep)
-        return WebhookWriter(self.config, ctx, sender, now or datetime.now(UTC))
+        return WebhookWriter(self.config, ctx, sender, now or datetime.now(UTC),
+                             full_deletes=full)
 
     def _client(self) -> httpx.Client:
         headers = {}
