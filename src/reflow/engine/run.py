@@ -22,7 +22,7 @@ import pyarrow as pa
 from reflow.connectors.base import BatchWriter, DestinationConnector, SourceConnector, WriteContext
 from reflow.connectors.errors import ConnectorError
 from reflow.db.tables import Sync, SyncRun, utcnow
-from reflow.engine import appending, progress
+from reflow.engine import appending, memory, progress
 from reflow.engine.mapping import auto_mappings, coerce, field_types, map_batch, source_column
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
@@ -85,6 +85,7 @@ def execute(runtime: Runtime, run_id: int, stop: threading.Event | None = None) 
     if not progress.claim(runtime, run_id):
         log.info("run %s was not queued any more; nothing to do", run_id)
         return
+    memory.return_freed_memory()
     stop = stop or threading.Event()
     try:
         _execute(runtime, run_id, stop)
