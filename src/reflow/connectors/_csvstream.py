@@ -8,11 +8,62 @@ from __future__ import annotations
 
 import io
 import itertools
+import queue
+import threading
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """``items`` produced on a thread of their own, one ahead of the consumer: the next
+    batch is read and parsed (I/O and Arrow's parser, both without the GIL) while the
+    consumer writes the current one and waits on its destination. Exceptions reach
+    the consumer; a consumer that stops early stops and closes the producer."""
+    handoff: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="reflow-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = handoff.get()
+            if more:
+                yield value  # type: ignore[misc]
+            elif value is None:
+                return
+            else:
+                raise value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 class ChunkReader(io.RawIOBase):

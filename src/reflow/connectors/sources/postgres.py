@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from reflow.connectors._csvstream import read_csv_batches
+from reflow.connectors._csvstream import prefetched, read_csv_batches
 from reflow.connectors._postgres import PostgresConfig, connect, quote_qualified
 from reflow.connectors.base import (
     Column,
@@ -150,7 +150,12 @@ class PostgresSource(SourceConnector):
 
 
 def copy_batches(conn: Any, select: str, *, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Stream ``select`` out with ``COPY ... TO STDOUT`` as Arrow batches."""
+    """Stream ``select`` out with ``COPY ... TO STDOUT`` as Arrow batches, read and
+    parsed one batch ahead of the consumer (``conn`` is busy until it is done)."""
+    return prefetched(_copy_batches(conn, select, batch_size=batch_size))
+
+
+def _copy_batches(conn: Any, select: str, *, batch_size: int) -> Iterator[pa.RecordBatch]:
     import psycopg
 
     try:
