@@ -53,6 +53,8 @@ class PostgresBookkeeping:
         #: The connection a full diff streams the model on (see ``_full_diff``).
         self._stream: Any = None
         self._full_selects: dict[str, str | None] = {}
+        #: Acknowledged pairs go straight into the (empty) snapshot; None: not decided.
+        self._direct: bool | None = None
         try:
             self._ensure_tables()
         except psycopg.errors.InsufficientPrivilege as exc:
@@ -81,6 +83,7 @@ class PostgresBookkeeping:
         ):
             with contextlib.suppress(*exists):
                 self.conn.execute(statement)
+        self._restore_primary_key()  # a crashed direct load
         self._apply_journal()  # what a crashed run acknowledged
 
     # -- meta ----------------------------------------------------------------------------
@@ -177,6 +180,8 @@ class PostgresBookkeeping:
             bad AS (INSERT INTO _reflow_bad SELECT k, n FROM g WHERE k IS NULL OR n > 1)
             SELECT coalesce(sum(n), 0) FROM g
         """
+        # Decided before the streaming transaction reads (and so locks) the snapshot.
+        self._direct = self._start_direct()
         self._stream = conn = connect(self.config)
         self._readers.append(conn)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -238,14 +243,62 @@ class PostgresBookkeeping:
     # batch) and folded into the snapshot in one statement when the run ends, or when
     # the next run starts if this one crashed. A snapshot that was empty is rebuilt
     # with a sorted index build instead of a million index inserts.
+    #
+    # A run that starts from an empty snapshot (a first sync, a new target) skips the
+    # journal: its keys are unique (null and duplicate keys are never sent, removals
+    # cannot happen), so acknowledged pairs are copied straight into the snapshot with
+    # its primary key dropped, and the key is rebuilt once at the end (or by the next
+    # run, after a crash). That saves the journal's sort and second copy of every row.
     def commit(self, keys: pa.Array, hashes: pa.Array) -> None:
         """Record (key, hash) pairs the destination acknowledged."""
-        self._journal(keys, hashes)
+        if self._direct is None:
+            self._direct = self._start_direct()
+        self._copy(self.snapshot if self._direct else self.journal, keys, hashes)
 
     def remove(self, keys: pa.Array) -> None:
-        self._journal(keys, pa.nulls(len(keys), pa.string()))
+        self._copy(self.journal, keys, pa.nulls(len(keys), pa.string()))
 
-    def _journal(self, keys: pa.Array, hashes: pa.Array) -> None:
+    def _start_direct(self) -> bool:
+        with self.conn.transaction():
+            if self.conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {self.snapshot})"
+                f" OR EXISTS (SELECT 1 FROM {self.journal})"
+            ).fetchone()[0]:
+                return False
+            self._drop_primary_key()
+        return True
+
+    def _drop_primary_key(self) -> None:
+        constraint = self._primary_key()
+        if constraint:
+            self.conn.execute(
+                f"ALTER TABLE {self.snapshot} DROP CONSTRAINT {quote_ident(constraint)}"
+            )
+
+    def _primary_key(self) -> str | None:
+        row = self.conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+            (self.snapshot,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _restore_primary_key(self) -> None:
+        """After a direct load: the snapshot's key again (a crashed load's table too)."""
+        import psycopg
+
+        if self._primary_key():
+            return
+        try:
+            self.conn.execute(f"ALTER TABLE {self.snapshot} ADD PRIMARY KEY (key)")
+        except psycopg.errors.UniqueViolation:  # cannot happen by design; heal anyway
+            with self.conn.transaction():
+                self.conn.execute(
+                    f"DELETE FROM {self.snapshot} a USING {self.snapshot} b"
+                    " WHERE a.key = b.key AND a.ctid < b.ctid"
+                )
+                self.conn.execute(f"ALTER TABLE {self.snapshot} ADD PRIMARY KEY (key)")
+
+    def _copy(self, target: str, keys: pa.Array, hashes: pa.Array) -> None:
         if len(keys) == 0:
             return
         out = io.BytesIO()
@@ -255,7 +308,7 @@ class PostgresBookkeeping:
             out,
             write_options=pacsv.WriteOptions(include_header=False),
         )
-        sql = f"COPY {self.journal} (key, hash) FROM STDIN (FORMAT csv)"
+        sql = f"COPY {target} (key, hash) FROM STDIN (FORMAT csv)"
         with self.conn.cursor().copy(sql) as copy:
             copy.write(out.getvalue())
 
@@ -269,14 +322,7 @@ class PostgresBookkeeping:
             empty = not self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM {self.snapshot})"
                                           ).fetchone()[0]
             if empty:
-                constraint = self.conn.execute(
-                    "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass"
-                    " AND contype = 'p'", (self.snapshot,)
-                ).fetchone()
-                if constraint:
-                    self.conn.execute(
-                        f"ALTER TABLE {self.snapshot} DROP CONSTRAINT {quote_ident(constraint[0])}"
-                    )
+                self._drop_primary_key()
                 self.conn.execute(
                     f"INSERT INTO {self.snapshot} SELECT key, hash FROM ({latest}) j"
                     " WHERE hash IS NOT NULL"
@@ -297,6 +343,7 @@ class PostgresBookkeeping:
         for conn in self._readers:
             conn.close()
         try:
+            self._restore_primary_key()
             self._apply_journal()
             self._drop_run_tables()
         finally:
