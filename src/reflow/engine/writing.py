@@ -96,10 +96,14 @@ def deliver(
     started = utcnow()
     rejected = _write_split(d.writer, payload, action, offset=0)
     completed = utcnow()
-    mask = _accepted_mask(batch.num_rows, rejected)
-    accepted_keys = pc.filter(keys, mask)
-    d.acknowledge(accepted_keys, None if removal else pc.filter(batch.column(HASH), mask))
-    d.succeeded.write(payload.filter(mask), accepted_keys, operation=operation,
+    accepted, accepted_keys = payload, keys
+    hashes = None if removal else batch.column(HASH)
+    if rejected:  # filtering copies the batch, so only when something must be left out
+        mask = _accepted_mask(batch.num_rows, rejected)
+        accepted, accepted_keys = payload.filter(mask), pc.filter(keys, mask)
+        hashes = None if hashes is None else pc.filter(hashes, mask)
+    d.acknowledge(accepted_keys, hashes)
+    d.succeeded.write(accepted, accepted_keys, operation=operation,
                       started=started, completed=completed)
     _log_rejected(d.runtime, d.run_id, payload, keys, rejected, operation)
     d.stats.processed += batch.num_rows
