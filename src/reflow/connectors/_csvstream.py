@@ -77,14 +77,20 @@ class ChunkReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
-            try:
-                self._pending = memoryview(bytes(next(self._chunks)))
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        # Fills the buffer with as many chunks as fit: a COPY stream yields one chunk
+        # per row, and one call per row was most of this reader's cost. Chunks are
+        # viewed, not copied: each is a bytes object of its own (psycopg's rows are).
+        n, size = 0, len(buffer)
+        while n < size:
+            if not self._pending:
+                try:
+                    self._pending = memoryview(next(self._chunks))
+                except StopIteration:
+                    break
+            k = min(size - n, len(self._pending))
+            buffer[n:n + k] = self._pending[:k]
+            self._pending = self._pending[k:]
+            n += k
         return n
 
 
