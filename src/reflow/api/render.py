@@ -7,13 +7,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from reflow.api.envelope import iso
-from reflow.connectors.base import DestinationObject
+from reflow.connectors.base import DestinationConnector, DestinationObject, SourceConnector
 from reflow.db.tables import Destination, Source, SourceModel, Sync, SyncRun
 from reflow.services.connections import configuration_fields
 from reflow.services.schedules import schedule_fields
 
 
-def source_type(cls: type) -> dict[str, Any]:
+def source_type(cls: type[SourceConnector]) -> dict[str, Any]:
     return {
         "documentation_slug": cls.documentation_slug,
         "label": cls.label,
@@ -30,7 +30,7 @@ def source_type(cls: type) -> dict[str, Any]:
     }
 
 
-def destination_type(cls: type) -> dict[str, Any]:
+def destination_type(cls: type[DestinationConnector]) -> dict[str, Any]:
     return {
         "documentation_slug": cls.documentation_slug,
         "label": cls.label,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
+from typing import Any
 
 from reflow.connectors.base import DestinationConnector, SourceConnector
 
@@ -40,7 +41,7 @@ _BUILTIN_DESTINATIONS: dict[str, str] = {
 }
 
 
-def _load(path: str) -> type:
+def _load(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -61,8 +62,9 @@ def destination_types() -> dict[str, type[DestinationConnector]]:
     return dict(sorted(found.items()))
 
 
-def _plugins(base: type) -> list[type]:
-    out = []
+def _plugins(base: type) -> list[Any]:
+    """Entry-point classes subclassing ``base`` (abstract, hence not ``type[T]``)."""
+    out: list[Any] = []
     for ep in entry_points(group="reflow.connectors"):
         cls = ep.load()
         if isinstance(cls, type) and issubclass(cls, base):

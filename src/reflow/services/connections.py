@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reflow.connectors.base import ConnectorConfig, TestStep, secret_field_names
+from reflow.connectors.base import (
+    ConnectorConfig,
+    DestinationConnector,
+    SourceConnector,
+    TestStep,
+    secret_field_names,
+)
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, paginate
 from reflow.db.tables import Connection, Destination, Source, Sync, utcnow
 from reflow.errors import BadRequest, Conflict
 
+ConnectorClass = type[SourceConnector] | type[DestinationConnector]
+C = TypeVar("C", type[SourceConnector], type[DestinationConnector])
 
-def connector_class(catalogue: dict[str, type], type_name: Any, field: str) -> type:
+
+def connector_class(catalogue: Mapping[str, C], type_name: Any, field: str) -> C:
     if not isinstance(type_name, str) or not type_name:
         raise BadRequest(f"{field} is required and must be a string")
     cls = catalogue.get(type_name)
@@ -84,7 +94,7 @@ def reject_type_change(row: Connection, changes: dict[str, Any], message: str) -
 
 
 def save_credentials(
-    row: Connection, *, cls: type, credentials: dict[str, Any], vault: Vault, merge: bool
+    row: Connection, *, cls: ConnectorClass, credentials: dict[str, Any], vault: Vault, merge: bool
 ) -> ConnectorConfig | None:
     """Store credentials (see ``apply_credentials``) and, when they validate, run the
     connection test; returns the validated config, if any."""
@@ -95,7 +105,7 @@ def save_credentials(
 
 
 def apply_credentials(
-    row: Connection, *, cls: type, credentials: dict[str, Any], vault: Vault, merge: bool
+    row: Connection, *, cls: ConnectorClass, credentials: dict[str, Any], vault: Vault, merge: bool
 ) -> ConnectorConfig | None:
     """Store credentials encrypted (merging into the stored ones on update) and test
     them. Credentials that do not validate are saved too, with a failed test that
@@ -128,7 +138,7 @@ def _known_public(
     return {k: v for k, v in credentials.items() if k in public}
 
 
-def run_test(row: Connection, *, cls: type, config: ConnectorConfig) -> None:
+def run_test(row: Connection, *, cls: ConnectorClass, config: ConnectorConfig) -> None:
     connector = cls(config)
     try:
         steps = connector.test_connection()
@@ -149,7 +159,7 @@ def record_test(row: Connection, steps: list[TestStep]) -> None:
     row.last_tested_at = utcnow()
 
 
-def build_connector(row: Connection, *, catalogue: dict[str, type], vault: Vault) -> Any:
+def build_connector(row: Connection, *, catalogue: Mapping[str, Any], vault: Vault) -> Any:
     """The connector for a stored connection, credentials decrypted only here."""
     cls = catalogue[row.type]
     config = cls.config_model.model_validate(vault.decrypt(row.credentials_encrypted))
@@ -191,7 +201,9 @@ def _json_type(prop: dict[str, Any]) -> str:
     return "string"
 
 
-def default_name(cls: type, config: ConnectorConfig | None, credentials: dict[str, Any]) -> str:
+def default_name(
+    cls: ConnectorClass, config: ConnectorConfig | None, credentials: dict[str, Any]
+) -> str:
     ident = config.identifying_value() if config else None
     ident = ident or credentials.get("hostname") or credentials.get("account")
     return f"{cls.label} - {ident}" if ident else cls.label

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reflow.connectors.base import DestinationObject
+from reflow.connectors.base import DestinationConnector, DestinationObject
 from reflow.connectors.errors import ConnectorError, ObjectNotFound
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped
@@ -73,7 +73,7 @@ def delete(session: Session, *, destination: Destination) -> None:
     session.flush()
 
 
-def connector_class(destination: Destination, *, vault: Vault) -> type:
+def connector_class(destination: Destination, *, vault: Vault) -> type[DestinationConnector]:
     """The destination's connector class: a built-in or one of its workspace's custom
     types (``POST /connectors``)."""
     cls = destination_types.class_for(destination, vault=vault)
