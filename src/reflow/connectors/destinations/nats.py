@@ -41,7 +41,7 @@ from reflow.connectors.base import (
     WriteResult,
     run_steps,
 )
-from reflow.connectors.destinations.rabbitmq import (
+from reflow.connectors.destinations._messages import (
     BROKER_OPERATIONS,
     Message,
     broker_object,
