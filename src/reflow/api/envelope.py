@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from reflow.db.repo import Page, PageParams
+from reflow.timestamps import iso
 
-
-def iso(value: dt.datetime | None) -> str | None:
-    """ISO-8601 UTC with milliseconds and ``Z``, as Census prints timestamps."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+__all__ = ["bare", "iso", "listing", "ok", "page_params"]
 
 
 def ok(data: Any, status: str = "success", code: int = 200, **extra: Any) -> JSONResponse:

@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from reflow.api.envelope import iso
 from reflow.db.repo import Page, PageParams
 from reflow.db.tables import SyncRun, SyncRunRecord
 from reflow.engine import records as files
 from reflow.errors import BadRequest, NotFound, ReflowError
+from reflow.timestamps import iso
 
 STATUSES = ("succeeded", "rejected", "invalid", "NULL", "DUPLICATE")
 OPERATIONS = ("upsert", "update", "insert", "append", "delete")

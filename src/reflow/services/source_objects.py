@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reflow.api.envelope import iso
 from reflow.connectors.base import SourceConnector, TableRef
 from reflow.db.tables import SourceModel, Sync
+from reflow.timestamps import iso
 
 
 def describe(session: Session, *, sync: Sync) -> dict[str, Any]:
