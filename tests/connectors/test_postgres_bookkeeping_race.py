@@ -24,7 +24,11 @@ def _first_runs_at_once(config: PostgresConfig, namespace: str) -> list[BaseExce
     def first_run(sync_id: int) -> None:
         try:
             start.wait(timeout=30)
-            PostgresBookkeeping(config, sync_id % 2, namespace=namespace).conn.close()
+            bookkeeping = PostgresBookkeeping(config, sync_id % 2, namespace=namespace)
+            try:
+                bookkeeping.ensure_snapshot("bigint")
+            finally:
+                bookkeeping.conn.close()
         except BaseException as exc:  # reported by the test
             errors.append(exc)
 

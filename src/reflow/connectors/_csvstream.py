@@ -137,10 +137,10 @@ def read_csv_batches(
             false_values=list(false_values),
         ),
     )
-    yield from _rebatch((_fix_zoned_timestamps(b, schema) for b in reader), batch_size)
+    yield from rebatch((_fix_zoned_timestamps(b, schema) for b in reader), batch_size)
 
 
-def _rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
     """Batches of exactly ``batch_size`` rows (the last one may be shorter) out of the
     parser's blocks (~15k rows each): every batch costs the writer a round of
     statements, so a batch is as large as the run asked for, not as a parse block."""

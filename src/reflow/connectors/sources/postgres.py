@@ -169,6 +169,59 @@ def _copy_batches(conn: Any, select: str, *, batch_size: int) -> Iterator[pa.Rec
         raise InvalidQuery(str(exc).strip()) from exc
 
 
+def arrow_batches(
+    conn: Any, select: str, schema: pa.Schema, *, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Stream ``select`` out of an ADBC connection (binary ``COPY``, decoded to Arrow
+    in C++) as batches of ``batch_size`` rows with ``schema``, read one batch ahead of
+    the consumer. ``select`` must give each column a type ADBC returns as the type in
+    ``schema`` (see ``arrow_select``)."""
+    return prefetched(_arrow_batches(conn, select, schema, batch_size=batch_size))
+
+
+def _arrow_batches(
+    conn: Any, select: str, schema: pa.Schema, *, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    import adbc_driver_manager as adbc
+
+    from reflow.connectors._csvstream import rebatch
+
+    try:
+        with conn.cursor() as cur:
+            cur.execute(select)
+            reader = cur.fetch_record_batch()
+            batches = (
+                pa.RecordBatch.from_arrays(
+                    [c.cast(f.type) for c, f in zip(b.columns, schema, strict=True)],
+                    schema=schema,
+                )
+                for b in reader
+            )
+            yield from rebatch(batches, batch_size)
+    except adbc.Error as exc:
+        raise InvalidQuery(str(exc).strip()) from exc
+
+
+def arrow_select(columns: list[tuple[str, int]], source: str) -> tuple[str, pa.Schema]:
+    """``SELECT`` the named columns (with their type OIDs) of ``source`` so that each
+    arrives as the Arrow type the CSV path gives it: types without an exact Arrow
+    counterpart here travel as text, as they do through ``copy_batches``."""
+    from reflow.connectors._postgres import quote_ident
+
+    exprs, fields = [], []
+    for name, oid in columns:
+        arrow = _ARROW_BY_OID.get(oid)
+        ref = quote_ident(name)
+        if arrow is None:
+            exprs.append(f"{ref}::text AS {ref}")
+        elif oid == 26:  # oid: unsigned in ADBC
+            exprs.append(f"{ref}::int8 AS {ref}")
+        else:
+            exprs.append(ref)
+        fields.append(pa.field(name, arrow or pa.string()))
+    return f"SELECT {', '.join(exprs)} FROM ({source}) AS _reflow_a", pa.schema(fields)
+
+
 def _strip(sql: str) -> str:
     return sql.strip().rstrip(";")
 
