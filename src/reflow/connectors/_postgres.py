@@ -67,7 +67,7 @@ def connect(config: PostgresConfig, *, autocommit: bool = False, read_only: bool
         raise TransientError(message) from exc
 
 
-def adbc_connect(config: PostgresConfig) -> Any:
+def adbc_connect(config: PostgresConfig, *, read_only: bool = False) -> Any:
     """An ADBC (Arrow Database Connectivity) connection: Arrow batches in and out of
     PostgreSQL by binary ``COPY`` in C++, without Python rows or CSV on either side.
     Not in autocommit mode; the same session settings as ``connect``."""
@@ -76,12 +76,10 @@ def adbc_connect(config: PostgresConfig) -> Any:
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi
 
-    params = {
-        "connect_timeout": "10",
-        "application_name": "reflow",
-        "options": f"-c statement_timeout={config.statement_timeout_seconds * 1000}"
-                   " -c TimeZone=UTC",
-    }
+    options = f"-c statement_timeout={config.statement_timeout_seconds * 1000} -c TimeZone=UTC"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    params = {"connect_timeout": "10", "application_name": "reflow", "options": options}
     if config.sslmode:
         params["sslmode"] = config.sslmode
     password = f":{quote(config.password.get_secret_value(), safe='')}" if config.password else ""

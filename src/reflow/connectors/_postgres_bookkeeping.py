@@ -197,9 +197,9 @@ class PostgresBookkeeping:
         hashed = self._hash([(c, oids[c]) for c in hashed_columns])
         model = f"({_strip(query)}) AS q"
         # A full sync needs no hashes here: it sends every valid row, hashed as it goes.
+        group_hash = "NULL::bigint" if full else f"min({hashed})"
         grouped = (
-            f"SELECT {key} AS k, count(*) AS n, {'NULL::bigint' if full else f'min({hashed})'} AS h,"
-            f" GROUPING({key}) AS t"
+            f"SELECT {key} AS k, count(*) AS n, {group_hash} AS h, GROUPING({key}) AS t"
             f" FROM {model} GROUP BY GROUPING SETS (({key}), ())"
         )
         # t: the total, r: removed, n: null keys, d: a duplicated key, c: changed

@@ -3,8 +3,12 @@ batches, and the snapshot committed for exactly the acknowledged records."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +23,8 @@ from reflow.engine import progress
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 TRANSIENT_ATTEMPTS = 5
 #: Columns the engine carries next to the payload; never sent to the destination.
@@ -46,6 +52,40 @@ class DeliveryStats:
         }
 
 
+class AfterAck:
+    """What follows a batch's acknowledgement (its snapshot commit and its part of the
+    succeeded-records log), done in order on one thread of its own while the next
+    batch is written: both talk to other systems than the destination, so they
+    overlap with it instead of adding to it. At most ``depth`` batches wait, which
+    bounds the memory they hold; ``drain`` waits for all of them and raises the first
+    failure. Nothing is committed before its batch was acknowledged."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self.depth = depth
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[None]] = deque()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reflow-ack")
+        while self._pending and (len(self._pending) >= self.depth or self._pending[0].done()):
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(work))
+
+    def drain(self) -> None:
+        failure: BaseException | None = None
+        while self._pending:
+            try:
+                self._pending.popleft().result()
+            except BaseException as exc:  # the rest still runs; the first failure is raised
+                failure = failure or exc
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if failure is not None:
+            raise failure
+
+
 @dataclass
 class Delivery:
     """What every batch of one run is delivered with."""
@@ -58,6 +98,7 @@ class Delivery:
     counts: dict[str, Any]
     succeeded: SucceededLog
     stats: DeliveryStats = field(default_factory=DeliveryStats)
+    after: AfterAck = field(default_factory=AfterAck)
     #: Acknowledged (keys, hashes or None for removals) awaiting the writer's close,
     #: for writers whose writes become durable only then.
     pending: list[tuple[pa.Array, pa.Array | None]] = field(default_factory=list)
@@ -102,9 +143,13 @@ def deliver(
         mask = _accepted_mask(batch.num_rows, rejected)
         accepted, accepted_keys = payload.filter(mask), pc.filter(keys, mask)
         hashes = None if hashes is None else pc.filter(hashes, mask)
-    d.acknowledge(accepted_keys, hashes)
-    d.succeeded.write(accepted, accepted_keys, operation=operation,
-                      started=started, completed=completed)
+
+    def after_ack() -> None:
+        d.acknowledge(accepted_keys, hashes)
+        d.succeeded.write(accepted, accepted_keys, operation=operation,
+                          started=started, completed=completed)
+
+    d.after.submit(after_ack)
     _log_rejected(d.runtime, d.run_id, payload, keys, rejected, operation)
     d.stats.processed += batch.num_rows
     d.stats.rejected += len(rejected)
@@ -116,7 +161,20 @@ def finish_writer(d: Delivery, *, failed: bool) -> None:
     """End the writer. A writer that publishes only at close drops its unpublished
     output when the run failed; its records were never committed to the snapshot,
     so the next run sends them again. Otherwise what it acknowledged is committed
-    once close has published it."""
+    once close has published it. Acknowledged batches are committed first, also when
+    the run failed: they were delivered."""
+    try:
+        d.after.drain()
+    except Exception:
+        if not failed:
+            _end_writer(d, failed=True)
+            raise
+        log.exception("run %s: committing acknowledged batches failed; the next run"
+                      " sends them again", d.run_id)
+    _end_writer(d, failed=failed)
+
+
+def _end_writer(d: Delivery, *, failed: bool) -> None:
     if failed and not d.writer.durable_on_write:
         d.writer.abort()
         return

@@ -7,6 +7,7 @@ merged into the target with one statement per action (``INSERT ... ON CONFLICT``
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -187,10 +188,8 @@ class PostgresWriter(BatchWriter):
         import adbc_driver_manager as adbc
 
         self._staged = None  # the rolled-back transaction may have taken the stage table
-        try:
+        with contextlib.suppress(adbc.Error):
             self.conn.rollback()
-        except adbc.Error:
-            pass
 
     def _target_types(self, cur: Any) -> dict[str, str]:
         literal = "'" + self.target.replace("'", "''") + "'"
@@ -250,7 +249,8 @@ class PostgresWriter(BatchWriter):
             return insert
         if action == "update":
             assign = ", ".join(f"{quote_ident(c)} = {self._value(c, types[c])}" for c in others)
-            return f"UPDATE {self.target} t SET {assign} FROM {self.stage} s WHERE t.{key} = {staged_key}"
+            match = f"{self.stage} s WHERE t.{key} = {staged_key}"
+            return f"UPDATE {self.target} t SET {assign} FROM {match}"
         if action == "delete":
             return f"DELETE FROM {self.target} t USING {self.stage} s WHERE t.{key} = {staged_key}"
         raise TerminalError(f"unsupported action {action!r}")

@@ -1,7 +1,8 @@
 """PostgreSQL source (and Redshift, which speaks the same protocol).
 
-Rows leave the database through ``COPY (query) TO STDOUT`` as CSV and are parsed
-into Arrow batches, so memory is bounded by the batch, not the model.
+Rows leave the database as Arrow batches through ADBC (binary ``COPY``, decoded in
+C++), so memory is bounded by the batch, not the model. Redshift, which has no
+``COPY TO STDOUT``, reads through a server-side cursor instead (``redshift.py``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from reflow.connectors._csvstream import prefetched, read_csv_batches
-from reflow.connectors._postgres import PostgresConfig, connect, quote_qualified
+from reflow.connectors._postgres import PostgresConfig, adbc_connect, connect, quote_qualified
+from reflow.connectors._streaming import prefetched, rebatch
 from reflow.connectors.base import (
     Column,
     SourceCapabilities,
@@ -135,11 +136,22 @@ class PostgresSource(SourceConnector):
         return f"SELECT * FROM {quote_qualified(table.schema, table.name)}"
 
     def read(self, sql: str, *, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
+        import psycopg
+
         batch_size = batch_size or self.capabilities.batch_size
+        source = f"SELECT * FROM ({_strip(sql)}) AS _reflow_q"
         with connect(self.config, read_only=True) as conn:
-            yield from copy_batches(
-                conn, f"SELECT * FROM ({_strip(sql)}) AS _reflow_q", batch_size=batch_size
-            )
+            try:
+                cur = conn.execute(f"{source} LIMIT 0")
+            except psycopg.Error as exc:
+                raise InvalidQuery(str(exc).strip()) from exc
+            columns = [(d.name, d.type_code) for d in cur.description or []]
+        select, schema = arrow_select(columns, source)
+        conn = adbc_connect(self.config, read_only=True)
+        try:
+            yield from arrow_batches(conn, select, schema, batch_size=batch_size)
+        finally:
+            conn.close()
 
     def open_bookkeeping(self, sync_id: int, *, namespace: str = "") -> PostgresBookkeeping:
         """Reflow's bookkeeping for one sync in this database (in-warehouse diff);
@@ -147,26 +159,6 @@ class PostgresSource(SourceConnector):
         from reflow.connectors._postgres_bookkeeping import PostgresBookkeeping
 
         return PostgresBookkeeping(self.config, sync_id, namespace=namespace)
-
-
-def copy_batches(conn: Any, select: str, *, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Stream ``select`` out with ``COPY ... TO STDOUT`` as Arrow batches, read and
-    parsed one batch ahead of the consumer (``conn`` is busy until it is done)."""
-    return prefetched(_copy_batches(conn, select, batch_size=batch_size))
-
-
-def _copy_batches(conn: Any, select: str, *, batch_size: int) -> Iterator[pa.RecordBatch]:
-    import psycopg
-
-    try:
-        cur = conn.execute(f"SELECT * FROM ({select}) AS _reflow_s LIMIT 0")
-        schema = pa.schema(
-            [(d.name, _ARROW_BY_OID.get(d.type_code, pa.string())) for d in cur.description]
-        )
-        with cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:
-            yield from read_csv_batches(copy, schema, batch_size=batch_size)
-    except psycopg.Error as exc:
-        raise InvalidQuery(str(exc).strip()) from exc
 
 
 def arrow_batches(
@@ -183,8 +175,6 @@ def _arrow_batches(
     conn: Any, select: str, schema: pa.Schema, *, batch_size: int
 ) -> Iterator[pa.RecordBatch]:
     import adbc_driver_manager as adbc
-
-    from reflow.connectors._csvstream import rebatch
 
     try:
         with conn.cursor() as cur:
@@ -205,7 +195,7 @@ def _arrow_batches(
 def arrow_select(columns: list[tuple[str, int]], source: str) -> tuple[str, pa.Schema]:
     """``SELECT`` the named columns (with their type OIDs) of ``source`` so that each
     arrives as the Arrow type the CSV path gives it: types without an exact Arrow
-    counterpart here travel as text, as they do through ``copy_batches``."""
+    counterpart here travel as text (their canonical text form)."""
     from reflow.connectors._postgres import quote_ident
 
     exprs, fields = [], []
