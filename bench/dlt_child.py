@@ -1,6 +1,6 @@
 """The dlt anchor: ``sql_table`` (pyarrow backend) merged into Postgres by primary key.
 
-    python -m bench.dlt_child --database DB --table TABLE --pipelines-dir DIR
+    python -m bench.dlt_child --database DB --table TABLE --pipelines-dir DIR --dest DATASET
 
 Prints one JSON line with the seconds of ``pipeline.run``.
 """
@@ -17,7 +17,7 @@ from bench.common import dsn
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    for name in ("--database", "--table", "--pipelines-dir"):
+    for name in ("--database", "--table", "--pipelines-dir", "--dest"):
         parser.add_argument(name, required=True)
     args = parser.parse_args()
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -35,7 +35,7 @@ def main() -> None:
         destination=dlt.destinations.postgres(
             credentials=dsn(args.database).replace("postgres@", "postgres:unused@")
         ),
-        dataset_name="dlt_bench",
+        dataset_name=args.dest,  # a fresh schema per run: every run is a first sync
     )
     start = time.perf_counter()
     pipeline.run(table)

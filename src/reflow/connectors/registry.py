@@ -62,6 +62,21 @@ def destination_types() -> dict[str, type[DestinationConnector]]:
     return dict(sorted(found.items()))
 
 
+@cache
+def source_type(service_name: str) -> type[SourceConnector] | None:
+    """One source type, importing only its module (a run needs one of each kind:
+    importing every connector costs a run ~0.6 s and ~15 MB)."""
+    path = _BUILTIN_SOURCES.get(service_name)
+    return _load(path) if path else source_types().get(service_name)
+
+
+@cache
+def destination_type(service_name: str) -> type[DestinationConnector] | None:
+    """One destination type, importing only its module (see ``source_type``)."""
+    path = _BUILTIN_DESTINATIONS.get(service_name)
+    return _load(path) if path else destination_types().get(service_name)
+
+
 def _plugins(base: type) -> list[Any]:
     """Entry-point classes subclassing ``base`` (abstract, hence not ``type[T]``)."""
     out: list[Any] = []

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _LARGE = 128 * 1024
 _lock = threading.Lock()
 _done = False
@@ -39,3 +40,6 @@ def return_freed_memory() -> None:
             return
         mallopt(_M_MMAP_THRESHOLD, _LARGE)
         mallopt(_M_TRIM_THRESHOLD, _LARGE)
+        # A run's threads (read-ahead, commits, drivers) would each get a heap of
+        # their own, each keeping freed memory; two heaps are enough for them.
+        mallopt(_M_ARENA_MAX, 2)

@@ -60,7 +60,7 @@ class AfterAck:
     bounds the memory they hold; ``drain`` waits for all of them and raises the first
     failure. Nothing is committed before its batch was acknowledged."""
 
-    def __init__(self, depth: int = 2) -> None:
+    def __init__(self, depth: int = 1) -> None:
         self.depth = depth
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[Future[None]] = deque()

@@ -35,7 +35,7 @@ def catalogue(session: Session, *, workspace_id: int, vault: Vault) -> dict[str,
 
 def class_for(destination: Destination, *, vault: Vault) -> type[DestinationConnector] | None:
     """The connector class of a stored destination (built-in or its workspace's type)."""
-    builtin = registry.destination_types().get(destination.type)
+    builtin = registry.destination_type(destination.type)
     if builtin is not None:
         return builtin
     session = object_session(destination)

@@ -96,4 +96,5 @@ def delete(session: Session, *, source: Source) -> None:
 
 
 def connector(source: Source, *, vault: Vault) -> Any:
-    return connections.build_connector(source, catalogue=registry.source_types(), vault=vault)
+    catalogue = {source.type: registry.source_type(source.type)}
+    return connections.build_connector(source, catalogue=catalogue, vault=vault)

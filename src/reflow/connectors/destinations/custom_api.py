@@ -31,10 +31,9 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
 import pyarrow as pa
 from pydantic import BaseModel, Field, SecretStr, create_model, field_validator
 
@@ -52,6 +51,9 @@ from reflow.connectors.base import (
     WriteResult,
 )
 from reflow.connectors.errors import ObjectNotFound, TerminalError, TransientError
+
+if TYPE_CHECKING:  # imported where used: httpx costs every process importing this ~10 MB
+    import httpx
 
 USER_AGENT = "Reflow (Census Custom Destination API client)"
 #: Census caps ``maximum_parallel_batches`` at 50 (§1.10).
@@ -126,6 +128,8 @@ class RpcClient:
     """One JSON-RPC 2.0 exchange per POST; thread-safe (httpx.Client is)."""
 
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float) -> None:
+        import httpx
+
         self.url = url
         self.http = httpx.Client(
             timeout=timeout,
@@ -137,6 +141,8 @@ class RpcClient:
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``result`` object; raises ``RpcError`` for a JSON-RPC ``error``."""
+        import httpx
+
         request_id = uuid.uuid4().hex
         self.requests.take(1)
         body = {"jsonrpc": "2.0", "method": method, "id": request_id, "params": params or {}}

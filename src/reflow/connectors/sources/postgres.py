@@ -43,6 +43,9 @@ _ARROW_BY_OID: dict[int, pa.DataType] = {
     1184: pa.timestamp("us", tz="UTC"),
 }
 
+#: Size of the Arrow batches ADBC decodes a result into (re-cut to the batch size).
+READ_CHUNK_BYTES = 2 << 20
+
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", BOOKKEEPING_SCHEMA)
 
 
@@ -178,6 +181,11 @@ def _arrow_batches(
 
     try:
         with conn.cursor() as cur:
+            # ADBC's own batches are ~16 MB by default; smaller ones are re-cut to the
+            # run's batch size anyway and keep less in memory at once.
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(READ_CHUNK_BYTES)}
+            )
             cur.execute(select)
             reader = cur.fetch_record_batch()
             batches = (
