@@ -214,7 +214,8 @@ def test_sync_all_properties_and_unsupported_mappings(
     obj = f"{pg_schema}.target"
     for mapping, named in [
         ({"from": {"type": "segment_membership", "data": {"identify_by": "name"}}, "to": "x"},
-         "mappings[1].from.type 'segment_membership' is not supported yet"),
+         "mappings[1].from: a segment_membership mapping needs a segment as the sync's"
+         " source (source_attributes.object.type = segment)"),
         ({**col("extra", "full_name"), "lookup_object": "user", "lookup_field": "name"},
          "mappings[1].lookup_object: lookup mappings are not supported yet"),
     ]:

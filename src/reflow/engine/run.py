@@ -20,8 +20,9 @@ from typing import Any
 import pyarrow as pa
 
 from reflow.connectors.base import BatchWriter, DestinationConnector, SourceConnector, WriteContext
-from reflow.connectors.errors import ConnectorError
+from reflow.connectors.errors import ConnectorError, TerminalError
 from reflow.db.tables import Sync, SyncRun, utcnow
+from reflow.db.tables_sources import FilterSegment
 from reflow.engine import appending, memory, progress
 from reflow.engine.mapping import auto_mappings, coerce, field_types, map_batch, source_column
 from reflow.engine.records import SucceededLog
@@ -115,11 +116,32 @@ def _plan(runtime: Runtime, run_id: int) -> Plan:
         source = sources.connector(source_row, vault=runtime.vault)
         destination = destinations.connector(dest_row, vault=runtime.vault)
         query = query_for(session, sync=sync, connector=source)
+        mappings = _resolve_segment_membership(session, sync)
         session.expunge_all()
     key_field = next(m["to"] for m in sync.mappings if m["is_primary_identifier"])
-    plan = Plan(sync, run, source, destination, query, key_field, mappings=list(sync.mappings))
+    plan = Plan(sync, run, source, destination, query, key_field, mappings=mappings)
     _resolve_fields(plan)
     return plan
+
+
+def _resolve_segment_membership(session: Any, sync: Sync) -> list[dict[str, Any]]:
+    """``segment_membership`` mappings send the segment the sync reads (every record of
+    the run is a member of it), by name or id (``identify_by``). They are resolved into
+    constants here, so a renamed segment changes the mappings' fingerprint and its
+    members are sent again with the new name."""
+    mappings = []
+    for mapping in sync.mappings:
+        if mapping["from"]["type"] == "segment_membership":
+            segment = session.get(FilterSegment, (sync.source_object or {}).get("id"))
+            if segment is None or sync.source_object.get("type") != "segment":
+                raise TerminalError("segment_membership: the sync's source is not a segment")
+            by = (mapping["from"]["data"] or {}).get("identify_by", "name")
+            value = segment.name if by == "name" else segment.id
+            basic_type = "text" if by == "name" else "number"
+            mapping = {**mapping, "from": {"type": "constant_value",
+                                           "data": {"value": value, "basic_type": basic_type}}}
+        mappings.append(mapping)
+    return mappings
 
 
 def _resolve_fields(plan: Plan) -> None:

@@ -18,8 +18,9 @@ from reflow.services import destinations, models, sources
 
 OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 OPERATION_ALIASES = {"create": "insert"}
-MAPPING_TYPES = ("column", "constant_value", "sync_metadata", "liquid_template")
-UNSUPPORTED_MAPPING_TYPES = ("segment_membership",)
+MAPPING_TYPES = (
+    "column", "constant_value", "sync_metadata", "liquid_template", "segment_membership",
+)
 BASIC_TYPES = ("text", "number", "boolean", "datetime")
 FIELD_BEHAVIORS = ("specific_properties", "sync_all_properties")
 HISTORICAL_SYNC_OPERATIONS = ("backfill_all_records", "skip_current_records")
@@ -95,6 +96,7 @@ def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) 
     if isinstance(body.get("destination_attributes"), dict):
         settings["lead_union_insert_to"] = body["destination_attributes"].get("lead_union_insert_to")
     _check_settings(session, sync, settings)
+    _check_segment_membership(sync)
     sync.settings = settings
     _check_against_destination(session, sync, vault)
 
@@ -231,8 +233,6 @@ def _mapping(raw: Any, index: int) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadRequest(f"{where} must be an object")
     src, to = raw.get("from"), raw.get("to")
-    if isinstance(src, dict) and src.get("type") in UNSUPPORTED_MAPPING_TYPES:
-        raise BadRequest(f"{where}.from.type {src['type']!r} is not supported yet")
     for lookup in ("lookup_object", "lookup_field"):
         if raw.get(lookup) not in (None, ""):
             raise BadRequest(f"{where}.{lookup}: lookup mappings are not supported yet")
@@ -254,6 +254,22 @@ def _mapping(raw: Any, index: int) -> dict[str, Any]:
     }
 
 
+def _check_segment_membership(sync: Sync) -> None:
+    """A ``segment_membership`` mapping sends the segment the sync reads: there must be
+    one."""
+    for index, mapping in enumerate(sync.mappings or []):
+        if mapping["from"]["type"] != "segment_membership":
+            continue
+        if (sync.source_object or {}).get("type") != "segment":
+            raise BadRequest(
+                f"mappings[{index}].from: a segment_membership mapping needs a segment as"
+                " the sync's source (source_attributes.object.type = segment)"
+            )
+        if mapping["is_primary_identifier"]:
+            raise BadRequest(f"mappings[{index}]: a segment_membership mapping cannot be the"
+                             " primary identifier")
+
+
 def _check_from(src: dict[str, Any], where: str) -> None:
     data = src.get("data")
     kind = src["type"]
@@ -263,6 +279,10 @@ def _check_from(src: dict[str, Any], where: str) -> None:
         raise BadRequest(f"{where}.data must be an object with value and basic_type")
     if kind == "constant_value" and data.get("basic_type", "text") not in BASIC_TYPES:
         raise BadRequest(f"{where}.data.basic_type must be one of: {', '.join(BASIC_TYPES)}")
+    if kind == "segment_membership" and data is not None and (
+        not isinstance(data, dict) or data.get("identify_by", "name") not in ("name", "id")
+    ):
+        raise BadRequest(f"{where}.data must be an object with identify_by: name or id")
     if kind == "sync_metadata" and data not in SYNC_METADATA_KEYS:
         raise BadRequest(f"{where}.data must be one of: {', '.join(SYNC_METADATA_KEYS)}")
     if kind == "liquid_template":
