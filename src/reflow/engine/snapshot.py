@@ -24,7 +24,7 @@ class SnapshotStore:
     #: The run streams the model through ``stage`` (the in-warehouse store reads it itself).
     needs_rows = True
 
-    def __init__(self, path: Path, *, memory_limit: str = "256MB") -> None:
+    def __init__(self, path: Path, *, memory_limit: str = "128MB") -> None:
         import duckdb
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,10 @@ class SnapshotStore:
         # and the snapshot is written while a reader streams.
         cursor = self.con.cursor()
         self._readers.append(cursor)
-        return cursor.execute(f"SELECT * FROM {table}").to_arrow_reader(batch_size)
+        # A relation streams; a DB-API result (``execute``) would first copy every row
+        # of the table into memory (RSS grew with the model: 350 MB at 200k rows,
+        # 600 MB at 1M).
+        return cursor.sql(f"SELECT * FROM {table}").to_arrow_reader(batch_size)
 
     def _count(self, table: str) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
