@@ -209,6 +209,10 @@ class DestinationCapabilities:
     rate_limit_per_second: float | None = None
     #: Whether the destination's objects are files (the object name is a path template).
     file_system: bool = False
+    #: Whether the writer honours the per-mapping ``sync_null_values: false`` (a null
+    #: leaves the record's current value) and ``preserve_values: true`` (a value is
+    #: written only where the record's field is empty): it must read current values.
+    field_preferences: bool = False
 
 
 @dataclass
@@ -237,6 +241,11 @@ class WriteContext:
     fields: tuple[str, ...]
     #: Per-sync settings for this destination: the sync's ``advanced_configuration``.
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Fields whose null values must not overwrite the record's value (mappings with
+    #: ``sync_null_values: false``).
+    keep_on_null: frozenset[str] = frozenset()
+    #: Fields written only where the record's value is empty (``preserve_values``).
+    set_if_empty: frozenset[str] = frozenset()
 
 
 class BatchWriter(abc.ABC):

@@ -315,6 +315,10 @@ def _deliver(
         key_field=plan.key_field,
         fields=tuple(m["to"] for m in plan.mappings),
         options=plan.settings.get("advanced_configuration") or {},
+        keep_on_null=frozenset(
+            m["to"] for m in plan.mappings if m.get("sync_null_values", True) is False
+        ),
+        set_if_empty=frozenset(m["to"] for m in plan.mappings if m.get("preserve_values")),
     )
     writer: BatchWriter = plan.destination.open_writer(ctx)
     d = Delivery(runtime, plan.run.id, writer, store, stop, counts,

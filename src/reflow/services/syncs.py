@@ -246,12 +246,21 @@ def _mapping(raw: Any, index: int) -> dict[str, Any]:
         "to": to,
         "is_primary_identifier": bool(raw.get("is_primary_identifier", False)),
         "generate_field": bool(raw.get("generate_field", False)),
-        "preserve_values": bool(raw.get("preserve_values", False)),
+        "preserve_values": _flag(raw, "preserve_values", False, where),
         "operation": raw.get("operation"),
-        "sync_null_values": raw.get("sync_null_values", True),
+        "sync_null_values": _flag(raw, "sync_null_values", True, where),
         "lookup_object": raw.get("lookup_object"),
         "lookup_field": raw.get("lookup_field"),
     }
+
+
+def _flag(raw: dict[str, Any], name: str, default: bool, where: str) -> bool:
+    value = raw.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadRequest(f"{where}.{name} must be a boolean")
+    return value
 
 
 def _check_segment_membership(sync: Sync) -> None:
@@ -325,7 +334,23 @@ def _check_against_destination(session: Session, sync: Sync, vault: Vault) -> No
         )
     obj = destinations.get_object(destination, vault=vault, full_name=sync.destination_object)
     _check_fields(obj, sync, keys[0]["to"])
+    _check_field_preferences(sync, cls)
     _check_sync_options(sync, cls)
+
+
+def _check_field_preferences(sync: Sync, cls: type) -> None:
+    """``sync_null_values: false`` and ``preserve_values: true`` need a destination that
+    reads the record's current value while writing; elsewhere they are refused rather
+    than silently ignored."""
+    if cls.capabilities.field_preferences:  # type: ignore[attr-defined]
+        return
+    for index, mapping in enumerate(sync.mappings):
+        for name, default in (("sync_null_values", True), ("preserve_values", False)):
+            if mapping.get(name, default) != default:
+                raise BadRequest(
+                    f"mappings[{index}].{name}: {cls.label} does not support"  # type: ignore[attr-defined]
+                    f" {name}: {str(not default).lower()}"
+                )
 
 
 def _check_sync_options(sync: Sync, cls: type) -> None:

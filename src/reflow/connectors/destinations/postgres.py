@@ -64,7 +64,9 @@ class PostgresDestination(DestinationConnector):
     label = "Postgres"
     documentation_slug = "postgres"
     config_model = PostgresConfig
-    capabilities = DestinationCapabilities(operations=_OPERATIONS, batch_size=100_000)
+    capabilities = DestinationCapabilities(
+        operations=_OPERATIONS, batch_size=100_000, field_preferences=True
+    )
     config: PostgresConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -207,6 +209,18 @@ class PostgresWriter(BatchWriter):
             return ref
         return f"CAST({ref} AS {target})"
 
+    def _assigned(self, column: str, new: str) -> str:
+        """What an update writes into ``column`` of the existing record ``t``: the new
+        value, except where the mapping keeps the current one (a null under
+        ``sync_null_values: false``; anything but an empty field under
+        ``preserve_values``)."""
+        current = f"t.{quote_ident(column)}"
+        if column in self.ctx.set_if_empty:
+            return f"COALESCE({current}, {new})"
+        if column in self.ctx.keep_on_null:
+            return f"COALESCE({new}, {current})"
+        return new
+
     def _missing_keys(self, cur: Any) -> list[str]:
         """Update only: staged keys with no record in the target (nothing was updated)."""
         key = quote_ident(self.ctx.key_field)
@@ -238,8 +252,11 @@ class PostgresWriter(BatchWriter):
         cols = _cols(columns)
         values = ", ".join(self._value(c, types[c]) for c in columns)
         others = [c for c in columns if c != self.ctx.key_field]
-        sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in others)
-        insert = f"INSERT INTO {self.target} ({cols}) SELECT {values} FROM {self.stage} s"
+        sets = ", ".join(
+            f"{quote_ident(c)} = {self._assigned(c, f'EXCLUDED.{quote_ident(c)}')}"
+            for c in others
+        )
+        insert = f"INSERT INTO {self.target} AS t ({cols}) SELECT {values} FROM {self.stage} s"
         if action == "upsert":
             conflict = f"DO UPDATE SET {sets}" if others else "DO NOTHING"
             return f"{insert} ON CONFLICT ({key}) {conflict}"
@@ -248,7 +265,10 @@ class PostgresWriter(BatchWriter):
         if action == "append":
             return insert
         if action == "update":
-            assign = ", ".join(f"{quote_ident(c)} = {self._value(c, types[c])}" for c in others)
+            assign = ", ".join(
+                f"{quote_ident(c)} = {self._assigned(c, self._value(c, types[c]))}"
+                for c in others
+            )
             match = f"{self.stage} s WHERE t.{key} = {staged_key}"
             return f"UPDATE {self.target} t SET {assign} FROM {match}"
         if action == "delete":
