@@ -123,3 +123,19 @@ def test_coerce_without_types_is_identity() -> None:
     table = pa.table({"a": [1, 2]})
     out = coerce(table, {})
     assert out.valid.equals(table) and out.invalid.num_rows == 0
+
+
+def test_exact_numeric_fields_keep_every_digit() -> None:
+    big = 2**53 + 1
+    table = pa.table({
+        "amount": pa.array(["12345678901234567.123456789", "oops", None]),
+        "id": pa.array([big, 1, 2], pa.int64()),
+        "ratio": pa.array(["0.5", "1.25", None]),
+    })
+    coerced = coerce(table, {"amount": ("numeric", pa.float64()),
+                             "id": ("NUMBER(38,0)", pa.float64()),
+                             "ratio": ("double precision", pa.float64())})
+    assert coerced.valid.column("amount").to_pylist() == ["12345678901234567.123456789", None]
+    assert coerced.valid.column("id").to_pylist() == [big, 2]
+    assert coerced.valid.column("ratio").to_pylist() == [0.5, None]
+    assert coerced.reasons == ["amount: value 'oops' cannot be converted to numeric"]

@@ -211,6 +211,14 @@ def coerce(table: pa.Table, types: dict[str, tuple[str, pa.DataType]]) -> Coerce
             continue
         dest_type, target = types[name]
         column = table.column(name).combine_chunks()
+        if _keeps_exact(dest_type, column.type):
+            if pa.types.is_string(column.type):  # validated as a number, sent as written
+                try:
+                    _cast(column, target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    _elementwise(column, name, dest_type, target, bad)
+            cast[name] = column
+            continue
         try:
             cast[name] = _cast(column, target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -222,6 +230,18 @@ def coerce(table: pa.Table, types: dict[str, tuple[str, pa.DataType]]) -> Coerce
     keep = pa.array([i not in bad for i in range(table.num_rows)])
     return Coerced(converted.filter(keep), table.filter(pc.invert(keep)),
                    [bad[i] for i in sorted(bad)])
+
+
+def _keeps_exact(dest_type: str, source: pa.DataType) -> bool:
+    """An exact-numeric field (``numeric``, ``decimal``, ``NUMBER``) takes integers,
+    decimals and numeric text as they are: through float64 they would lose digits
+    beyond the 15th (a ``NUMBER(38,0)`` id above 2**53, a ``numeric(30,10)`` amount).
+    The destination parses them into its own exact type."""
+    t = dest_type.lower()
+    exact = any(w in t for w in ("numeric", "decimal", "number"))
+    return exact and (
+        pa.types.is_integer(source) or pa.types.is_decimal(source) or pa.types.is_string(source)
+    )
 
 
 def _elementwise(
