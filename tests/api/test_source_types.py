@@ -282,7 +282,7 @@ def _create_segment(api: httpx.Client, source_id: int, model_id: int, kind: Kind
         return data if data["creation_status"] else None
 
     status = wait_until(counted, f"segment {segment_id} to be counted")
-    assert status["record_count"] == len(SEGMENT_IDS), status
+    assert status["record_count"] == len(SEGMENT_IDS), (status.get("error"), status)
     return segment_id
 
 

@@ -74,6 +74,9 @@ def segment_source_status(
     if job is not None and job.status == "processing":
         return ok({"id": segment.id, "creation_status": False})
     error = job.message if job is not None and job.status == "failed" else None
+    # Read again: the segment was loaded before the job, and without one read
+    # transaction (SQLite) the count may have been stored in between.
+    ctx.session.refresh(segment)
     return ok({**render_sources.segment(segment), "creation_status": True, "error": error})
 
 
