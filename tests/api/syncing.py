@@ -16,19 +16,26 @@ def col(data: str, to: str | None = None, *, key: bool = False) -> dict[str, Any
             "is_primary_identifier": key}
 
 
+def pg_source(
+    api: httpx.Client, database: str, *, name: str = "Warehouse", sync_engine: str | None = None
+) -> int:
+    """A postgres source on ``database``, created through the API; its id."""
+    extra = {"sync_engine": sync_engine} if sync_engine else {}
+    source = api.post("/sources", json={"connection": {
+        "type": "postgres", "name": name, "credentials": pg_credentials(database), **extra}})
+    assert source.status_code == 201, source.text
+    return int(source.json()["data"]["id"])
+
+
 def connections(
     api: httpx.Client, database: str, sync_engine: str | None = None
 ) -> tuple[int, int]:
     """A postgres source and a postgres destination on ``database``."""
-    extra = {"sync_engine": sync_engine} if sync_engine else {}
-    source = api.post("/sources", json={"connection": {
-        "type": "postgres", "name": "Warehouse", "credentials": pg_credentials(database),
-        **extra}})
-    assert source.status_code == 201, source.text
+    source_id = pg_source(api, database, sync_engine=sync_engine)
     destination = api.post("/destinations", json={"service_connection": {
         "type": "postgres", "name": "Target", "credentials": pg_credentials(database)}})
     assert destination.status_code == 201, destination.text
-    return source.json()["data"]["id"], destination.json()["data"]["id"]
+    return source_id, destination.json()["data"]["id"]
 
 
 def model(api: httpx.Client, source_id: int, sql: str, name: str = "m") -> int:

@@ -6,23 +6,15 @@ import httpx
 import psycopg
 
 from tests.api.polling import wait_refresh
-from tests.conftest import pg_credentials, unique_name
+from tests.api.syncing import pg_source
+from tests.conftest import unique_name
 
 
 def test_sql_dataset_lifecycle(
     api: httpx.Client, pg_conn: psycopg.Connection, pg_schema: str, pg_database: str
 ) -> None:
     pg_conn.execute(f'CREATE TABLE "{pg_schema}".users (id int, email text, active bool)')
-    source_id = api.post(
-        "/sources",
-        json={
-            "connection": {
-                "type": "postgres",
-                "name": unique_name("wh"),
-                "credentials": pg_credentials(pg_database),
-            }
-        },
-    ).json()["data"]["id"]
+    source_id = pg_source(api, pg_database, name=unique_name("wh"))
     query = f'SELECT id, email FROM "{pg_schema}".users WHERE active'
     created = api.post(
         "/datasets",
@@ -75,16 +67,7 @@ def test_sql_dataset_lifecycle(
 
 
 def test_bad_datasets_are_refused(api: httpx.Client, pg_database: str) -> None:
-    source_id = api.post(
-        "/sources",
-        json={
-            "connection": {
-                "type": "postgres",
-                "name": unique_name("wh"),
-                "credentials": pg_credentials(pg_database),
-            }
-        },
-    ).json()["data"]["id"]
+    source_id = pg_source(api, pg_database, name=unique_name("wh"))
     before = api.get("/datasets").json()["pagination"]["total_records"]
     good = {"type": "sql", "name": "n", "source_id": source_id, "query": "SELECT 1 AS id"}
     cases = [

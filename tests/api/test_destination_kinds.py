@@ -36,7 +36,7 @@ import pymysql
 import pytest
 
 from tests.api.conftest import Server, start_server, stop_server
-from tests.api.syncing import col, run
+from tests.api.syncing import col, pg_source, run
 from tests.conftest import (
     create_pg_database,
     drop_pg_database,
@@ -561,18 +561,7 @@ def _source_model(
     )
     with conn.cursor() as cur:
         cur.executemany(f'INSERT INTO "{schema}".contacts VALUES (%s, %s, %s, %s)', ROWS)
-    source = api.post(
-        "/sources",
-        json={
-            "connection": {
-                "type": "postgres",
-                "name": unique_name("wh"),
-                "credentials": pg_credentials(database),
-            }
-        },
-    )
-    assert source.status_code == 201, source.text
-    source_id = source.json()["data"]["id"]
+    source_id = pg_source(api, database, name=unique_name("wh"))
     model = api.post(
         f"/sources/{source_id}/models",
         json={"name": unique_name("contacts"), "query": f'SELECT * FROM "{schema}".contacts'},

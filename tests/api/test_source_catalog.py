@@ -9,22 +9,12 @@ import httpx
 import psycopg
 
 from tests.api.polling import wait_refresh
+from tests.api.syncing import pg_source
 from tests.conftest import pg_credentials, unique_name
 
 
 def _source(api: httpx.Client, database: str) -> int:
-    response = api.post(
-        "/sources",
-        json={
-            "connection": {
-                "type": "postgres",
-                "name": unique_name("wh"),
-                "credentials": pg_credentials(database),
-            }
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["data"]["id"]
+    return pg_source(api, database, name=unique_name("wh"))
 
 
 def _mine(body: dict[str, Any], schema: str) -> list[dict[str, Any]]:

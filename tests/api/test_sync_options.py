@@ -12,8 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.api.syncing import col, model, run, sync_body
-from tests.conftest import pg_credentials
+from tests.api.syncing import col, model, pg_source, run, sync_body
 from tests.support.loopback_http import Receiver, loopback_receiver
 
 
@@ -26,10 +25,7 @@ def receiver() -> Iterator[Receiver]:
 def _source_model(api: httpx.Client, conn: psycopg.Connection, schema: str, db: str) -> tuple:
     conn.execute(f'CREATE TABLE "{schema}".people (id int PRIMARY KEY, email text)')
     conn.execute(f"INSERT INTO \"{schema}\".people VALUES (1, 'a@x.org'), (2, 'b@x.org')")
-    source = api.post("/sources", json={"connection": {
-        "type": "postgres", "name": "Warehouse", "credentials": pg_credentials(db)}})
-    assert source.status_code == 201, source.text
-    source_id = source.json()["data"]["id"]
+    source_id = pg_source(api, db)
     return source_id, model(api, source_id, f'SELECT * FROM "{schema}".people')
 
 

@@ -72,14 +72,14 @@ class PostgresBookkeeping:
         # Several Reflow installations may share one warehouse; each has its own
         # namespace, so their syncs with the same id never share a snapshot.
         prefix = f"r{namespace.lower()}_" if namespace else ""
-        self._snapshot_name = f"{prefix}sync_{self.sync_id}_snapshot"
-        self.snapshot = quote_qualified(SCHEMA, self._snapshot_name)
+        self.snapshot = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_snapshot")
         self.journal = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_journal")
         self.meta_table = quote_qualified(SCHEMA, f"{prefix}sync_meta")
         self.conn = connect(config, autocommit=True)
         #: The connection the run reads the model on, in one REPEATABLE READ transaction.
         self._stream: Any = None
-        self._source_columns: list[str] = []
+        #: (query, its columns with their type OIDs): the model is described once a run.
+        self._described: tuple[str, list[tuple[str, int]]] | None = None
         self._selects: dict[str, str | None] = {}
         self._oids: list[tuple[str, int]] = []
         #: Acknowledged pairs go straight into the snapshot (it was empty).
@@ -165,11 +165,13 @@ class PostgresBookkeeping:
     def _describe(self, query: str) -> list[tuple[str, int]]:
         import psycopg
 
-        try:
-            cur = self.conn.execute(f"SELECT * FROM ({_strip(query)}) AS q LIMIT 0")
-        except psycopg.Error as exc:
-            raise InvalidQuery(str(exc).strip()) from exc
-        return [(d.name, d.type_code) for d in cur.description or []]
+        if self._described is None or self._described[0] != query:
+            try:
+                cur = self.conn.execute(f"SELECT * FROM ({_strip(query)}) AS q LIMIT 0")
+            except psycopg.Error as exc:
+                raise InvalidQuery(str(exc).strip()) from exc
+            self._described = (query, [(d.name, d.type_code) for d in cur.description or []])
+        return self._described[1]
 
     def diff(
         self, query: str, *, key_column: str, hashed_columns: Sequence[str], full: bool
@@ -182,7 +184,6 @@ class PostgresBookkeeping:
         import adbc_driver_manager as adbc
 
         described = self._describe(query)
-        self._source_columns = [name for name, _ in described]
         oids = dict(described)
         key_type = self.conn.execute(
             "SELECT format_type(%s, NULL)", (oids[key_column],)
@@ -232,7 +233,7 @@ class PostgresBookkeeping:
         removed = found.get("r", (0, 0))[0]
         changed = source - invalid if full else found.get("c", (0, 0))[0]
 
-        cols = ", ".join(f"q.{quote_ident(c)}" for c in self._source_columns)
+        cols = ", ".join(f"q.{quote_ident(c)}" for c, _ in described)
         duplicated = (
             f"EXISTS (SELECT 1 FROM _reflow_diff d WHERE d.c = 'd' AND d.k = {key})"
             if "d" in found else "FALSE"

@@ -129,15 +129,17 @@ def _resolve_segment_membership(session: Any, sync: Sync) -> list[dict[str, Any]
     the run is a member of it), by name or id (``identify_by``). They are resolved into
     constants here, so a renamed segment changes the mappings' fingerprint and its
     members are sent again with the new name."""
+    if not any(m["from"]["type"] == "segment_membership" for m in sync.mappings):
+        return list(sync.mappings)
+    source = sync.source_object or {}
+    segment = session.get(FilterSegment, source["id"]) if source.get("type") == "segment" else None
+    if segment is None:
+        raise TerminalError("segment_membership: the sync's source is not a segment")
     mappings = []
     for mapping in sync.mappings:
         if mapping["from"]["type"] == "segment_membership":
-            segment = session.get(FilterSegment, (sync.source_object or {}).get("id"))
-            if segment is None or sync.source_object.get("type") != "segment":
-                raise TerminalError("segment_membership: the sync's source is not a segment")
             by = (mapping["from"]["data"] or {}).get("identify_by", "name")
-            value = segment.name if by == "name" else segment.id
-            basic_type = "text" if by == "name" else "number"
+            value, basic_type = (segment.name, "text") if by == "name" else (segment.id, "number")
             mapping = {**mapping, "from": {"type": "constant_value",
                                            "data": {"value": value, "basic_type": basic_type}}}
         mappings.append(mapping)

@@ -15,9 +15,10 @@ When each strategy is used (:func:`use_in_warehouse`):
   connector offers ``open_bookkeeping``, the source was created with
   ``sync_engine = "advanced"`` (the default for such sources) and is not marked
   ``read_only_connection``, and every mapping is a ``column`` or a
-  ``constant_value`` (``segment_membership`` is resolved into one), and the operation is not ``append`` (whose high-water mark lives
-  next to the engine-side stage). Constants are not hashed in SQL: they are the same on every row
-  and any change to them changes the mappings, which resends everything anyway.
+  ``constant_value`` (``segment_membership`` is resolved into one), and the operation
+  is not ``append`` (whose high-water mark lives next to the engine-side stage).
+  Constants are not hashed in SQL: they are the same on every row and any change to
+  them changes the mappings, which resends everything anyway.
 * engine-side (:class:`~reflow.engine.snapshot.SnapshotStore`) otherwise: basic sync
   engine, read-only connections, sources without bookkeeping, and syncs with
   ``liquid_template`` or ``sync_metadata`` mappings, whose values are computed by the

@@ -9,7 +9,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reflow.connectors.base import DestinationObject, options_error
+from reflow.connectors.base import DestinationConnector, DestinationObject, options_error
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import Source, SourceModel, Sync, SyncRun, SyncRunRecord
@@ -338,17 +338,17 @@ def _check_against_destination(session: Session, sync: Sync, vault: Vault) -> No
     _check_sync_options(sync, cls)
 
 
-def _check_field_preferences(sync: Sync, cls: type) -> None:
+def _check_field_preferences(sync: Sync, cls: type[DestinationConnector]) -> None:
     """``sync_null_values: false`` and ``preserve_values: true`` need a destination that
     reads the record's current value while writing; elsewhere they are refused rather
     than silently ignored."""
-    if cls.capabilities.field_preferences:  # type: ignore[attr-defined]
+    if cls.capabilities.field_preferences:
         return
     for index, mapping in enumerate(sync.mappings):
         for name, default in (("sync_null_values", True), ("preserve_values", False)):
             if mapping.get(name, default) != default:
                 raise BadRequest(
-                    f"mappings[{index}].{name}: {cls.label} does not support"  # type: ignore[attr-defined]
+                    f"mappings[{index}].{name}: {cls.label} does not support"
                     f" {name}: {str(not default).lower()}"
                 )
 
