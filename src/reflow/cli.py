@@ -114,6 +114,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                   f"{base}/sources\n", flush=True)
     elif not migrate.is_up_to_date(runtime.engine):
         migrate.upgrade(runtime.engine)
+    if not _storage_ready(runtime, "serve"):
+        return 1
     runtime.executor = make_executor(runtime)
     app = create_app(runtime)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
@@ -142,6 +144,19 @@ def _ready_runtime(settings: Settings, command: str) -> Runtime | None:
     return runtime
 
 
+def _storage_ready(runtime: Runtime, command: str) -> bool:
+    """Refuse to start with a storage URL that cannot be written: runs would fail later,
+    one by one, after reading their source."""
+    from reflow.storage import StorageError
+
+    try:
+        runtime.snapshots.check_writable()
+    except StorageError as exc:
+        print(f"reflow {command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from reflow.jobs.celery_app import run_worker
 
@@ -149,7 +164,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         print("reflow worker: set REFLOW_EXECUTOR=celery (and REFLOW_BROKER_URL)", file=sys.stderr)
         return 1
     runtime = _ready_runtime(settings, "worker")
-    if runtime is None:
+    if runtime is None or not _storage_ready(runtime, "worker"):
         return 1
     run_worker(runtime, concurrency=args.concurrency or settings.local_workers)
     return 0

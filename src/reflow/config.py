@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     snapshot_dir: Path | None = Field(
         None, description="Where engine-side snapshots live; home/snapshots if unset."
     )
+    storage_url: str | None = Field(
+        None,
+        description="Where runs keep engine-side snapshots: s3://bucket/prefix (configured by "
+        "the standard AWS_* variables) when workers run on several machines; unset: "
+        "snapshot_dir on this machine's disk.",
+    )
     batch_size: int = Field(50_000, ge=1, description="Rows per Arrow batch on the data path.")
     public_url: str | None = Field(None, description="Base URL used in links the API returns.")
     log_level: str = "INFO"

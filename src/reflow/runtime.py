@@ -16,6 +16,7 @@ from reflow.db.engine import make_engine, make_session_factory
 
 if TYPE_CHECKING:
     from reflow.jobs.executor import Executor
+    from reflow.storage import Storage
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Runtime:
     vault: Vault
     executor: Executor | None = field(default=None)
     _installation_id: str | None = field(default=None, repr=False)
+    _snapshots: Storage | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
@@ -58,6 +60,21 @@ class Runtime:
                 raise RuntimeError("the state store has no installation id; run `reflow migrate`")
             self._installation_id = value
         return self._installation_id
+
+    @property
+    def snapshots(self) -> Storage:
+        """Where engine-side snapshots live (storage.py): this machine's snapshot_dir, or
+        ``REFLOW_STORAGE_URL``'s ``snapshots/`` prefix shared by every worker."""
+        if self._snapshots is None:
+            from reflow.storage import open_storage
+
+            url = self.settings.storage_url
+            self._snapshots = open_storage(
+                f"{url.rstrip('/')}/snapshots" if url else None,
+                local_root=self.settings.resolved_snapshot_dir,
+                work_dir=self.settings.home / "work",
+            )
+        return self._snapshots
 
     def enqueue(self, run_id: int) -> None:
         if self.executor is None:

@@ -195,7 +195,10 @@ def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
         stats = _deliver(runtime, plan, store, stop, counts)
         if plan.sync.operation == "append":
             appending.finish(store)
-        progress.finish(runtime, run_id, status="completed", **counts, **stats.as_counters())
+        store.close()  # checks the snapshot in: a failure to save it fails the run
+        notice = getattr(store, "notice", None)
+        progress.finish(runtime, run_id, status="completed", **counts, **stats.as_counters(),
+                        **({"error_message": notice} if notice else {}))
     finally:
         store.close()
         plan.source.close()

@@ -8,6 +8,7 @@ DuckDB spills to disk, so memory stays bounded whatever the model's size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,18 @@ class SnapshotStore:
     #: The run streams the model through ``stage`` (the in-warehouse store reads it itself).
     needs_rows = True
 
-    def __init__(self, path: Path, *, memory_limit: str = "128MB") -> None:
+    def __init__(
+        self, path: Path, *, memory_limit: str = "128MB",
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         import duckdb
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path))
+        #: Checks the snapshot back into storage once the connection is closed.
+        self._on_close = on_close
+        #: Set when the snapshot could not be read and this run starts from an empty one.
+        self.notice: str | None = None
         spill = path.parent / "spill"
         spill.mkdir(exist_ok=True)
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -39,6 +47,7 @@ class SnapshotStore:
         )
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
         self._staged = False
+        self._closed = False
         self._writer = self.con.cursor()
         self._readers: list[Any] = []
 
@@ -156,12 +165,19 @@ class SnapshotStore:
             self._writer.unregister("gone")
 
     def close(self) -> None:
+        """Drop the run's tables, close the file (DuckDB checkpoints it) and check it back
+        into storage. Idempotent: the run closes early to report a failed check-in."""
+        if self._closed:
+            return
+        self._closed = True
         for cursor in self._readers:
             cursor.close()
         for table in ("stage", "dupes", "invalid", "changed", "removed"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
         self._writer.close()
         self.con.close()
+        if self._on_close is not None:
+            self._on_close()
 
 
 def rows_of(table: pa.Table | pa.RecordBatch, limit: int | None = None) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
@@ -43,6 +44,7 @@ from reflow.connectors.errors import ConnectorError, TerminalError
 from reflow.db.tables import Source
 from reflow.engine.mapping import coerce, map_batch
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
+from reflow.storage import Storage, StorageError
 
 if TYPE_CHECKING:
     from reflow.engine.run import Plan
@@ -71,7 +73,7 @@ class Bookkeeping(Protocol):
 
 def open_store(runtime: Runtime, plan: Plan) -> SnapshotStore | WarehouseDiff:
     """The store for this run: in-warehouse when allowed, engine-side otherwise."""
-    path = runtime.settings.resolved_snapshot_dir / f"sync_{plan.sync.id}.duckdb"
+    key = snapshot_key(plan.sync.id)
     with runtime.session() as session:
         source = session.get(Source, plan.sync.source_id)
         settings = (source.sync_engine, source.read_only_connection) if source else None
@@ -92,9 +94,51 @@ def open_store(runtime: Runtime, plan: Plan) -> SnapshotStore | WarehouseDiff:
             log.warning("sync %s: in-warehouse diff unavailable (%s); diffing engine-side",
                         plan.sync.id, exc)
         else:
-            path.unlink(missing_ok=True)
+            runtime.snapshots.delete(key)  # a sync that moves strategies starts afresh
             return store
-    return SnapshotStore(path)
+    return open_engine_side(runtime.snapshots, key, sync_id=plan.sync.id)
+
+
+def snapshot_key(sync_id: int) -> str:
+    return f"sync_{sync_id}.duckdb"
+
+
+def open_engine_side(storage: Storage, key: str, *, sync_id: int) -> SnapshotStore:
+    """Check the sync's snapshot out of storage; it is checked back in when the store
+    closes (after every acknowledged batch was committed to it, whatever the outcome).
+
+    An unreachable store fails the run before any record is sent. A snapshot that is
+    unreadable is replaced by an empty one, and the run says so: it resends every record
+    rather than silently sending nothing."""
+    try:
+        path = storage.checkout(key)
+    except StorageError as exc:
+        raise TerminalError(str(exc)) from exc
+    notice = None
+    if path is None:
+        path = storage.working_path(key)
+    else:
+        try:
+            return SnapshotStore(path, on_close=_checkin(storage, key, path))
+        except Exception as exc:  # duckdb raises its own IOException/InternalException
+            notice = (f"the engine-side snapshot of sync {sync_id} in {storage.url} could not "
+                      f"be read ({type(exc).__name__}: {exc}); this run resent every record")
+            log.warning(notice)
+            path.unlink(missing_ok=True)
+            Path(f"{path}.wal").unlink(missing_ok=True)
+    store = SnapshotStore(path, on_close=_checkin(storage, key, path))
+    store.notice = notice
+    return store
+
+
+def _checkin(storage: Storage, key: str, path: Path) -> Callable[[], None]:
+    def checkin() -> None:
+        try:
+            storage.checkin(key, path)
+        except StorageError as exc:  # the snapshot was not saved: the run must say so
+            raise TerminalError(str(exc)) from exc
+
+    return checkin
 
 
 def use_in_warehouse(
@@ -214,7 +258,9 @@ class WarehouseDiff:
         self.bk.remove(keys)
 
     def close(self) -> None:
-        self.bk.close()
+        if not getattr(self, "_closed", False):
+            self._closed = True
+            self.bk.close()
 
 
 def _match(columns: list[str], name: str) -> str:
