@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         "the standard AWS_* variables) when workers run on several machines; unset: "
         "snapshot_dir on this machine's disk.",
     )
+    record_retention_days: int = Field(
+        14, ge=1, description="Record logs of runs older than this are deleted (Census: 14)."
+    )
     batch_size: int = Field(50_000, ge=1, description="Rows per Arrow batch on the data path.")
     public_url: str | None = Field(None, description="Base URL used in links the API returns.")
     log_level: str = "INFO"

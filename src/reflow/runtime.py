@@ -16,7 +16,7 @@ from reflow.db.engine import make_engine, make_session_factory
 
 if TYPE_CHECKING:
     from reflow.jobs.executor import Executor
-    from reflow.storage import Storage
+    from reflow.storage import RunFiles, Storage
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Runtime:
     executor: Executor | None = field(default=None)
     _installation_id: str | None = field(default=None, repr=False)
     _snapshots: Storage | None = field(default=None, repr=False)
+    _run_files: RunFiles | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
@@ -75,6 +76,19 @@ class Runtime:
                 work_dir=self.settings.home / "work",
             )
         return self._snapshots
+
+    @property
+    def run_files(self) -> RunFiles:
+        """Per-run record logs: ``home/runs``, shared through ``REFLOW_STORAGE_URL``'s
+        ``runs/`` prefix when it is set."""
+        if self._run_files is None:
+            from reflow.storage import RunFiles, S3Storage
+
+            url = self.settings.storage_url
+            shared = (S3Storage(f"{url.rstrip('/')}/runs", self.settings.home / "work")
+                      if url and url.startswith("s3://") else None)
+            self._run_files = RunFiles(self.settings.home, shared)
+        return self._run_files
 
     def enqueue(self, run_id: int) -> None:
         if self.executor is None:

@@ -151,6 +151,7 @@ class S3Storage:
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+
     def working_path(self, key: str) -> Path:
         # Private per checkout: two runs of different syncs never share a working file,
         # and a run of the same sync on another machine has its own disk anyway.
@@ -176,6 +177,23 @@ class S3Storage:
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
 
+    def upload(self, path: Path, key: str) -> None:
+        """Put a copy of ``path`` as ``key`` (the local file stays)."""
+        try:
+            self.client.upload_file(str(path), self.bucket, self._name(key))
+        except Exception as exc:
+            raise StorageError(f"storage {self.url}: cannot write {key}: {exc}") from exc
+
+    def download(self, key: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            self.client.download_file(self.bucket, self._name(key), str(tmp))
+            os.replace(tmp, path)  # a reader never sees half a file
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"storage {self.url}: cannot read {key}: {exc}") from exc
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
 
@@ -191,6 +209,15 @@ class S3Storage:
     def keys(self, prefix: str = "") -> Iterator[str]:
         for item in self._objects(prefix):
             yield item["Key"][len(self._name("")):]
+
+    def top_level(self) -> set[str]:
+        """The first path segments of the keys (``runs/<id>/...`` -> the ids)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        base = self._name("")
+        names: set[str] = set()
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=base, Delimiter="/"):
+            names |= {p["Prefix"][len(base):].strip("/") for p in page.get("CommonPrefixes", [])}
+        return names
 
     def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -208,6 +235,49 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
         except Exception as exc:
             raise StorageError(f"storage {self.url} is not writable: {exc}") from exc
+
+
+class RunFiles:
+    """Per-run files (the succeeded-record logs, engine/records.py) under ``home/runs``.
+
+    Alone, that directory is the truth. With a shared store, each file a worker writes is
+    put under the store's ``runs/`` prefix and its local copy dropped; a process that reads
+    a run's files (the records API, on any machine) fetches the ones it lacks first."""
+
+    def __init__(self, home: Path, shared: S3Storage | None) -> None:
+        self.root = home / "runs"
+        self.shared = shared
+
+    def saved(self, path: Path) -> None:
+        """``path`` (under ``root``) is complete: share it."""
+        if self.shared is not None:
+            self.shared.upload(path, path.relative_to(self.root).as_posix())
+            path.unlink()
+
+    def fetch(self, run_id: int) -> None:
+        if self.shared is None:
+            return
+        for key in self.shared.keys(f"{run_id}/"):
+            local = self.root / key
+            if not local.exists():
+                self.shared.download(key, local)
+
+    def run_ids(self) -> set[int]:
+        """Runs that have files here or in the shared store."""
+        names = {p.name for p in self.root.iterdir()} if self.root.exists() else set()
+        if self.shared is not None:
+            names |= self.shared.top_level()
+        return {int(n) for n in names if n.isdigit()}
+
+    def delete(self, run_id: int) -> None:
+        shutil.rmtree(self.root / str(run_id), ignore_errors=True)
+        if self.shared is not None:
+            self.shared.delete_prefix(f"{run_id}/")
+
+    def usage(self) -> Usage:
+        if self.shared is not None:
+            return self.shared.usage()
+        return LocalStorage(self.root).usage()
 
 
 def _is_missing(exc: Exception) -> bool:

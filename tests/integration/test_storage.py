@@ -157,8 +157,14 @@ def test_a_store_that_stops_answering_fails_the_run_before_any_record_is_sent() 
         try:
             with server.client() as api:
                 sync_id, crm = _sqlite_sync(api, home)
-                assert _trigger(api, sync_id)["records_processed"] == 20
+                first = _trigger(api, sync_id)
+                assert first["records_processed"] == 20
                 assert not (home / "snapshots").exists()  # nothing kept on this disk
+                parts = home / "runs" / str(first["id"]) / "succeeded"
+                assert not list(parts.glob("*.parquet"))  # shared, then dropped locally
+                listed = api.get(f"/sync_runs/{first['id']}/records",
+                                 params={"status": "succeeded", "per_page": 100}).json()
+                assert len(listed["data"]) == 20  # fetched back from the store
                 with sqlite3.connect(crm) as conn:
                     conn.execute("DELETE FROM people")
         except BaseException:
@@ -172,5 +178,42 @@ def test_a_store_that_stops_answering_fails_the_run_before_any_record_is_sent() 
             assert f"s3://{bucket}/r" in str(run["error_message"]), run
         with sqlite3.connect(crm) as conn:
             assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 0
+    finally:
+        stop_server(server)
+
+
+def test_retention_and_deleted_syncs_leave_no_files_behind() -> None:
+    import datetime as dt
+
+    from reflow.config import Settings
+    from reflow.jobs.retention import prune
+    from reflow.runtime import Runtime
+
+    home = Path(tempfile.mkdtemp(prefix="reflow-storage-"))
+    server = start_server("sqlite", home)
+    try:
+        with server.client() as api:
+            kept_sync, _ = _sqlite_sync(api, home)
+            kept_run = _trigger(api, kept_sync)
+            assert (home / "runs" / str(kept_run["id"]) / "succeeded").is_dir()
+            metrics = api.get(server.base_url + "/metrics").text
+            assert 'reflow_storage_bytes{kind="snapshots"}' in metrics
+            assert 'reflow_storage_objects{kind="record_logs"} 1.0' in metrics
+
+            other = home / "other"
+            other.mkdir()
+            gone_sync, _ = _sqlite_sync(api, other)
+            gone_run = _trigger(api, gone_sync)
+            assert api.delete(f"/syncs/{gone_sync}").status_code == 200
+            assert not (home / "snapshots" / f"sync_{gone_sync}.duckdb").exists()
+            assert not (home / "runs" / str(gone_run["id"])).exists()
+            assert (home / "runs" / str(kept_run["id"])).exists()
+
+        runtime = Runtime.from_settings(Settings(home=home))
+        now = dt.datetime.now(dt.UTC)
+        assert prune(runtime, now) == 0
+        assert (home / "runs" / str(kept_run["id"])).exists()
+        assert prune(runtime, now + dt.timedelta(days=15)) == 1
+        assert not (home / "runs" / str(kept_run["id"])).exists()
     finally:
         stop_server(server)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,9 +34,13 @@ def succeeded_glob(home: Path, run_id: int) -> str:
 class SucceededLog:
     """Appends acknowledged records of one run, one Parquet part per batch."""
 
-    def __init__(self, home: Path, run_id: int) -> None:
+    def __init__(
+        self, home: Path, run_id: int, *, on_part: Callable[[Path], None] | None = None
+    ) -> None:
         self.directory = run_dir(home, run_id) / "succeeded"
         self.parts = 0
+        #: Called with each complete part (shares it when runs keep files in object storage).
+        self.on_part = on_part
 
     def write(
         self,
@@ -70,3 +75,5 @@ class SucceededLog:
         # tripled the cost of the log (and made the files larger).
         pq.write_table(table, tmp, use_dictionary=[OPERATION])
         os.replace(tmp, final)
+        if self.on_part is not None:
+            self.on_part(final)

@@ -327,7 +327,8 @@ def _deliver(
     )
     writer: BatchWriter = plan.destination.open_writer(ctx)
     d = Delivery(runtime, plan.run.id, writer, store, stop, counts,
-                 SucceededLog(runtime.settings.home, plan.run.id))
+                 SucceededLog(runtime.settings.home, plan.run.id,
+                              on_part=runtime.run_files.saved))
     batch_size = _batch_size(runtime, plan)
     try:
         action = CHANGED_ACTION[plan.sync.operation]

@@ -7,6 +7,7 @@ same, and nothing is lost when a worker restarts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ from reflow.db.tables import SyncRun, utcnow
 from reflow.runtime import Runtime
 
 STATUSES = ("queued", "working", "completed", "failed", "skipped")
+log = logging.getLogger(__name__)
+
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
 
 
@@ -55,6 +58,25 @@ class RunsCollector(Collector):
         yield _records(records)
         yield _lag(oldest)
         yield _durations(bucket_counts)
+        yield from _storage(self.runtime)
+
+
+def _storage(runtime: Runtime) -> Iterator[Metric]:
+    """What runs keep outside the state database (storage.py), by kind."""
+    size = GaugeMetricFamily("reflow_storage_bytes", "Bytes kept in run storage.",
+                             labels=["kind"])
+    objects = GaugeMetricFamily("reflow_storage_objects", "Files kept in run storage.",
+                                labels=["kind"])
+    for kind, store in (("snapshots", runtime.snapshots), ("record_logs", runtime.run_files)):
+        try:
+            usage = store.usage()
+        except Exception:  # an unreachable store must not break the whole scrape
+            log.warning("metrics: cannot read the usage of %s storage", kind, exc_info=True)
+            continue
+        size.add_metric([kind], usage.bytes)
+        objects.add_metric([kind], usage.objects)
+    yield size
+    yield objects
 
 
 def _runs(by_status: dict[str, int]) -> Metric:

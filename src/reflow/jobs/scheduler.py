@@ -74,6 +74,9 @@ def fingerprint(mode: dict[str, Any] | None, paused: bool) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+PRUNE_EVERY = dt.timedelta(hours=1)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -91,16 +94,28 @@ class Scheduler:
         self.requeue_after = dt.timedelta(seconds=settings.requeue_after)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pruned_at: dt.datetime | None = None
 
     # --- the loop -----------------------------------------------------------------------
 
     def tick(self) -> TickResult:
         now = self.clock()
-        return TickResult(
+        result = TickResult(
             triggered=self.schedule_due(now),
             reaped=self.reap_lost(now),
             requeued=self.requeue_stale(now),
         )
+        self.prune_records(now)
+        return result
+
+    def prune_records(self, now: dt.datetime) -> None:
+        """Record retention (jobs/retention.py), at most once an hour."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        from reflow.jobs.retention import prune
+
+        prune(self.runtime, now)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         stop = stop or self._stop

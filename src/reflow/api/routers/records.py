@@ -31,6 +31,7 @@ def list_records(
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     run = runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)
+    ctx.runtime.run_files.fetch(run.id)
     page = records.list_(ctx.session, home=ctx.runtime.settings.home, run=run, filters=filters,
                          params=params)
     return listing(request, page, page.items)
@@ -43,6 +44,7 @@ def count_records(
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     run = runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)
+    ctx.runtime.run_files.fetch(run.id)
     total = records.count(ctx.session, home=ctx.runtime.settings.home, run=run, filters=filters)
     return ok([{"record_count": total}])
 
@@ -56,6 +58,7 @@ def export_records(
 ) -> JSONResponse:
     """``{"status": "success", "urls": [...]}``: Parquet files this server serves."""
     run = runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)
+    ctx.runtime.run_files.fetch(run.id)
     token, names = records.export(ctx.session, home=ctx.runtime.settings.home, run=run,
                                   filters=filters)
     base = (ctx.runtime.settings.public_url or str(request.base_url)).rstrip("/")

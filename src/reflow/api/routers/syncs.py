@@ -71,7 +71,12 @@ def update_sync(
 
 @router.delete("/syncs/{sync_id}")
 def delete_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
-    syncs.delete(ctx.session, sync=syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id))
+    from reflow.jobs import retention
+
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    run_ids = retention.runs_of_sync(ctx.session, sync.id)
+    syncs.delete(ctx.session, sync=sync)
+    after_commit(ctx.session, lambda: retention.forget_sync(ctx.runtime, sync_id, run_ids))
     ctx.commit()
     return JSONResponse({"status": "deleted"})
 

@@ -1,0 +1,61 @@
+"""What runs keep outside the state database is kept for a while, then deleted.
+
+* Record logs (the succeeded-record Parquet parts, exports and the rejected/invalid
+  records in ``sync_run_records``) of runs that finished more than
+  ``REFLOW_RECORD_RETENTION_DAYS`` ago (default 14, as Census Sync Tracking) are deleted
+  by the scheduler.
+* A deleted sync's engine-side snapshot and its runs' files go with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from reflow.db.tables import SyncRun, SyncRunRecord, utcnow
+from reflow.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def runs_of_sync(session: Session, sync_id: int) -> list[int]:
+    """Read before the sync is deleted: its files are removed once the delete commits."""
+    return list(session.scalars(select(SyncRun.id).where(SyncRun.sync_id == sync_id)))
+
+
+def forget_sync(runtime: Runtime, sync_id: int, run_ids: list[int]) -> None:
+    """Delete a deleted sync's snapshot and run files; never raises (the sync is gone
+    either way, and leftovers are pruned by age later)."""
+    from reflow.engine.warehouse_diff import snapshot_key
+
+    try:
+        runtime.snapshots.delete(snapshot_key(sync_id))
+        for run_id in run_ids:
+            runtime.run_files.delete(run_id)
+    except Exception:
+        log.exception("sync %s: could not delete its snapshot or run files", sync_id)
+
+
+def prune(runtime: Runtime, now: dt.datetime | None = None) -> int:
+    """Delete record logs of runs finished before the retention window, and files of runs
+    that no longer exist. Returns how many runs' files were deleted."""
+    cutoff = (now or utcnow()) - dt.timedelta(days=runtime.settings.record_retention_days)
+    old = select(SyncRun.id).where(SyncRun.completed_at < cutoff)
+    with runtime.session() as session:
+        session.execute(delete(SyncRunRecord).where(SyncRunRecord.run_id.in_(old)))
+        present = runtime.run_files.run_ids()
+        if not present:
+            return 0
+        keep = set(session.scalars(select(SyncRun.id).where(
+            SyncRun.id.in_(present),
+            (SyncRun.completed_at.is_(None)) | (SyncRun.completed_at >= cutoff))))
+    gone = sorted(present - keep)
+    for run_id in gone:
+        runtime.run_files.delete(run_id)
+    if gone:
+        log.info("retention: deleted the record logs of %d runs finished before %s",
+                 len(gone), cutoff.isoformat())
+    return len(gone)
