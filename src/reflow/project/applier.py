@@ -1,0 +1,173 @@
+"""Carrying out a plan through the API, in dependency order (sources, models,
+destinations, syncs; deletions the other way round).
+
+Everything is checked before the first change: the project itself, the environment
+variables it needs, and each sync whose references already exist through the API's
+own ``validate_only``. Each object is then one API call (create or PATCH), which the
+server applies in one transaction, so a failure part-way leaves every object either
+as it was or fully applied; the report says which were applied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from reflow.project.client import ApiError, Client
+from reflow.project.planner import Change, Plan
+from reflow.project.remote import MANAGER, Remote
+
+FIELD = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):")
+CONNECTION_KEY = {"source": "connection", "destination": "service_connection"}
+PAST = {"create": "created", "update": "changed", "adopt": "adopted (marked managed)",
+        "delete": "deleted"}
+COLLECTION = {"source": "/sources", "destination": "/destinations", "sync": "/syncs"}
+
+
+@dataclass
+class Outcome:
+    applied: list[str] = field(default_factory=list)
+    failed: str | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+class Applier:
+    def __init__(self, client: Client, remote: Remote) -> None:
+        self.client, self.remote = client, remote
+        self.ids: dict[str, dict[str, int]] = {
+            kind: {slug: obj.id for slug, obj in objs.items()}
+            for kind, objs in remote.objects.items()
+        }
+
+    # -- validation -------------------------------------------------------------------
+
+    def validate(self, plan: Plan) -> list[str]:
+        """Server-side checks that change nothing: each sync to create or change whose
+        source, model and destination already exist goes through ``validate_only``."""
+        problems = []
+        for change in plan.pending:
+            if change.kind != "sync" or change.action not in ("create", "update"):
+                continue
+            body = self._sync_body(change.desired or {})
+            if body is None:
+                continue  # it refers to objects this apply creates first
+            try:
+                self.client.post("/syncs", {**body, "validate_only": True})
+            except ApiError as exc:
+                where = change.item.where(_field_path(exc.message)) if change.item else ""
+                problems.append(f"{where}: {change.label}: the server refuses it: {exc.message}")
+        return problems
+
+    # -- applying ---------------------------------------------------------------------
+
+    def apply(self, plan: Plan) -> Outcome:
+        outcome = Outcome()
+        pending = plan.pending
+        for index, change in enumerate(pending):
+            try:
+                self._one(change)
+            except ApiError as exc:
+                outcome.failed = f"{change.label}: {change.action} failed: {exc}"
+                outcome.skipped = [c.label for c in pending[index + 1:]]
+                return outcome
+            outcome.applied.append(f"{change.label}: {PAST[change.action]}")
+        return outcome
+
+    def _one(self, change: Change) -> None:
+        if change.action == "delete":
+            self._delete(change)
+            return
+        if change.action == "create":
+            object_id = self._create(change)
+            self.ids[change.kind][change.slug] = object_id
+        else:
+            assert change.remote is not None
+            object_id = change.remote.id
+            if change.action == "update":
+                self._update(change, object_id)
+        self.client.put(f"/managed_objects/{change.kind}/{object_id}",
+                        {"slug": change.slug, "managed_by": MANAGER})
+
+    def _create(self, change: Change) -> int:
+        spec = change.desired or {}
+        if change.kind in CONNECTION_KEY:
+            conn = {"type": spec["type"], "name": spec["name"], "credentials": spec["credentials"]}
+            data = self.client.post(COLLECTION[change.kind], {CONNECTION_KEY[change.kind]: conn})
+            return int(data["id"])
+        if change.kind == "model":
+            source_id = self.ids["source"][spec["source_id"]]
+            data = self.client.post(f"/sources/{source_id}/models", _model_body(spec))
+            return int(data["id"])
+        body = self._sync_body(spec)
+        assert body is not None, "dependencies are applied first"
+        return int(self.client.post("/syncs", body)["sync_id"])
+
+    def _update(self, change: Change, object_id: int) -> None:
+        spec = change.desired or {}
+        top = sorted({path.split(".")[0].split("[")[0] for path, _, _ in change.diffs})
+        if change.kind in CONNECTION_KEY:
+            conn: dict[str, Any] = {k: spec[k] for k in top if k != "credentials"}
+            changed = {p.split(".", 1)[1].split("[")[0] for p, _, _ in change.diffs
+                       if p.startswith("credentials.")}
+            if changed:
+                conn["credentials"] = {k: spec["credentials"][k] for k in changed}
+            path = f"{COLLECTION[change.kind]}/{object_id}"
+            self.client.patch(path, {CONNECTION_KEY[change.kind]: conn})
+        elif change.kind == "model":
+            assert change.remote is not None and change.remote.parent_id is not None
+            body = {k: v for k, v in _model_body(spec).items() if k in top}
+            self.client.patch(f"/sources/{change.remote.parent_id}/models/{object_id}", body)
+        else:
+            full = self._sync_body(spec)
+            assert full is not None
+            self.client.patch(f"/syncs/{object_id}", {k: full[k] for k in top if k in full})
+
+    def _delete(self, change: Change) -> None:
+        assert change.remote is not None
+        obj = change.remote
+        if change.kind == "model":
+            self.client.delete(f"/sources/{obj.parent_id}/models/{obj.id}")
+        else:
+            self.client.delete(f"{COLLECTION[change.kind]}/{obj.id}")
+        self.client.delete(f"/managed_objects/{change.kind}/{obj.id}")
+
+    def _sync_body(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        """The ``POST /syncs`` body: slugs replaced by ids; None while one is unknown."""
+        src, dst = spec["source_attributes"], spec["destination_attributes"]
+        source_id = self.ids["source"].get(src["connection_id"])
+        destination_id = self.ids["destination"].get(dst["connection_id"])
+        obj = dict(src["object"])
+        if obj["type"] == "model":
+            obj["id"] = self.ids["model"].get(obj["id"])
+            if obj["id"] is None:
+                return None
+        if source_id is None or destination_id is None:
+            return None
+        body = {k: v for k, v in spec.items()
+                if k not in ("source_attributes", "destination_attributes")}
+        body["source_attributes"] = {"connection_id": source_id, "object": obj}
+        body["destination_attributes"] = {**dst, "connection_id": destination_id}
+        return body
+
+
+def _field_path(message: str) -> tuple[str, ...]:
+    """``mappings[3].to: ...`` -> ("mappings", "3", "to"): the API names the field first."""
+    match = FIELD.match(message)
+    return tuple(p for p in re.split(r"[.\[\]]+", match.group(1)) if p) if match else ()
+
+
+def _model_body(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"name": spec["name"], "query": spec["query"], "description": spec.get("description")}
+
+
+def render(outcome: Outcome) -> str:
+    lines = [f"  ok      {line}" for line in outcome.applied]
+    if outcome.failed:
+        lines.append(f"  FAILED  {outcome.failed}")
+        lines += [f"  skipped {label}" for label in outcome.skipped]
+        lines.append(f"Apply stopped: {len(outcome.applied)} applied, 1 failed (left as it was),"
+                     f" {len(outcome.skipped)} not attempted.")
+    else:
+        lines.append(f"Apply complete: {len(outcome.applied)} applied.")
+    return "\n".join(lines)
