@@ -7,6 +7,8 @@ the resources rather than as columns on them so the Census tables stay untouched
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,5 +28,8 @@ class ManagedObject(Timestamped, Base):
     #: "source" | "destination" | "model" | "sync"
     kind: Mapped[str] = mapped_column(String(20))
     object_id: Mapped[int] = mapped_column()
+    #: The object's own created_at: a row whose object was deleted through the API
+    #: never marks a later object that reuses the id (SQLite reuses the highest id).
+    object_created_at: Mapped[dt.datetime] = mapped_column()
     slug: Mapped[str] = mapped_column(String(200))
     managed_by: Mapped[str] = mapped_column(String(100))

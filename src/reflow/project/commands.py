@@ -48,7 +48,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Dispatch one client command; every expected failure is a message and exit 1."""
     handler = COMMANDS[args.command]
     if args.command == "schema":
-        return handler(args, None)
+        return schema(args, None)  # type: ignore[arg-type]  # the one command without a server
     client = client_of(args)
     if client is None:
         return 1
@@ -61,7 +61,7 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(args.command, str(exc))
 
 
-def schema(args: argparse.Namespace, _: Client | None) -> int:
+def schema(args: argparse.Namespace, _: Client) -> int:
     from reflow.project.schema import json_schema_text
 
     sys.stdout.write(json_schema_text())

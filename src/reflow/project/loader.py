@@ -63,7 +63,7 @@ def load(root: Path) -> Project:
     header = root / PROJECT_FILE
     if not header.is_file():
         raise ProjectError([f"{header}: not found; a project folder starts with {PROJECT_FILE}"])
-    project, problems = Project(root), []
+    project, problems = Project(root), list[str]()
     _load_header(project, header, problems)
     for kind, folder in FOLDERS.items():
         for file in sorted((root / folder).glob("*.y*ml")):

@@ -50,7 +50,8 @@ def follow(client: Client, run_id: int, *, quiet: bool = False, interval: float 
             status = run.get("current_step") or run["status"]
             handled = counts["sent"] + counts["rejected"]
             completed = total if _done(run) and total else min(handled, total or handled)
-            bar.update(task, total=total, completed=completed, status=status, **counts)
+            bar.update(task, total=total, completed=completed, status=status,
+                       read=counts["read"], sent=counts["sent"], rejected=counts["rejected"])
 
         final = _poll(client, run_id, interval, show)
         show(final)

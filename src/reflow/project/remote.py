@@ -96,7 +96,7 @@ def fetch(client: Client) -> Remote:
     for raw in sources:
         source_slug = remote.by_id("source")[raw["id"]].slug
         for model in client.list_all(f"/sources/{raw['id']}/models"):
-            spec = {"source_id": source_slug, "name": model["name"], "query": model["query"],
+            spec: dict[str, Any] | None = {"source_id": source_slug, "name": model["name"], "query": model["query"],
                     "description": model.get("description")}
             _add(remote, namers, "model", model["id"], model["name"], spec, raw["id"])
     for raw in client.list_all("/destinations"):
@@ -132,7 +132,7 @@ def _sync_spec(remote: Remote, raw: dict[str, Any]) -> tuple[dict[str, Any] | No
     if source is None or destination is None:
         return None, "its source or destination is not visible"
     if obj.get("type") == "model":
-        model = remote.by_id("model").get(obj.get("id"))
+        model = remote.by_id("model").get(int(obj.get("id") or 0))
         if model is None:
             return None, f"model {obj.get('id')} is not visible"
         ref: dict[str, Any] = {"type": "model", "id": model.slug}

@@ -8,6 +8,7 @@ registered again, so a stale row never marks an unrelated object.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -37,29 +38,44 @@ def _table(kind: str) -> Any:
     return table
 
 
-def _existing_ids(session: Session, workspace_id: int, kind: str) -> set[int]:
+def _born(session: Session, workspace_id: int, kind: str) -> dict[int, dt.datetime]:
+    """Object id -> created_at of the kind's objects that exist in the workspace."""
     table = _table(kind)
-    return set(session.scalars(select(table.id).where(table.workspace_id == workspace_id)))
+    rows = session.execute(
+        select(table.id, table.created_at).where(table.workspace_id == workspace_id)
+    ).all()
+    return {object_id: created for object_id, created in rows}
+
+
+def _naive(value: dt.datetime) -> dt.datetime:
+    """UTC without tzinfo: SQLite gives naive values back, PostgreSQL aware ones."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _live(rows: list[ManagedObject], born: dict[int, dt.datetime]) -> dict[int, ManagedObject]:
+    """Rows whose object still exists: same id and same creation time."""
+    return {r.object_id: r for r in rows if r.object_id in born
+            and _naive(born[r.object_id]) == _naive(r.object_created_at)}
+
+
+def _rows(session: Session, workspace_id: int, kind: str) -> list[ManagedObject]:
+    return list(session.scalars(
+        select(ManagedObject).where(
+            ManagedObject.workspace_id == workspace_id, ManagedObject.kind == kind
+        ).order_by(ManagedObject.object_id)
+    ))
 
 
 def list_(session: Session, *, workspace_id: int) -> list[ManagedObject]:
-    rows = session.scalars(
-        select(ManagedObject)
-        .where(ManagedObject.workspace_id == workspace_id)
-        .order_by(ManagedObject.kind, ManagedObject.object_id)
-    ).all()
-    alive = {kind: _existing_ids(session, workspace_id, kind) for kind in KINDS}
-    return [r for r in rows if r.object_id in alive.get(r.kind, set())]
+    out: list[ManagedObject] = []
+    for kind in KINDS:
+        out += marks(session, workspace_id=workspace_id, kind=kind).values()
+    return out
 
 
 def marks(session: Session, *, workspace_id: int, kind: str) -> dict[int, ManagedObject]:
-    """Object id -> its row, for annotating a rendered listing."""
-    rows = session.scalars(
-        select(ManagedObject).where(
-            ManagedObject.workspace_id == workspace_id, ManagedObject.kind == kind
-        )
-    )
-    return {r.object_id: r for r in rows}
+    """Object id -> its row, for the objects of ``kind`` that exist."""
+    return _live(_rows(session, workspace_id, kind), _born(session, workspace_id, kind))
 
 
 def annotate(item: dict[str, Any], row: ManagedObject | None) -> dict[str, Any]:
@@ -77,19 +93,23 @@ def register(
         raise BadRequest("slug must be lowercase letters, digits, '-' or '_' (at most 200)")
     if not isinstance(manager, str) or not manager.strip() or len(manager) > 100:
         raise BadRequest("managed_by must be a non-empty string of at most 100 characters")
-    if object_id not in _existing_ids(session, workspace_id, kind):
+    born = _born(session, workspace_id, kind)
+    if object_id not in born:
         raise NotFound(f"{kind} {object_id} not found")
-    rows = marks(session, workspace_id=workspace_id, kind=kind)
-    alive = _existing_ids(session, workspace_id, kind)
-    for other in rows.values():
-        if other.slug == slug and other.object_id != object_id:
-            if other.object_id in alive:
-                raise Conflict(f"slug: {kind} {other.object_id} already has slug {slug!r}")
-            session.delete(other)  # its object was deleted: the slug is free again
-            session.flush()
-    row = rows.get(object_id)
+    rows = _rows(session, workspace_id, kind)
+    live = _live(rows, born)
+    for other in rows:
+        if other.object_id != object_id and other.slug != slug:
+            continue
+        if other.slug == slug and other.object_id != object_id and other.object_id in live:
+            raise Conflict(f"slug: {kind} {other.object_id} already has slug {slug!r}")
+        if live.get(object_id) is not other:
+            session.delete(other)  # a stale row: its object was deleted
+    session.flush()
+    row = live.get(object_id)
     if row is None:
-        row = ManagedObject(workspace_id=workspace_id, kind=kind, object_id=object_id)
+        row = ManagedObject(workspace_id=workspace_id, kind=kind, object_id=object_id,
+                            object_created_at=born[object_id])
         session.add(row)
     row.slug, row.managed_by = slug, manager
     session.flush()
@@ -97,12 +117,20 @@ def register(
 
 
 def unregister(session: Session, *, workspace_id: int, kind: str, object_id: int) -> None:
-    _table(kind)
-    row = marks(session, workspace_id=workspace_id, kind=kind).get(object_id)
-    if row is not None:
-        session.delete(row)
-        session.flush()
+    for row in _rows(session, workspace_id, kind):
+        if row.object_id == object_id:
+            session.delete(row)
+    session.flush()
 
 
 def render(row: ManagedObject) -> dict[str, Any]:
     return {"kind": row.kind, "id": row.object_id, "slug": row.slug, "managed_by": row.managed_by}
+
+
+def annotated(
+    session: Session, *, workspace_id: int, kind: str, items: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rendered resources with ``slug`` and ``managed_by`` (null when no project
+    manages them): how the API shows what ``reflow apply`` manages."""
+    rows = marks(session, workspace_id=workspace_id, kind=kind)
+    return [annotate(item, rows.get(item["id"])) for item in items]

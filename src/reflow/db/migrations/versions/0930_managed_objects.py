@@ -34,6 +34,7 @@ def upgrade() -> None:
         ),
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("object_id", sa.Integer(), nullable=False),
+        sa.Column("object_created_at", TS, nullable=False),
         sa.Column("slug", sa.String(length=200), nullable=False),
         sa.Column("managed_by", sa.String(length=100), nullable=False),
         sa.Column("created_at", TS, nullable=False),

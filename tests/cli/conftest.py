@@ -1,5 +1,5 @@
-"""A real ``reflow serve`` seeded with the demo workspace, for the config-as-code
-tests; the CLI runs in-process (it is an HTTP client) against it on loopback."""
+"""A real ``reflow serve`` seeded with the demo workspace, shared by the session's
+config-as-code and run tests; the CLI runs in-process (it is an HTTP client) against it on loopback."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class DemoServer:
         return answer.json()["data"]["api_key"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_server() -> Iterator[DemoServer]:
     home = Path(tempfile.mkdtemp(prefix="reflow-project-"))
     env = {**os.environ, "REFLOW_HOME": str(home), "REFLOW_LOG_LEVEL": "WARNING"}

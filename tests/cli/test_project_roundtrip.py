@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.project_helpers import DemoServer, cli, demo_server, files, state
-
-__all__ = ["demo_server"]  # the module-scoped fixture
+from tests.cli.conftest import DemoServer, cli, files, state
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +246,39 @@ def test_apply_validates_every_sync_before_changing_anything(
     assert f"{sync}:{line}: sync customers-to-the-demo-crm: the server refuses it" in err, err
     assert "nothing was changed" in err
     assert state(demo_server, token) == before  # not even the source rename
+
+
+def test_api_shows_what_is_managed_and_forgets_deleted_objects(
+    demo_server: DemoServer, exported: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = demo_server.new_workspace("marks")
+    assert cli(capsys, demo_server, token, "apply", str(exported))[0] == 0
+    with demo_server.api(token) as api:
+        sync = api.get("/syncs").json()["data"][0]
+        assert (sync["slug"], sync["managed_by"]) == ("customers-to-the-demo-crm",
+                                                      "reflow-project")
+        source = api.get(f"/sources/{sync['source_attributes']['connection_id']}").json()["data"]
+        assert (source["slug"], source["managed_by"]) == ("demo-warehouse", "reflow-project")
+        model = api.get(f"/sources/{source['id']}/models").json()["data"][0]
+        assert model["slug"] == "customers"
+        destination = api.get("/destinations").json()["data"][0]
+        assert destination["slug"] == "demo-crm"
+        # Deleted through the API, then made again by hand: SQLite reuses the id, but the
+        # new sync is not the managed one.
+        body = {k: sync[k] for k in ("label", "operation", "mappings")}
+        body["source_attributes"] = {"connection_id": source["id"],
+                                     "object": {"type": "model", "id": model["id"]}}
+        body["destination_attributes"] = {"connection_id": destination["id"],
+                                          "object": "customers"}
+        assert api.delete(f"/syncs/{sync['id']}").status_code == 200
+        again = api.post("/syncs", json=body).json()["data"]["sync_id"]
+        fresh = api.get(f"/syncs/{again}").json()["data"]
+        assert (fresh["slug"], fresh["managed_by"]) == (None, None)
+        kinds = {m["kind"] for m in api.get("/managed_objects").json()["data"]}
+        assert kinds == {"source", "model", "destination"}
+        refused = api.put(f"/managed_objects/model/{model['id'] + 1000}", json={"slug": "x"})
+        assert refused.status_code == 404
+        clash = api.put(f"/managed_objects/sync/{again}", json={"slug": "Not A Slug"})
+        assert clash.status_code == 400 and "slug" in clash.json()["message"]
+    code, out, _ = cli(capsys, demo_server, token, "plan", str(exported))
+    assert code == 2 and f"= sync customers-to-the-demo-crm: adopt (id {again})" in out, out
