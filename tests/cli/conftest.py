@@ -1,5 +1,6 @@
 """A real ``reflow serve`` seeded with the demo workspace, shared by the session's
-config-as-code and run tests; the CLI runs in-process (it is an HTTP client) against it on loopback."""
+config-as-code and run tests; the CLI runs in-process (it is an HTTP client) against
+it on loopback."""
 
 from __future__ import annotations
 

@@ -96,8 +96,10 @@ def fetch(client: Client) -> Remote:
     for raw in sources:
         source_slug = remote.by_id("source")[raw["id"]].slug
         for model in client.list_all(f"/sources/{raw['id']}/models"):
-            spec: dict[str, Any] | None = {"source_id": source_slug, "name": model["name"], "query": model["query"],
-                    "description": model.get("description")}
+            spec: dict[str, Any] | None = {
+                "source_id": source_slug, "name": model["name"], "query": model["query"],
+                "description": model.get("description"),
+            }
             _add(remote, namers, "model", model["id"], model["name"], spec, raw["id"])
     for raw in client.list_all("/destinations"):
         _add(remote, namers, "destination", raw["id"], raw["name"], _connection_spec(raw))
