@@ -16,7 +16,7 @@ from typing import Any
 
 from reflow.project.client import ApiError, Client
 from reflow.project.planner import Change, Plan
-from reflow.project.remote import MANAGER, Remote
+from reflow.project.remote import MANAGER, DbtProject, Remote, dbt_project
 
 FIELD = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):")
 CONNECTION_KEY = {"source": "connection", "destination": "service_connection"}
@@ -39,6 +39,9 @@ class Applier:
             kind: {slug: obj.id for slug, obj in objs.items()}
             for kind, objs in remote.objects.items()
         }
+        slugs = {obj.id: slug for slug, obj in remote.objects["source"].items()}
+        #: Source slug -> its dbt project.
+        self.dbt: dict[str, DbtProject] = {slugs[i]: p for i, p in remote.dbt.items()}
 
     # -- validation -------------------------------------------------------------------
 
@@ -49,15 +52,38 @@ class Applier:
         for change in plan.pending:
             if change.kind != "sync" or change.action not in ("create", "update"):
                 continue
-            body = self._sync_body(change.desired or {})
-            if body is None:
-                continue  # it refers to objects this apply creates first
+            where = change.item.where() if change.item else ""
             try:
+                body = self._sync_body(change.desired or {})
+                if body is None:
+                    continue  # it refers to objects this apply creates first
                 self.client.post("/syncs", {**body, "validate_only": True})
             except ApiError as exc:
                 where = change.item.where(_field_path(exc.message)) if change.item else ""
                 problems.append(f"{where}: {change.label}: the server refuses it: {exc.message}")
+            except ValueError as exc:
+                problems.append(f"{where}: {change.label}: {exc}")
         return problems
+
+    def refresh_dbt(self, sources: list[str]) -> list[str]:
+        """Re-read the manifests of these sources' dbt projects (POST /projects/{id}/refresh),
+        so syncs on dbt models follow the manifest; the lines report each refresh."""
+        lines = []
+        for slug in sources:
+            project = self.dbt.get(slug)
+            if project is None:
+                continue
+            key = self.client.request("POST", f"/projects/{project.id}/refresh")["refresh_key"]
+            try:
+                self.client.request("GET", f"/projects/{project.id}/refresh_status",
+                                    params={"refresh_key": key})
+            except ApiError as exc:
+                raise ValueError(f"source {slug}: the dbt manifest cannot be read:"
+                                 f" {_refresh_output(self.client, project.id) or exc}") from None
+            self.dbt[slug] = dbt_project(self.client.get(f"/projects/{project.id}"))
+            lines.append(f"source {slug}: dbt project re-read ({len(self.dbt[slug].models)}"
+                         " models)")
+        return lines
 
     # -- applying ---------------------------------------------------------------------
 
@@ -67,7 +93,7 @@ class Applier:
         for index, change in enumerate(pending):
             try:
                 self._one(change)
-            except ApiError as exc:
+            except (ApiError, ValueError) as exc:
                 outcome.failed = f"{change.label}: {change.action} failed: {exc}"
                 outcome.skipped = [c.label for c in pending[index + 1:]]
                 return outcome
@@ -94,6 +120,8 @@ class Applier:
         if change.kind in CONNECTION_KEY:
             conn = {"type": spec["type"], "name": spec["name"], "credentials": spec["credentials"]}
             data = self.client.post(COLLECTION[change.kind], {CONNECTION_KEY[change.kind]: conn})
+            if spec.get("dbt_manifest"):
+                self._attach_dbt(change.slug, int(data["id"]), spec["dbt_manifest"])
             return int(data["id"])
         if change.kind == "model":
             source_id = self.ids["source"][spec["source_id"]]
@@ -107,13 +135,17 @@ class Applier:
         spec = change.desired or {}
         top = sorted({path.split(".")[0].split("[")[0] for path, _, _ in change.diffs})
         if change.kind in CONNECTION_KEY:
+            if "dbt_manifest" in top:  # planned only from none to one
+                self._attach_dbt(change.slug, object_id, spec["dbt_manifest"])
+                top.remove("dbt_manifest")
             conn: dict[str, Any] = {k: spec[k] for k in top if k != "credentials"}
             changed = {p.split(".", 1)[1].split("[")[0] for p, _, _ in change.diffs
                        if p.startswith("credentials.")}
             if changed:
                 conn["credentials"] = {k: spec["credentials"][k] for k in changed}
-            path = f"{COLLECTION[change.kind]}/{object_id}"
-            self.client.patch(path, {CONNECTION_KEY[change.kind]: conn})
+            if conn:
+                path = f"{COLLECTION[change.kind]}/{object_id}"
+                self.client.patch(path, {CONNECTION_KEY[change.kind]: conn})
         elif change.kind == "model":
             assert change.remote is not None and change.remote.parent_id is not None
             body = {k: v for k, v in _model_body(spec).items() if k in top}
@@ -122,6 +154,10 @@ class Applier:
             full = self._sync_body(spec)
             assert full is not None
             self.client.patch(f"/syncs/{object_id}", {k: full[k] for k in top if k in full})
+
+    def _attach_dbt(self, slug: str, source_id: int, manifest: str) -> None:
+        data = self.client.post(f"/sources/{source_id}/projects", {"type": "dbt", "path": manifest})
+        self.dbt[slug] = dbt_project(data)
 
     def _delete(self, change: Change) -> None:
         assert change.remote is not None
@@ -138,7 +174,16 @@ class Applier:
         source_id = self.ids["source"].get(src["connection_id"])
         destination_id = self.ids["destination"].get(dst["connection_id"])
         obj = dict(src["object"])
-        if obj["type"] == "model":
+        if obj["type"] == "dbt_model":
+            project = self.dbt.get(src["connection_id"])
+            if project is None:
+                return None
+            if obj["id"] not in project.models:
+                known = ", ".join(sorted(project.models)) or "none"
+                raise ValueError(f"source_attributes.object.id: dbt model {obj['id']!r} is not in"
+                                 f" the manifest of source {src['connection_id']!r} ({known})")
+            obj = {"type": "model", "id": project.models[obj["id"]]}
+        elif obj["type"] == "model":
             obj["id"] = self.ids["model"].get(obj["id"])
             if obj["id"] is None:
                 return None
@@ -149,6 +194,11 @@ class Applier:
         body["source_attributes"] = {"connection_id": source_id, "object": obj}
         body["destination_attributes"] = {**dst, "connection_id": destination_id}
         return body
+
+
+def _refresh_output(client: Client, project_id: int) -> str | None:
+    output = client.get(f"/projects/{project_id}").get("last_upgrade_attempt_output")
+    return str(output) if output else None
 
 
 def _field_path(message: str) -> tuple[str, ...]:

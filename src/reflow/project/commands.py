@@ -93,9 +93,16 @@ def apply(args: argparse.Namespace, client: Client) -> int:
         raise ProjectError(result.problems)
     print(planner.render(result))
     worker = applier.Applier(client, state)
+    dbt_sources = [s for s, i in project.items["source"].items() if i.spec.dbt_manifest]
+    try:  # manifests first: syncs on dbt models are validated against what they list now
+        for line in worker.refresh_dbt(dbt_sources):
+            print(f"  ok      {line}")
+    except ValueError as exc:
+        raise ProjectError([str(exc), "nothing else was changed"]) from None
     problems = worker.validate(result)
     if problems:
-        raise ProjectError(problems + ["nothing was changed"])
+        raise ProjectError(problems + ["nothing was changed" if not dbt_sources
+                                       else "nothing was changed but the dbt refreshes above"])
     if not result.pending:
         print("Nothing to apply.")
         return 0

@@ -181,6 +181,14 @@ def check_references(project: Project) -> list[str]:
         dst = item.spec.destination_attributes
         _ref(project, item, ("destination_attributes", "connection_id"), "destination",
              dst.connection_id, problems)
+        if src.object.type == "dbt_model":
+            source = project.items["source"].get(src.connection_id)
+            if source is not None and not source.spec.dbt_manifest:
+                problems.append(
+                    f"{item.where(('source_attributes', 'object'))}: {item.label} reads dbt model"
+                    f" {src.object.id!r}, but source {src.connection_id!r} ({source.where()})"
+                    " has no dbt_manifest"
+                )
         if src.object.type == "model":
             where = ("source_attributes", "object", "id")
             if _ref(project, item, where, "model", src.object.id or "", problems):

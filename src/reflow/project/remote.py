@@ -43,6 +43,17 @@ class TypeInfo:
 
 
 @dataclass
+class DbtProject:
+    id: int
+    path: str
+    models: dict[str, int]
+
+
+def dbt_project(raw: dict[str, Any]) -> DbtProject:
+    return DbtProject(raw["id"], raw["path"], {m["name"]: m["id"] for m in raw["models"]})
+
+
+@dataclass
 class Remote:
     objects: dict[str, dict[str, RemoteObject]] = field(
         default_factory=lambda: {k: {} for k in KINDS}
@@ -50,6 +61,8 @@ class Remote:
     types: dict[str, dict[str, TypeInfo]] = field(
         default_factory=lambda: {"source": {}, "destination": {}}
     )
+    #: Source id -> its dbt project (the first, if several): id and model name -> id.
+    dbt: dict[int, DbtProject] = field(default_factory=dict)
 
     def id_of(self, kind: str, slug: str) -> int | None:
         obj = self.objects[kind].get(slug)
@@ -92,15 +105,23 @@ def fetch(client: Client) -> Remote:
     namers = {kind: _Namer(register[kind]) for kind in KINDS}
     sources = client.list_all("/sources")
     for raw in sources:
-        _add(remote, namers, "source", raw["id"], raw["name"], _connection_spec(raw))
+        projects = client.list_all(f"/sources/{raw['id']}/projects")
+        connection = _connection_spec(raw)
+        if projects:  # models a dbt project made are the manifest's, not the project's
+            remote.dbt[raw["id"]] = dbt_project(projects[0])
+            connection["dbt_manifest"] = projects[0]["path"]
+        _add(remote, namers, "source", raw["id"], raw["name"], connection)
     for raw in sources:
         source_slug = remote.by_id("source")[raw["id"]].slug
+        project = remote.dbt.get(raw["id"])
         for model in client.list_all(f"/sources/{raw['id']}/models"):
-            spec: dict[str, Any] | None = {
+            if project and model["id"] in project.models.values():
+                continue
+            model_spec = {
                 "source_id": source_slug, "name": model["name"], "query": model["query"],
                 "description": model.get("description"),
             }
-            _add(remote, namers, "model", model["id"], model["name"], spec, raw["id"])
+            _add(remote, namers, "model", model["id"], model["name"], model_spec, raw["id"])
     for raw in client.list_all("/destinations"):
         _add(remote, namers, "destination", raw["id"], raw["name"], _connection_spec(raw))
     for raw in client.list_all("/syncs"):
@@ -133,11 +154,15 @@ def _sync_spec(remote: Remote, raw: dict[str, Any]) -> tuple[dict[str, Any] | No
     obj = src.get("object") or {}
     if source is None or destination is None:
         return None, "its source or destination is not visible"
-    if obj.get("type") == "model":
+    dbt = remote.dbt.get(source.id)
+    dbt_names = {i: name for name, i in dbt.models.items()} if dbt else {}
+    if obj.get("type") == "model" and obj.get("id") in dbt_names:
+        ref: dict[str, Any] = {"type": "dbt_model", "id": dbt_names[obj["id"]]}
+    elif obj.get("type") == "model":
         model = remote.by_id("model").get(int(obj.get("id") or 0))
         if model is None:
             return None, f"model {obj.get('id')} is not visible"
-        ref: dict[str, Any] = {"type": "model", "id": model.slug}
+        ref = {"type": "model", "id": model.slug}
     elif obj.get("type") == "table":
         ref = {"type": "table", **{k: obj.get(k) for k in
                                    ("table_catalog", "table_schema", "table_name")}}

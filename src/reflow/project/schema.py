@@ -38,6 +38,13 @@ class SourceSpec(Spec):
         description="Connection settings. Secret fields are written as ${ENV_VAR} and read"
         " from the environment at apply time; the API never returns them.",
     )
+    dbt_manifest: str | None = Field(
+        default=None,
+        description="A dbt project on the Reflow host (its directory, or its manifest.json)"
+        " or the http(s) URL of a manifest.json; its models become models of this source"
+        " (POST /sources/{id}/projects), re-read on every apply. Syncs name them as"
+        " {type: dbt_model, id: <dbt model name>}.",
+    )
 
 
 class DestinationSpec(Spec):
@@ -67,8 +74,11 @@ class ModelSpec(Spec):
 
 
 class SourceObjectRef(Spec):
-    type: Literal["model", "table"] = "model"
-    id: str | None = Field(default=None, description="Slug of the model (type: model).")
+    type: Literal["model", "table", "dbt_model"] = "model"
+    id: str | None = Field(
+        default=None,
+        description="Slug of the model (type: model), or the dbt model's name (dbt_model).",
+    )
     table_catalog: str | None = None
     table_schema: str | None = None
     table_name: str | None = None
@@ -77,6 +87,8 @@ class SourceObjectRef(Spec):
     def _complete(self) -> SourceObjectRef:
         if self.type == "model" and not self.id:
             raise ValueError("a model object needs id: the model's slug")
+        if self.type == "dbt_model" and not self.id:
+            raise ValueError("a dbt_model object needs id: the dbt model's name")
         if self.type == "table" and not (self.table_schema and self.table_name):
             raise ValueError("a table object needs table_schema and table_name")
         return self
