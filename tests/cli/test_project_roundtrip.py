@@ -5,7 +5,9 @@ objects the project manages; bad input names file, line, field and both ends."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -282,3 +284,42 @@ def test_api_shows_what_is_managed_and_forgets_deleted_objects(
         assert clash.status_code == 400 and "slug" in clash.json()["message"]
     code, out, _ = cli(capsys, demo_server, token, "plan", str(exported))
     assert code == 2 and f"= sync customers-to-the-demo-crm: adopt (id {again})" in out, out
+
+
+def test_segments_round_trip_and_a_molecule_change(
+    demo_server: DemoServer, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A segment over the model, and a sync reading it, by slug."""
+    project = _project(tmp_path, exported)
+    (project / "segments").mkdir()
+    (project / "segments" / "pro.yml").write_text(
+        "source_id: demo-warehouse\nname: Pro customers\nmodel_id: customers\nmolecules:\n"
+        "- attribute: plan\n  attribute_type: property\n  operator: is\n  value: pro\n")
+    sync = (project / "syncs" / "customers-to-the-demo-crm.yml").read_text()
+    (project / "syncs" / "pro.yml").write_text(
+        sync.replace("label: Customers to the demo CRM", "label: Pro customers")
+        .replace("type: model\n    id: customers", "type: segment\n    id: pro"))
+    token = demo_server.new_workspace("segments")
+    code, out, err = cli(capsys, demo_server, token, "apply", str(project))
+    assert code == 0, err
+    assert "  ok      segment pro: created" in out
+    assert cli(capsys, demo_server, token, "plan", str(project))[0] == 0
+    again = tmp_path / "again"
+    assert cli(capsys, demo_server, token, "export", str(again))[0] == 0
+    assert files(again) == files(project)
+
+    segment = project / "segments" / "pro.yml"
+    segment.write_text(segment.read_text().replace("value: pro", "value: enterprise"))
+    code, out, _ = cli(capsys, demo_server, token, "plan", str(project))
+    assert code == 2
+    assert [line for line in out.splitlines() if line.startswith("    ")] == [
+        "    molecules[0].value: 'pro' -> 'enterprise'"], out
+    code, _, err = cli(capsys, demo_server, token, "apply", str(project))
+    assert code == 0, err
+    code, out, err = cli(capsys, demo_server, token, "run", "pro", "--wait", "--json",
+                         "--interval", "0.1")
+    assert code == 0, err
+    read = json.loads(out)["source_record_count"]
+    with sqlite3.connect(demo_server.demo["warehouse_path"]) as conn:
+        expected = conn.execute("SELECT count(*) FROM customers WHERE plan = 'enterprise'")
+        assert read == expected.fetchone()[0]

@@ -20,7 +20,8 @@ def test_reflow_schema_prints_the_committed_schema(capsys: pytest.CaptureFixture
     assert printed == json_schema_text()
     assert DOCS.read_text() == printed, "regenerate: reflow schema > docs/reflow.schema.json"
     schema = json.loads(printed)
-    assert set(schema["properties"]) == {"version", "sources", "models", "destinations", "syncs"}
+    assert set(schema["properties"]) == {
+        "version", "sources", "models", "segments", "destinations", "syncs"}
     mapping = schema["$defs"]["Mapping"]
     assert "from" in mapping["properties"] and "from_" not in mapping["properties"]
     assert schema["$defs"]["SyncSpec"]["additionalProperties"] is False

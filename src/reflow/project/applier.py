@@ -22,6 +22,7 @@ FIELD = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):")
 CONNECTION_KEY = {"source": "connection", "destination": "service_connection"}
 PAST = {"create": "created", "update": "changed", "adopt": "adopted (marked managed)",
         "delete": "deleted"}
+PATH = {"model": "models", "segment": "filter_segments"}  # under /sources/{id}/
 COLLECTION = {"source": "/sources", "destination": "/destinations", "sync": "/syncs"}
 
 
@@ -127,6 +128,11 @@ class Applier:
             source_id = self.ids["source"][spec["source_id"]]
             data = self.client.post(f"/sources/{source_id}/models", _model_body(spec))
             return int(data["id"])
+        if change.kind == "segment":
+            source_id = self.ids["source"][spec["source_id"]]
+            segment = {"name": spec["name"], "model_id": self.ids["model"][spec["model_id"]],
+                       "molecules": spec["molecules"]}
+            return int(self.client.post(f"/sources/{source_id}/filter_segments", segment)["id"])
         body = self._sync_body(spec)
         assert body is not None, "dependencies are applied first"
         return int(self.client.post("/syncs", body)["sync_id"])
@@ -146,10 +152,12 @@ class Applier:
             if conn:
                 path = f"{COLLECTION[change.kind]}/{object_id}"
                 self.client.patch(path, {CONNECTION_KEY[change.kind]: conn})
-        elif change.kind == "model":
+        elif change.kind in ("model", "segment"):
             assert change.remote is not None and change.remote.parent_id is not None
-            body = {k: v for k, v in _model_body(spec).items() if k in top}
-            self.client.patch(f"/sources/{change.remote.parent_id}/models/{object_id}", body)
+            fields = ("name", "query", "description", "molecules")
+            body = {k: spec.get(k) for k in top if k in fields}
+            self.client.patch(f"/sources/{change.remote.parent_id}/{PATH[change.kind]}/{object_id}",
+                              body)
         else:
             full = self._sync_body(spec)
             assert full is not None
@@ -162,8 +170,8 @@ class Applier:
     def _delete(self, change: Change) -> None:
         assert change.remote is not None
         obj = change.remote
-        if change.kind == "model":
-            self.client.delete(f"/sources/{obj.parent_id}/models/{obj.id}")
+        if change.kind in PATH:
+            self.client.delete(f"/sources/{obj.parent_id}/{PATH[change.kind]}/{obj.id}")
         else:
             self.client.delete(f"{COLLECTION[change.kind]}/{obj.id}")
         self.client.delete(f"/managed_objects/{change.kind}/{obj.id}")
@@ -183,8 +191,8 @@ class Applier:
                 raise ValueError(f"source_attributes.object.id: dbt model {obj['id']!r} is not in"
                                  f" the manifest of source {src['connection_id']!r} ({known})")
             obj = {"type": "model", "id": project.models[obj["id"]]}
-        elif obj["type"] == "model":
-            obj["id"] = self.ids["model"].get(obj["id"])
+        elif obj["type"] in ("model", "segment"):
+            obj["id"] = self.ids[obj["type"]].get(obj["id"])
             if obj["id"] is None:
                 return None
         if source_id is None or destination_id is None:

@@ -174,6 +174,11 @@ def check_references(project: Project) -> list[str]:
     problems: list[str] = []
     for item in project.items["model"].values():
         _ref(project, item, ("source_id",), "source", item.spec.source_id, problems)
+    for item in project.items["segment"].values():
+        _ref(project, item, ("source_id",), "source", item.spec.source_id, problems)
+        if _ref(project, item, ("model_id",), "model", item.spec.model_id, problems):
+            _same_source(project, item, ("model_id",), "model", item.spec.model_id,
+                         item.spec.source_id, problems)
     for item in project.items["sync"].values():
         src = item.spec.source_attributes
         _ref(project, item, ("source_attributes", "connection_id"), "source",
@@ -189,17 +194,22 @@ def check_references(project: Project) -> list[str]:
                     f" {src.object.id!r}, but source {src.connection_id!r} ({source.where()})"
                     " has no dbt_manifest"
                 )
-        if src.object.type == "model":
+        if src.object.type in ("model", "segment"):
             where = ("source_attributes", "object", "id")
-            if _ref(project, item, where, "model", src.object.id or "", problems):
-                model = project.items["model"][src.object.id or ""]
-                if model.spec.source_id != src.connection_id:
-                    problems.append(
-                        f"{item.where(where)}: {item.label} reads model {src.object.id!r} of"
-                        f" source {model.spec.source_id!r} ({model.where()}), but its"
-                        f" source_attributes.connection_id is {src.connection_id!r}"
-                    )
+            if _ref(project, item, where, src.object.type, src.object.id or "", problems):
+                _same_source(project, item, where, src.object.type, src.object.id or "",
+                             src.connection_id, problems)
     return problems
+
+
+def _same_source(project: Project, item: Item, where: tuple[str, ...], kind: str, slug: str,
+                 source: str, problems: list[str]) -> None:
+    target = project.items[kind][slug]
+    if target.spec.source_id != source:
+        problems.append(
+            f"{item.where(where)}: {item.label} uses {kind} {slug!r} of source"
+            f" {target.spec.source_id!r} ({target.where()}), but its own source is {source!r}"
+        )
 
 
 def _ref(project: Project, item: Item, path: tuple[str, ...], kind: str, slug: str,

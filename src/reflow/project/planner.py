@@ -123,12 +123,13 @@ def _comparable(kind: str, spec: dict[str, Any], remote: Remote, *,
 
 
 def _check_immutable(plan: Plan, item: Item, diffs: list[Diff]) -> None:
-    fixed = {"source": "type", "destination": "type", "model": "source_id"}.get(item.kind)
+    fixed = {"source": ("type",), "destination": ("type",), "model": ("source_id",),
+             "segment": ("source_id", "model_id")}.get(item.kind, ())
     for path, old, new in diffs:
         if path == "dbt_manifest" and old is not None:  # the API has no project PATCH/DELETE
             plan.problems.append(f"{item.where((path,))}: dbt_manifest: {item.label} reads the"
                                  f" dbt project {old!r}; the API cannot change or remove it")
-        if path == fixed:
+        if path in fixed:
             plan.problems.append(f"{item.where((path,))}: {path}: {item.label} cannot change"
                                  f" from {old!r} to {new!r} in place; give it a new slug to"
                                  " create a new one (and --prune the old one)")

@@ -122,6 +122,8 @@ def fetch(client: Client) -> Remote:
                 "description": model.get("description"),
             }
             _add(remote, namers, "model", model["id"], model["name"], model_spec, raw["id"])
+    for raw in sources:
+        _fetch_segments(client, remote, namers, raw["id"])
     for raw in client.list_all("/destinations"):
         _add(remote, namers, "destination", raw["id"], raw["name"], _connection_spec(raw))
     for raw in client.list_all("/syncs"):
@@ -140,6 +142,21 @@ def _add(remote: Remote, namers: dict[str, _Namer], kind: str, object_id: int, t
                        parent_id=parent_id)
     remote.objects[kind][slug] = obj
     return obj
+
+
+def _fetch_segments(client: Client, remote: Remote, namers: dict[str, _Namer],
+                    source_id: int) -> None:
+    source_slug = remote.by_id("source")[source_id].slug
+    models = remote.by_id("model")
+    for raw in client.list_all(f"/sources/{source_id}/filter_segments"):
+        model = models.get(raw.get("model_id") or 0)
+        spec = None if model is None else {
+            "source_id": source_slug, "name": raw["name"], "model_id": model.slug,
+            "molecules": raw["molecules"],
+        }
+        obj = _add(remote, namers, "segment", raw["id"], raw["name"], spec, source_id)
+        if model is None:
+            obj.note = "only segments over a model (not a table or a dbt model) are expressible"
 
 
 def _connection_spec(raw: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +180,11 @@ def _sync_spec(remote: Remote, raw: dict[str, Any]) -> tuple[dict[str, Any] | No
         if model is None:
             return None, f"model {obj.get('id')} is not visible"
         ref = {"type": "model", "id": model.slug}
+    elif obj.get("type") in ("segment", "filter_segment_source"):
+        segment = remote.by_id("segment").get(int(obj.get("id") or 0))
+        if segment is None:
+            return None, f"segment {obj.get('id')} is not visible"
+        ref = {"type": "segment", "id": segment.slug}
     elif obj.get("type") == "table":
         ref = {"type": "table", **{k: obj.get(k) for k in
                                    ("table_catalog", "table_schema", "table_name")}}

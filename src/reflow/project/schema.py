@@ -15,9 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-KINDS = ("source", "destination", "model", "sync")
+KINDS = ("source", "destination", "model", "segment", "sync")
 #: Folder of each kind in a project, and the order objects are applied in.
-FOLDERS = {"source": "sources", "model": "models", "destination": "destinations", "sync": "syncs"}
+FOLDERS = {
+    "source": "sources", "model": "models", "segment": "segments",
+    "destination": "destinations", "sync": "syncs",
+}
 DEFAULT_MODE: dict[str, Any] = {
     "type": "triggered", "triggers": {"schedule": {"frequency": "never"}}
 }
@@ -73,11 +76,21 @@ class ModelSpec(Spec):
         return self
 
 
+class SegmentSpec(Spec):
+    """A filter segment over a model: the body of POST /sources/{id}/filter_segments."""
+
+    source_id: str = Field(description="Slug of the source.")
+    name: str
+    model_id: str = Field(description="Slug of the model the segment filters.")
+    molecules: list[Any] = Field(description="The filter, as the API takes it.")
+
+
 class SourceObjectRef(Spec):
-    type: Literal["model", "table", "dbt_model"] = "model"
+    type: Literal["model", "table", "dbt_model", "segment"] = "model"
     id: str | None = Field(
         default=None,
-        description="Slug of the model (type: model), or the dbt model's name (dbt_model).",
+        description="Slug of the model (type: model) or segment (segment), or the dbt"
+        " model's name (dbt_model).",
     )
     table_catalog: str | None = None
     table_schema: str | None = None
@@ -87,6 +100,8 @@ class SourceObjectRef(Spec):
     def _complete(self) -> SourceObjectRef:
         if self.type == "model" and not self.id:
             raise ValueError("a model object needs id: the model's slug")
+        if self.type == "segment" and not self.id:
+            raise ValueError("a segment object needs id: the segment's slug")
         if self.type == "dbt_model" and not self.id:
             raise ValueError("a dbt_model object needs id: the dbt model's name")
         if self.type == "table" and not (self.table_schema and self.table_name):
@@ -153,18 +168,20 @@ SPECS: dict[str, type[Spec]] = {
     "source": SourceSpec,
     "destination": DestinationSpec,
     "model": ModelSpec,
+    "segment": SegmentSpec,
     "sync": SyncSpec,
 }
 
 
 class ProjectFile(Spec):
     """``reflow.yml``: the project's header; objects may also be written inline here,
-    keyed by slug, instead of one file each under sources/, models/, destinations/,
-    syncs/."""
+    keyed by slug, instead of one file each under sources/, models/, segments/,
+    destinations/, syncs/."""
 
     version: Literal[1] = 1
     sources: dict[str, SourceSpec] = {}
     models: dict[str, ModelSpec] = {}
+    segments: dict[str, SegmentSpec] = {}
     destinations: dict[str, DestinationSpec] = {}
     syncs: dict[str, SyncSpec] = {}
 
