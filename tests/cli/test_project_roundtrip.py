@@ -323,3 +323,20 @@ def test_segments_round_trip_and_a_molecule_change(
     with sqlite3.connect(demo_server.demo["warehouse_path"]) as conn:
         expected = conn.execute("SELECT count(*) FROM customers WHERE plan = 'enterprise'")
         assert read == expected.fetchone()[0]
+
+
+def test_a_schedule_applies_once_and_a_bad_one_is_caught_before_apply(
+    demo_server: DemoServer, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = demo_server.new_workspace("schedule")
+    project = _project(tmp_path, exported)
+    sync = project / "syncs" / "customers-to-the-demo-crm.yml"
+    sync.write_text(sync.read_text() + "mode:\n  type: triggered\n  triggers:\n    schedule:\n"
+                    "      frequency: daily\n      hour: 3\n      minute: 0\n")
+    assert cli(capsys, demo_server, token, "apply", str(project))[0] == 0
+    code, out, _ = cli(capsys, demo_server, token, "plan", str(project))
+    assert code == 0, out
+    sync.write_text(sync.read_text().replace("hour: 3", "hour: 27"))
+    line = sync.read_text().splitlines().index("mode:") + 1
+    code, _, err = cli(capsys, demo_server, token, "plan", str(project))
+    assert code == 1 and f"{sync}:{line}: mode: " in err and "hour" in err, err

@@ -75,6 +75,8 @@ def build(project: Project, remote: Remote, *, prune: bool = False, strict_env: 
 def _desired(item: Item, remote: Remote, plan: Plan, *, strict_env: bool,
              env: dict[str, str] | None) -> dict[str, Any] | None:
     data = canonical(item.kind, item.spec.model_dump(mode="json", by_alias=True))
+    if item.kind == "sync":
+        return _normalised_mode(item, data, plan)
     if item.kind not in CONNECTIONS:
         return data
     info = remote.types[item.kind].get(data["type"])
@@ -87,6 +89,19 @@ def _desired(item: Item, remote: Remote, plan: Plan, *, strict_env: bool,
     data["credentials"], problems = resolve_env(item, data["credentials"], env=env,
                                                 lenient=lenient)
     plan.problems += problems
+    return data
+
+
+def _normalised_mode(item: Item, data: dict[str, Any], plan: Plan) -> dict[str, Any] | None:
+    """The schedule as the server will echo it (the same pure parser the API uses), so
+    an equivalent spelling never plans as a change; a bad one is caught before apply."""
+    from reflow.jobs.schedule import parse_schedule_input, render_schedule_fields
+
+    try:
+        data["mode"] = render_schedule_fields(parse_schedule_input({"mode": data["mode"]}))["mode"]
+    except ValueError as exc:
+        plan.problems.append(f"{item.where(('mode',))}: mode: {exc}")
+        return None
     return data
 
 
