@@ -226,6 +226,9 @@ def _add_project_commands(commands: argparse._SubParsersAction) -> None:  # type
         sub.add_argument("dir")
         sub.add_argument("--prune", action="store_true",
                          help="delete objects the project manages but no longer defines")
+        sub.add_argument("--rotate-secrets", action="store_true",
+                         help="send secret credentials of existing connections again (the"
+                         " API never returns them, so plan cannot see a change)")
     run = client("run", "trigger a sync (id or slug)")
     run.add_argument("sync")
     run.add_argument("--wait", action="store_true", help="follow the run with a progress bar")

@@ -78,7 +78,8 @@ def export(args: argparse.Namespace, client: Client) -> int:
 
 def plan(args: argparse.Namespace, client: Client) -> int:
     project = load(Path(args.dir))
-    result = planner.build(project, remote.fetch(client), prune=args.prune)
+    result = planner.build(project, remote.fetch(client), prune=args.prune,
+                           rotate_secrets=args.rotate_secrets)
     if result.problems:
         raise ProjectError(result.problems)
     print(planner.render(result))
@@ -88,7 +89,8 @@ def plan(args: argparse.Namespace, client: Client) -> int:
 def apply(args: argparse.Namespace, client: Client) -> int:
     project = load(Path(args.dir))
     state = remote.fetch(client)
-    result = planner.build(project, state, prune=args.prune, strict_env=True)
+    result = planner.build(project, state, prune=args.prune, strict_env=True,
+                           rotate_secrets=args.rotate_secrets)
     if result.problems:
         raise ProjectError(result.problems)
     print(planner.render(result))

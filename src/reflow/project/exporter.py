@@ -69,8 +69,10 @@ def _credentials(remote: Remote, obj: RemoteObject) -> dict[str, Any]:
     assert obj.spec is not None
     creds = dict(obj.spec["credentials"])
     info = remote.types[obj.kind].get(obj.spec["type"])
-    for name in sorted(info.secrets & info.required) if info else []:
-        creds[name] = secret_placeholder(obj.slug, name)
+    if info is None:
+        return creds
+    for name in sorted(info.secrets):
+        creds[name] = secret_placeholder(obj.slug, name, optional=name not in info.required)
     return creds
 
 

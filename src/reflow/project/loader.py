@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from reflow.project.schema import FOLDERS, KINDS, SLUG_PATTERN, SPECS, ModelSpec, ProjectFile, Spec
 
 PROJECT_FILE = "reflow.yml"
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: ``${VAR}``, or ``${VAR:-default}`` which is used when VAR is unset.
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class ProjectError(Exception):
@@ -227,8 +228,9 @@ def resolve_env(
     lenient: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], list[str]]:
     """``values`` with each ``${VAR}`` replaced from the environment. An unset variable
-    is a problem naming it and the object, unless its key is in ``lenient`` (then the
-    key is dropped: plan never compares secrets)."""
+    without a default is a problem naming it and the object, unless its key is in
+    ``lenient`` (then the key is dropped: plan never compares secrets). A value that is
+    only ``${VAR:-}`` with VAR unset is left out: an optional secret not given."""
     env = os.environ if env is None else env
     out: dict[str, Any] = {}
     problems: list[str] = []
@@ -236,23 +238,36 @@ def resolve_env(
         if not isinstance(value, str):
             out[key] = value
             continue
-        missing = [v for v in ENV_REF.findall(value) if v not in env]
+        missing = [m.group(1) for m in ENV_REF.finditer(value)
+                   if m.group(1) not in env and m.group(2) is None]
         if missing and key in lenient:
             continue
         for var in missing:
             problems.append(f"{item.where(('credentials', key))}: credentials.{key}: environment"
                             f" variable {var} is not set ({item.label} needs it)")
-        out[key] = ENV_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+        whole = ENV_REF.fullmatch(value)
+        if whole and whole.group(2) == "" and whole.group(1) not in env:
+            continue  # an optional value not given
+        out[key] = ENV_REF.sub(lambda m: _substitute(m, env), value)
     return out, problems
+
+
+def _substitute(match: re.Match[str], env: Mapping[str, str]) -> str:
+    name, default = match.group(1), match.group(2)
+    if name in env:
+        return env[name]
+    return default if default is not None else match.group(0)
 
 
 def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
-def secret_placeholder(slug: str, field_name: str) -> str:
+def secret_placeholder(slug: str, field_name: str, *, optional: bool = False) -> str:
+    """``${REFLOW_<SLUG>_<FIELD>}``; ``${...:-}`` for an optional secret, which apply
+    leaves out when the variable is unset."""
     name = re.sub(r"[^A-Z0-9]+", "_", f"REFLOW_{slug}_{field_name}".upper()).strip("_")
-    return "${" + name + "}"
+    return "${" + name + (":-}" if optional else "}")
 
 
 def to_spec(kind: str, data: dict[str, Any]) -> Spec:

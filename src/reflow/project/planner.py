@@ -52,14 +52,21 @@ class Plan:
                 f" ({len(self.unchanged)} unchanged).")
 
 
+SECRET = "(secret)"
+
+
 def build(project: Project, remote: Remote, *, prune: bool = False, strict_env: bool = False,
-          env: dict[str, str] | None = None) -> Plan:
+          env: dict[str, str] | None = None, rotate_secrets: bool = False) -> Plan:
+    """``rotate_secrets``: send the secret credential fields of existing connections too
+    (the API never returns them, so no plan can tell whether they changed)."""
     plan = Plan()
     for kind in FOLDERS:
         for slug, item in project.items[kind].items():
             desired = _desired(item, remote, plan, strict_env=strict_env, env=env)
-            if desired is not None:
-                _compare(plan, item, desired, remote.objects[kind].get(slug), remote)
+            if desired is None:
+                continue
+            secrets = _secrets_given(item, remote) if rotate_secrets else []
+            _compare(plan, item, desired, remote.objects[kind].get(slug), remote, secrets)
     for kind in reversed(list(FOLDERS)):
         for slug, obj in remote.objects[kind].items():
             if slug in project.items[kind]:
@@ -105,8 +112,15 @@ def _normalised_mode(item: Item, data: dict[str, Any], plan: Plan) -> dict[str, 
     return data
 
 
+def _secrets_given(item: Item, remote: Remote) -> list[str]:
+    if item.kind not in CONNECTIONS:
+        return []
+    info = remote.types[item.kind].get(item.spec.type)
+    return sorted(k for k in item.spec.credentials if info and k in info.secrets)
+
+
 def _compare(plan: Plan, item: Item, desired: dict[str, Any], obj: RemoteObject | None,
-             remote: Remote) -> None:
+             remote: Remote, secrets: list[str]) -> None:
     if obj is None:
         plan.changes.append(Change(item.kind, item.slug, "create", item, None, [], desired))
         return
@@ -117,6 +131,7 @@ def _compare(plan: Plan, item: Item, desired: dict[str, Any], obj: RemoteObject 
     diffs = diff(_comparable(item.kind, obj.spec, remote), _comparable(item.kind, desired, remote,
                                                                        desired=True))
     _check_immutable(plan, item, diffs)
+    diffs += [(f"credentials.{key}", SECRET, f"{SECRET} from the project") for key in secrets]
     if diffs:
         plan.changes.append(Change(item.kind, item.slug, "update", item, obj, diffs, desired))
     elif obj.managed_by != MANAGER:
