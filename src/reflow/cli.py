@@ -46,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--base-url", default="http://127.0.0.1:8000", help="for the printed curls")
     demo.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
-    _add_project_commands(commands)
+    from reflow.project.arguments import CLIENT_COMMANDS, add_client_commands
 
+    add_client_commands(commands)  # issue 16: export/plan/apply/schema, run/runs/rejected
     args = parser.parse_args(argv)
-    if args.command in PROJECT_COMMANDS:  # HTTP clients of a server: no local state store
+    if args.command in CLIENT_COMMANDS:  # HTTP clients of a server: no local state store
         from reflow.project.commands import run_command
 
         return run_command(args)
@@ -197,54 +198,6 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(demo.instructions(result, args.base_url.rstrip("/")))
     return 0
-
-# -- config as code and sync runs from the terminal (issue 16) -------------------------
-
-PROJECT_COMMANDS = ("schema", "export", "plan", "apply", "run", "runs", "rejected")
-
-
-def _add_project_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Client commands: they call a server's API (``--url``/``--token`` or
-    ``REFLOW_URL``/``REFLOW_TOKEN``), so CI can plan and apply against a remote Reflow."""
-    import os
-
-    env = dict(os.environ)  # the client's own variables, not the server's settings
-
-    def client(name: str, help_: str) -> argparse.ArgumentParser:
-        from reflow.project.commands import add_connection_args
-
-        sub = commands.add_parser(name, help=help_)
-        add_connection_args(sub, env)
-        return sub
-
-    commands.add_parser("schema", help="print the JSON Schema of project files")
-    export = client("export", "write the workspace as a project folder")
-    export.add_argument("dir")
-    for name, help_ in (("plan", "show what apply would change; exit 2 when it would change"
-                         " anything"), ("apply", "make the workspace match the project")):
-        sub = client(name, help_)
-        sub.add_argument("dir")
-        sub.add_argument("--prune", action="store_true",
-                         help="delete objects the project manages but no longer defines")
-        sub.add_argument("--rotate-secrets", action="store_true",
-                         help="send secret credentials of existing connections again (the"
-                         " API never returns them, so plan cannot see a change)")
-    run = client("run", "trigger a sync (id or slug)")
-    run.add_argument("sync")
-    run.add_argument("--wait", action="store_true", help="follow the run with a progress bar")
-    run.add_argument("--full", action="store_true", help="force a full sync")
-    run.add_argument("--max-rejected", type=int, default=None,
-                     help="exit 3 when the run rejects more records than this")
-    run.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
-    run.add_argument("--json", action="store_true", help="print the final run as JSON")
-    runs = client("runs", "list a sync's runs (id or slug)")
-    runs.add_argument("sync")
-    runs.add_argument("--limit", type=int, default=20)
-    runs.add_argument("--json", action="store_true")
-    rejected = client("rejected", "list the records a sync run rejected")
-    rejected.add_argument("run", type=int)
-    rejected.add_argument("--status", choices=("rejected", "invalid", "NULL", "DUPLICATE"))
-    rejected.add_argument("--json", action="store_true")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,6 @@ EXIT_CHANGES = 2
 EXIT_REJECTED = 3
 
 
-def add_connection_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
-    parser.add_argument("--url", default=env.get("REFLOW_URL", "http://127.0.0.1:8000"),
-                        help="the Reflow server (default: REFLOW_URL or http://127.0.0.1:8000)")
-    parser.add_argument("--token", default=env.get("REFLOW_TOKEN"),
-                        help="a workspace token (default: REFLOW_TOKEN)")
-
-
 def client_of(args: argparse.Namespace,
               transport: httpx.BaseTransport | None = None) -> Client | None:
     if not args.token:

@@ -71,10 +71,7 @@ def build(project: Project, remote: Remote, *, prune: bool = False, strict_env: 
         for slug, obj in remote.objects[kind].items():
             if slug in project.items[kind]:
                 continue
-            managed = obj.managed_by == MANAGER
-            action = "delete" if prune and managed else "unmanaged"
-            if managed and not prune:
-                action = "unmanaged"
+            action = "delete" if prune and obj.managed_by == MANAGER else "unmanaged"
             plan.changes.append(Change(kind, slug, action, remote=obj))
     return plan
 
@@ -165,7 +162,7 @@ def _check_immutable(plan: Plan, item: Item, diffs: list[Diff]) -> None:
                                  " create a new one (and --prune the old one)")
 
 
-def diff(old: Any, new: Any, path: str = "", *, only_new_keys: bool = False) -> list[Diff]:
+def diff(old: Any, new: Any, path: str = "") -> list[Diff]:
     """Leaf-level differences; credentials of connections compare the project's keys."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[Diff] = []
