@@ -340,3 +340,21 @@ def test_a_schedule_applies_once_and_a_bad_one_is_caught_before_apply(
     line = sync.read_text().splitlines().index("mode:") + 1
     code, _, err = cli(capsys, demo_server, token, "plan", str(project))
     assert code == 1 and f"{sync}:{line}: mode: " in err and "hour" in err, err
+
+
+def test_a_bad_model_query_is_refused_before_anything_changes(
+    demo_server: DemoServer, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = demo_server.new_workspace("bad query")
+    assert cli(capsys, demo_server, token, "apply", str(exported))[0] == 0
+    project = _project(tmp_path, exported)
+    (project / "models" / "customers.sql").write_text("SELECT id, emial FROM customers\n")
+    destination = project / "destinations" / "demo-crm.yml"
+    destination.write_text(destination.read_text().replace("Demo CRM", "Renamed CRM"))
+    before = state(demo_server, token)
+    code, _, err = cli(capsys, demo_server, token, "apply", str(project))
+    assert code == 1
+    model = project / "models" / "customers.yml"
+    assert f"{model}:3: model customers: the server refuses it: query:" in err, err
+    assert "emial" in err and "nothing was changed" in err
+    assert state(demo_server, token) == before

@@ -51,6 +51,8 @@ class Applier:
         source, model and destination already exist goes through ``validate_only``."""
         problems = []
         for change in plan.pending:
+            if change.kind == "model" and change.action in ("create", "update"):
+                problems += self._validate_model(change)
             if change.kind != "sync" or change.action not in ("create", "update"):
                 continue
             where = change.item.where() if change.item else ""
@@ -65,6 +67,24 @@ class Applier:
             except ValueError as exc:
                 problems.append(f"{where}: {change.label}: {exc}")
         return problems
+
+    def _validate_model(self, change: Change) -> list[str]:
+        """The query runs in its source (``validate_only``) when the source exists."""
+        spec = change.desired or {}
+        source_id = self.ids["source"].get(spec["source_id"])
+        if source_id is None:
+            return []  # created by this apply: its models are checked when created
+        if change.action == "update" and all(p != "query" for p, _, _ in change.diffs):
+            return []
+        try:
+            self.client.post(f"/sources/{source_id}/models",
+                             {**_model_body(spec), "validate_only": True})
+        except ApiError as exc:
+            item = change.item
+            path = ("query_file",) if item and ("query_file",) in item.lines else ("query",)
+            where = item.where(path) if item else ""
+            return [f"{where}: {change.label}: the server refuses it: {exc.message}"]
+        return []
 
     def refresh_dbt(self, sources: list[str]) -> list[str]:
         """Re-read the manifests of these sources' dbt projects (POST /projects/{id}/refresh),

@@ -96,6 +96,9 @@ def create_model(
             raise BadRequest(f"{field} is required and must be a non-empty string")
     if body.get("description") is not None and not isinstance(body["description"], str):
         raise BadRequest("description must be a string")
+    if body.get("validate_only") is True:  # as POST /syncs: check, store nothing
+        models.check_query(source=source, vault=ctx.vault, query=body["query"])
+        return JSONResponse({"status": "success", "message": "the model is valid"})
     model = models.create(
         ctx.session,
         source=source,
