@@ -133,8 +133,13 @@ class Applier:
             object_id = change.remote.id
             if change.action == "update":
                 self._update(change, object_id)
-        self.client.put(f"/managed_objects/{change.kind}/{object_id}",
-                        {"slug": change.slug, "managed_by": MANAGER})
+        try:
+            self.client.put(f"/managed_objects/{change.kind}/{object_id}",
+                            {"slug": change.slug, "managed_by": MANAGER})
+        except ApiError as exc:  # the object itself is done; say exactly what is not
+            raise ApiError("PUT", "/managed_objects", exc.status,
+                           f"{change.kind} {object_id} was {PAST[change.action]} but not marked"
+                           f" managed as {change.slug!r}: {exc.message}") from exc
 
     def _create(self, change: Change) -> int:
         spec = change.desired or {}
