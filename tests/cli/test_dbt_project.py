@@ -162,3 +162,19 @@ def test_a_dbt_model_missing_from_the_manifest_names_both_ends(
     code, _, err = cli(capsys, demo_server, token, "apply", str(project))
     assert code == 1 and "source shop: the dbt manifest cannot be read" in err, err
     assert "has no 'nodes' object" in err
+
+
+def test_a_new_source_whose_manifest_cannot_be_read_is_not_left_behind(
+    demo_server: DemoServer, store: ManifestStore, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = demo_server.new_workspace("dbt unreadable")
+    warehouse, crm = _databases(tmp_path)
+    missing = store.url.replace("manifest.json", "missing.json")
+    project = _project(tmp_path / "project", missing, warehouse, crm, "dim_customers")
+    code, out, _ = cli(capsys, demo_server, token, "apply", str(project))
+    assert code == 1
+    assert "  FAILED  source shop: create failed:" in out and "answered 404" in out, out
+    assert "  skipped sync customers" in out
+    with demo_server.api(token) as api:
+        assert api.get("/sources").json()["data"] == []

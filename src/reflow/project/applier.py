@@ -1,10 +1,10 @@
 """Carrying out a plan through the API, in dependency order (sources, models,
-destinations, syncs; deletions the other way round).
+segments, destinations, syncs; deletions the other way round).
 
 Everything is checked before the first change: the project itself, the environment
-variables it needs, and each sync whose references already exist through the API's
-own ``validate_only``. Each object is then one API call (create or PATCH), which the
-server applies in one transaction, so a failure part-way leaves every object either
+variables it needs, and each model and sync whose references already exist through the
+API's own ``validate_only``. Each object is then one API call (create or PATCH), which
+the server applies in one transaction, so a failure part-way leaves every object either
 as it was or fully applied; the report says which were applied.
 """
 
@@ -47,26 +47,31 @@ class Applier:
     # -- validation -------------------------------------------------------------------
 
     def validate(self, plan: Plan) -> list[str]:
-        """Server-side checks that change nothing: each sync to create or change whose
-        source, model and destination already exist goes through ``validate_only``."""
+        """Server-side checks that change nothing: each model and sync to create or change
+        whose references already exist goes through ``validate_only``."""
         problems = []
         for change in plan.pending:
-            if change.kind == "model" and change.action in ("create", "update"):
-                problems += self._validate_model(change)
-            if change.kind != "sync" or change.action not in ("create", "update"):
+            if change.action not in ("create", "update"):
                 continue
-            where = change.item.where() if change.item else ""
-            try:
-                body = self._sync_body(change.desired or {})
-                if body is None:
-                    continue  # it refers to objects this apply creates first
-                self.client.post("/syncs", {**body, "validate_only": True})
-            except ApiError as exc:
-                where = change.item.where(_field_path(exc.message)) if change.item else ""
-                problems.append(f"{where}: {change.label}: the server refuses it: {exc.message}")
-            except ValueError as exc:
-                problems.append(f"{where}: {change.label}: {exc}")
+            if change.kind == "model":
+                problems += self._validate_model(change)
+            elif change.kind == "sync":
+                problems += self._validate_sync(change)
         return problems
+
+    def _validate_sync(self, change: Change) -> list[str]:
+        try:
+            body = self._sync_body(change.desired or {})
+            if body is None:
+                return []  # it refers to objects this apply creates first
+            self.client.post("/syncs", {**body, "validate_only": True})
+        except ApiError as exc:
+            where = change.item.where(_field_path(exc.message)) if change.item else ""
+            return [f"{where}: {change.label}: the server refuses it: {exc.message}"]
+        except ValueError as exc:
+            where = change.item.where() if change.item else ""
+            return [f"{where}: {change.label}: {exc}"]
+        return []
 
     def _validate_model(self, change: Change) -> list[str]:
         """The query runs in its source (``validate_only``) when the source exists."""
@@ -147,7 +152,11 @@ class Applier:
             conn = {"type": spec["type"], "name": spec["name"], "credentials": spec["credentials"]}
             data = self.client.post(COLLECTION[change.kind], {CONNECTION_KEY[change.kind]: conn})
             if spec.get("dbt_manifest"):
-                self._attach_dbt(change.slug, int(data["id"]), spec["dbt_manifest"])
+                try:
+                    self._attach_dbt(change.slug, int(data["id"]), spec["dbt_manifest"])
+                except ApiError:  # a source without its manifest would be half made
+                    self.client.delete(f"/sources/{data['id']}")
+                    raise
             return int(data["id"])
         if change.kind == "model":
             source_id = self.ids["source"][spec["source_id"]]
