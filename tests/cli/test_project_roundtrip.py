@@ -358,3 +358,21 @@ def test_a_bad_model_query_is_refused_before_anything_changes(
     assert f"{model}:3: model customers: the server refuses it: query:" in err, err
     assert "emial" in err and "nothing was changed" in err
     assert state(demo_server, token) == before
+
+
+def test_a_query_round_trips_byte_for_byte(
+    demo_server: DemoServer, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = demo_server.new_workspace("whitespace")
+    assert cli(capsys, demo_server, token, "apply", str(exported))[0] == 0
+    query = "SELECT id,\r\n  email\tFROM customers  \n\n"
+    with demo_server.api(token) as api:
+        source = api.get("/sources").json()["data"][0]["id"]
+        made = api.post(f"/sources/{source}/models", json={"name": "Odd spacing", "query": query})
+        assert made.status_code == 201, made.text
+    project = tmp_path / "project"
+    assert cli(capsys, demo_server, token, "export", str(project))[0] == 0
+    code, out, _ = cli(capsys, demo_server, token, "plan", str(project))
+    assert code == 2 and "= model odd-spacing: adopt" in out and "~" not in out, out
+    assert cli(capsys, demo_server, token, "apply", str(project))[0] == 0
+    assert cli(capsys, demo_server, token, "plan", str(project))[0] == 0

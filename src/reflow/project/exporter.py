@@ -39,7 +39,7 @@ def _write_object(remote: Remote, folder: Path, obj: RemoteObject) -> list[Path]
         data["credentials"] = _credentials(remote, obj)
     if obj.kind == "model":
         sql = folder / f"{obj.slug}.sql"
-        out.append(_write(sql, obj.spec["query"].rstrip("\n") + "\n"))
+        out.append(_write(sql, obj.spec["query"] + "\n"))  # byte for byte, plus one newline
         data.pop("query", None)
         data = {**{k: v for k, v in data.items() if k != "description"},
                 "query_file": sql.name, **_description(obj.spec)}
@@ -78,7 +78,8 @@ def _credentials(remote: Remote, obj: RemoteObject) -> dict[str, Any]:
 
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    with path.open("w", newline="") as file:  # no newline translation: queries round-trip
+        file.write(text)
     return path
 
 

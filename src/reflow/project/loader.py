@@ -155,7 +155,8 @@ def _add(project: Project, item: Item, problems: list[str]) -> None:
         if not sql.is_file():
             problems.append(f"{item.where(('query_file',))}: query_file: {sql} not found")
             return
-        text = sql.read_text()
+        with sql.open(newline="") as file:  # \r\n stays as written
+            text = file.read()
         text = text[:-1] if text.endswith("\n") else text  # export ends the file with one
         item.spec = item.spec.model_copy(update={"query": text, "query_file": None})
     project.items[item.kind][item.slug] = item
