@@ -79,6 +79,13 @@ def test_one_mapping_change_plans_as_that_change_and_plan_changes_nothing(
     changed = [line for line in out.splitlines() if line.startswith("    ")]
     assert changed == ["    mappings[3].from.data: 'plan' -> 'email'"], out
     assert "~ sync customers-to-the-demo-crm" in out and "1 to change" in out
+    code, out, _ = cli(capsys, demo_server, token, "plan", str(project), "--json")
+    assert code == 2
+    [change] = [c for c in json.loads(out)["changes"] if c["action"] != "unmanaged"]
+    assert (change["kind"], change["slug"], change["action"]) == (
+        "sync", "customers-to-the-demo-crm", "update")
+    assert change["diffs"] == [
+        {"field": "mappings[3].from.data", "server": "plan", "project": "email"}]
     code, out, err = cli(capsys, demo_server, token, "apply", str(project))
     assert code == 0, err
     assert cli(capsys, demo_server, token, "plan", str(project))[0] == 0

@@ -35,6 +35,8 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
         sub.add_argument("--rotate-secrets", action="store_true",
                          help="send secret credentials of existing connections again (the"
                          " API never returns them, so plan cannot see a change)")
+        if name == "plan":
+            sub.add_argument("--json", action="store_true", help="print the plan as JSON")
     run = client("run", "trigger a sync (id or slug)")
     run.add_argument("sync")
     run.add_argument("--wait", action="store_true", help="follow the run with a progress bar")

@@ -75,7 +75,7 @@ def plan(args: argparse.Namespace, client: Client) -> int:
                            rotate_secrets=args.rotate_secrets)
     if result.problems:
         raise ProjectError(result.problems)
-    print(planner.render(result))
+    print(json.dumps(planner.as_json(result)) if args.json else planner.render(result))
     return EXIT_CHANGES if result.pending else 0
 
 

@@ -181,6 +181,22 @@ def diff(old: Any, new: Any, path: str = "") -> list[Diff]:
     return [] if old == new else [(path, old, new)]
 
 
+def as_json(plan: Plan) -> dict[str, Any]:
+    """The plan for machines (a CI bot commenting on a pull request)."""
+    return {
+        "changes": [
+            {
+                "kind": c.kind, "slug": c.slug, "action": c.action,
+                "id": c.remote.id if c.remote else None,
+                "diffs": [{"field": f, "server": old, "project": new} for f, old, new in c.diffs],
+            }
+            for c in plan.changes
+        ],
+        "unchanged": plan.unchanged,
+        "pending": len(plan.pending),
+    }
+
+
 def render(plan: Plan) -> str:
     symbols = {"create": "+", "update": "~", "adopt": "=", "delete": "-", "unmanaged": "?"}
     lines = []
