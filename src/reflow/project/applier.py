@@ -35,7 +35,7 @@ class Outcome:
 
 class Applier:
     def __init__(self, client: Client, remote: Remote) -> None:
-        self.client, self.remote = client, remote
+        self.client = client
         self.ids: dict[str, dict[str, int]] = {
             kind: {slug: obj.id for slug, obj in objs.items()}
             for kind, objs in remote.objects.items()

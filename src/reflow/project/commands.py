@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from reflow.project import applier, exporter, planner, remote
 from reflow.project.client import ApiError, Client
@@ -23,13 +22,12 @@ EXIT_CHANGES = 2
 EXIT_REJECTED = 3
 
 
-def client_of(args: argparse.Namespace,
-              transport: httpx.BaseTransport | None = None) -> Client | None:
+def client_of(args: argparse.Namespace) -> Client | None:
     if not args.token:
         print(f"reflow {args.command}: give a workspace token with --token or REFLOW_TOKEN",
               file=sys.stderr)
         return None
-    return Client(args.url, args.token, transport=transport)
+    return Client(args.url, args.token)
 
 
 def _fail(command: str, message: str) -> int:
@@ -40,8 +38,8 @@ def _fail(command: str, message: str) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """Dispatch one client command; every expected failure is a message and exit 1."""
     handler = COMMANDS[args.command]
-    if args.command == "schema":
-        return schema(args, None)  # type: ignore[arg-type]  # the one command without a server
+    if args.command == "schema":  # the one command without a server
+        return schema(args, None)
     client = client_of(args)
     if client is None:
         return 1
@@ -52,9 +50,11 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(args.command, "the project has problems:\n  " + "\n  ".join(exc.problems))
     except ApiError as exc:
         return _fail(args.command, str(exc))
+    except OSError as exc:  # a folder that cannot be written or read
+        return _fail(args.command, str(exc))
 
 
-def schema(args: argparse.Namespace, _: Client) -> int:
+def schema(args: argparse.Namespace, _: Client | None) -> int:
     from reflow.project.schema import json_schema_text
 
     sys.stdout.write(json_schema_text())
@@ -190,5 +190,7 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) ->
     Console().print(table)
 
 
-COMMANDS = {"schema": schema, "export": export, "plan": plan, "apply": apply, "run": run,
-            "runs": runs, "rejected": rejected}
+COMMANDS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
+    "schema": schema, "export": export, "plan": plan, "apply": apply, "run": run,
+    "runs": runs, "rejected": rejected,
+}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reflow.project.client import Client
-from reflow.project.schema import FOLDERS, KINDS, SPECS
+from reflow.project.schema import KINDS, SPECS
 
 MANAGER = "reflow-project"
 SYNC_SETTINGS = (
@@ -227,7 +227,3 @@ def _fetch_types(client: Client, remote: Remote) -> None:
                 if "required" in (f.get("rules") or []):
                     info.required.add(f["id"])
             remote.types[kind][raw["service_name"]] = info
-
-
-def folder_of(kind: str) -> str:
-    return FOLDERS[kind]
