@@ -46,7 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--base-url", default="http://127.0.0.1:8000", help="for the printed curls")
     demo.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
+    from reflow.project.arguments import CLIENT_COMMANDS, add_client_commands
+
+    add_client_commands(commands)  # issue 16: export/plan/apply/schema, run/runs/rejected
     args = parser.parse_args(argv)
+    if args.command in CLIENT_COMMANDS:  # HTTP clients of a server: no local state store
+        from reflow.project.commands import run_command
+
+        return run_command(args)
     settings = get_settings()
     from reflow.jobs.logcontext import configure_logging
 
@@ -206,6 +213,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(demo.instructions(result, args.base_url.rstrip("/")))
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

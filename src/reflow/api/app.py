@@ -19,6 +19,7 @@ from reflow.api.routers import (
     connect_pages,
     destination_objects,
     destinations,
+    managed,
     organization,
     organization_workspaces,
     projects,
@@ -83,6 +84,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1")
     for module in (connect_links, projects, topics):  # issue 3 §10-§12, issue 4 §16
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(managed.router, prefix="/api/v1")  # config as code, issue 16
     app.include_router(topics.ingest_router)  # POST /ingest/{source_id}/{topic}
     app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
     _install_error_handlers(app)

@@ -29,6 +29,13 @@ def _introspect(source: Source, query: str, vault: Vault) -> list[dict[str, Any]
         connector.close()
 
 
+def check_query(*, source: Source, vault: Vault, query: str) -> None:
+    """What create checks, without storing anything (``validate_only``)."""
+    if not query.strip():
+        raise BadRequest("query must not be empty")
+    _introspect(source, query, vault)
+
+
 def create(
     session: Session,
     *,

@@ -1,7 +1,9 @@
 """dbt projects attached to a source (Census "projects", §11).
 
-A project is a dbt project directory on the Reflow host; its ``target/manifest.json``
-(written by ``dbt compile``/``dbt run``) lists the models. A refresh reconciles them
+A project's ``path`` is a dbt project directory on the Reflow host (its
+``target/manifest.json``, written by ``dbt compile``/``dbt run``, lists the models), a
+``manifest.json`` file, or an http(s) URL of one (a dbt artifacts store), fetched on
+every refresh. A refresh reconciles them
 with Census models of the source: each materialised dbt model becomes (or updates) a
 model whose query is ``SELECT * FROM <relation>`` quoted by the source connector's
 ``table_query``, with dbt's compiled SQL kept as ``compiled_query``. Existing
@@ -13,7 +15,7 @@ its status is final as soon as ``POST /projects/{id}/refresh`` answers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +45,49 @@ class DbtModel:
     description: str | None
     relation: TableRef
     compiled_query: str | None
+    #: Column name -> its description in the manifest (documented columns only).
+    column_descriptions: dict[str, str] = field(default_factory=dict)
 
 
-def read_manifest(path: str) -> list[DbtModel]:
-    """Materialised models of ``<path>/target/manifest.json``; ValueError says why not."""
-    file = Path(path) / MANIFEST
+def is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
+def _manifest_file(path: str) -> Path:
+    return Path(path) if path.endswith(".json") else Path(path) / MANIFEST
+
+
+def _load(path: str) -> tuple[str, Any]:
+    """(what was read, the parsed manifest); ValueError says why it cannot be."""
+    if is_url(path):
+        return path, _fetch(path)
+    file = _manifest_file(path)
     try:
-        manifest = json.loads(file.read_text())
+        return str(file), json.loads(file.read_text())
     except FileNotFoundError:
         raise ValueError(f"{file} not found; run `dbt compile` in the project first") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{file} cannot be read: {exc}") from None
+
+
+def _fetch(url: str) -> Any:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=30, follow_redirects=True)
+        response.raise_for_status()
+        return response.json()
+    except httpx.HTTPStatusError as exc:
+        raise ValueError(f"{url} answered {exc.response.status_code}") from None
+    except httpx.HTTPError as exc:
+        raise ValueError(f"{url} cannot be fetched: {exc}") from None
+    except ValueError:
+        raise ValueError(f"{url} did not answer JSON; is it a dbt manifest.json?") from None
+
+
+def read_manifest(path: str) -> list[DbtModel]:
+    """Materialised models of the manifest ``path`` names; ValueError says why not."""
+    file, manifest = _load(path)
     nodes = manifest.get("nodes") if isinstance(manifest, dict) else None
     if not isinstance(nodes, dict):
         raise ValueError(f"{file} has no 'nodes' object; is it a dbt manifest?")
@@ -80,17 +114,40 @@ def _model(unique_id: str, node: dict[str, Any]) -> DbtModel | None:
         node.get("description") or None,
         relation,
         compiled if isinstance(compiled, str) else None,
+        _column_descriptions(node.get("columns")),
     )
+
+
+def _column_descriptions(columns: Any) -> dict[str, str]:
+    if not isinstance(columns, dict):
+        return {}
+    return {
+        str(c.get("name") or key).lower(): c["description"]
+        for key, c in columns.items()
+        if isinstance(c, dict) and isinstance(c.get("description"), str) and c["description"]
+    }
 
 
 def _check_path(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("path is required: the dbt project directory on the Reflow host")
+    if is_url(value):
+        return value  # read (and checked) by the refresh that follows
+    if value.endswith(".json"):
+        if not Path(value).is_absolute() or not Path(value).is_file():
+            raise BadRequest(f"path {value!r} is not an absolute path to a manifest.json file")
+        return value
     if not Path(value).is_absolute():
         raise BadRequest("path must be an absolute path")
     if not Path(value).is_dir():
         raise BadRequest(f"path {value!r} is not a directory on the Reflow host")
     return value
+
+
+def _default_name(path: str) -> str:
+    """The project folder's name: ``.../shop`` and ``.../shop/target/manifest.json``."""
+    parts = [p for p in path.rstrip("/").split("/") if p not in ("target", "manifest.json")]
+    return parts[-1] if parts else path
 
 
 def create(session: Session, *, source: Source, vault: Vault, body: dict[str, Any]) -> Project:
@@ -109,7 +166,7 @@ def create(session: Session, *, source: Source, vault: Vault, body: dict[str, An
     project = Project(
         workspace_id=source.workspace_id,
         source_id=source.id,
-        name=name or Path(path).name,
+        name=name or _default_name(path),
         type="dbt",
         path=path,
     )
@@ -219,10 +276,15 @@ def _columns(
 ) -> list[dict[str, Any]]:
     """A model dbt has not built yet has no relation: it is listed without columns."""
     try:
-        return [{"name": c.name, "type": c.type} for c in connector.query_columns(query)]
+        columns = [{"name": c.name, "type": c.type} for c in connector.query_columns(query)]
     except ConnectorError as exc:
         notes.append(f"{dbt.unique_id}: {exc}")
         return []
+    for column in columns:  # dbt documents columns; Census shows the descriptions
+        described = dbt.column_descriptions.get(column["name"].lower())
+        if described:
+            column["description"] = described
+    return columns
 
 
 def _remove(

@@ -12,7 +12,7 @@ from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
-from reflow.services import connections, destination_objects, destinations
+from reflow.services import connections, destination_objects, destinations, managed
 
 router = APIRouter(tags=["destinations"])
 
@@ -54,7 +54,9 @@ def list_destinations(
     page = destinations.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
     ids = [d.id for d in page.items]
     cache = destination_objects.cached_for(ctx.session, destination_ids=ids)
-    return listing(request, page, [render.destination(d, cache.get(d.id)) for d in page.items])
+    items = [render.destination(d, cache.get(d.id)) for d in page.items]
+    return listing(request, page, managed.annotated(
+        ctx.session, workspace_id=ctx.workspace_id, kind="destination", items=items))
 
 
 @router.get("/destinations/{destination_id}")
@@ -65,7 +67,9 @@ def get_destination(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
     objects = destination_objects.cached(ctx.session, destination_id=destination.id)
-    return ok(render.destination(destination, objects))
+    item = render.destination(destination, objects)
+    return ok(managed.annotated(
+        ctx.session, workspace_id=ctx.workspace_id, kind="destination", items=[item])[0])
 
 
 @router.patch("/destinations/{destination_id}")

@@ -12,13 +12,18 @@ from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.db.repo import PageParams
 from reflow.errors import BadRequest
-from reflow.services import connections, models, refresh, segments, sources
+from reflow.services import connections, managed, models, refresh, segments, sources
 
 router = APIRouter(tags=["sources"])
 
 
 def _connection(body: dict[str, Any]) -> dict[str, Any]:
     return connections.connection_object(body, "connection")
+
+
+def _marked(ctx: WorkspaceContext, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Extra keys ``slug``/``managed_by``: what a config-as-code project manages."""
+    return managed.annotated(ctx.session, workspace_id=ctx.workspace_id, kind=kind, items=items)
 
 
 @router.post("/sources", status_code=201)
@@ -49,12 +54,14 @@ def list_sources(
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     page = sources.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
-    return listing(request, page, [render.source(s) for s in page.items])
+    items = [render.source(s) for s in page.items]
+    return listing(request, page, _marked(ctx, "source", items))
 
 
 @router.get("/sources/{source_id}")
 def get_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
-    return ok(render.source(sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)))
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    return ok(_marked(ctx, "source", [render.source(source)])[0])
 
 
 @router.patch("/sources/{source_id}")
@@ -89,6 +96,9 @@ def create_model(
             raise BadRequest(f"{field} is required and must be a non-empty string")
     if body.get("description") is not None and not isinstance(body["description"], str):
         raise BadRequest("description must be a string")
+    if body.get("validate_only") is True:  # as POST /syncs: check, store nothing
+        models.check_query(source=source, vault=ctx.vault, query=body["query"])
+        return JSONResponse({"status": "success", "message": "the model is valid"})
     model = models.create(
         ctx.session,
         source=source,
@@ -110,7 +120,7 @@ def list_models(
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     page = models.list_(ctx.session, source=source, params=params)
-    return listing(request, page, [render.model(m) for m in page.items])
+    return listing(request, page, _marked(ctx, "model", [render.model(m) for m in page.items]))
 
 
 @router.get("/sources/{source_id}/models/{model_id}")
@@ -118,7 +128,8 @@ def get_model(
     source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
-    return ok(render.model(models.get(ctx.session, source=source, model_id=model_id)))
+    model = models.get(ctx.session, source=source, model_id=model_id)
+    return ok(_marked(ctx, "model", [render.model(model)])[0])
 
 
 @router.patch("/sources/{source_id}/models/{model_id}")

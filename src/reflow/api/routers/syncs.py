@@ -14,7 +14,7 @@ from reflow.db.engine import after_commit
 from reflow.db.repo import PageParams
 from reflow.db.tables import Sync
 from reflow.errors import BadRequest
-from reflow.services import runs, syncs
+from reflow.services import managed, runs, syncs
 
 router = APIRouter(tags=["syncs"])
 
@@ -48,13 +48,17 @@ def list_syncs(
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     page = syncs.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
-    return listing(request, page, [_render_sync(ctx, s) for s in page.items])
+    items = [_render_sync(ctx, s) for s in page.items]
+    return listing(request, page, managed.annotated(
+        ctx.session, workspace_id=ctx.workspace_id, kind="sync", items=items))
 
 
 @router.get("/syncs/{sync_id}")
 def get_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
-    return ok(_render_sync(ctx, sync))
+    item = _render_sync(ctx, sync)
+    return ok(managed.annotated(
+        ctx.session, workspace_id=ctx.workspace_id, kind="sync", items=[item])[0])
 
 
 @router.patch("/syncs/{sync_id}")
