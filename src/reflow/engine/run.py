@@ -33,6 +33,7 @@ from reflow.engine.writing import (
     Canceled,
     Delivery,
     DeliveryStats,
+    check,
     deliver,
     finish_writer,
 )
@@ -334,6 +335,7 @@ def _deliver(
                  SucceededLog(runtime.settings.home, plan.run.id))
     batch_size = _batch_size(runtime, plan)
     try:
+        check(d)  # a cancel asked for while the diff ran stops before any record is sent
         action = CHANGED_ACTION[plan.sync.operation]
         if store.source_count():
             for batch in store.batches("changed", batch_size):

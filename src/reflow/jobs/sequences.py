@@ -26,10 +26,10 @@ def followers(session: Session, *, sync: Sync) -> list[Sync]:
         .where(Sync.workspace_id == sync.workspace_id, Sync.paused.is_(False), Sync.id != sync.id)
         .order_by(Sync.id)
     )
-    return [s for s in candidates if _sequence_parent(s.mode) == sync.id]
+    return [s for s in candidates if sequence_parent(s.mode) == sync.id]
 
 
-def _sequence_parent(mode: dict[str, Any] | None) -> int | None:
+def sequence_parent(mode: dict[str, Any] | None) -> int | None:
     triggers = (mode or {}).get("triggers") or {}
     sequence = triggers.get("sync_sequence") if isinstance(triggers, dict) else None
     parent = sequence.get("sync_id") if isinstance(sequence, dict) else None
