@@ -13,7 +13,7 @@ import pytest
 from tests.api.conftest import Server, wait_for_run
 from tests.api.polling import wait_refresh
 from tests.api.syncing import col, connections, model, run, start, sync_body
-from tests.conftest import unique_name
+from tests.conftest import pg_credentials, unique_name
 
 
 @dataclass
@@ -202,3 +202,14 @@ def test_management_link_for_a_missing_segment_is_404(api: httpx.Client, world: 
     missing = api.post(
         f"/sources/{world.source}/filter_segments/999999999/segment_management_links", json={})
     assert missing.status_code == 404, missing.text
+
+
+def test_a_new_destination_embeds_the_objects_it_has(
+    api: httpx.Client, world: World, pg_database: str
+) -> None:
+    """The create response lists the destination's tables, as a GET just after does."""
+    created = api.post("/destinations", json={"service_connection": {
+        "type": "postgres", "name": "Tables", "credentials": pg_credentials(pg_database)}})
+    assert created.status_code == 201, created.text
+    names = {o["full_name"] for o in created.json()["data"]["objects"]}
+    assert f"{world.schema}.target" in names
