@@ -83,6 +83,19 @@ def test_mapping_from_a_column_the_model_lacks_is_refused_at_save(
     assert patched.status_code == 200, patched.text
 
 
+def test_a_column_added_after_the_model_was_saved_can_be_mapped(
+    api: httpx.Client, world: World, pg_conn: psycopg.Connection, pg_schema: str
+) -> None:
+    """The model's cached columns are stale; the source is asked before refusing."""
+    pg_conn.execute(f'CREATE TABLE "{pg_schema}".grown AS SELECT 1 AS pid')
+    grown = model(api, world.source, f'SELECT * FROM "{pg_schema}".grown',
+                  name=unique_name("grown"))
+    pg_conn.execute(f'ALTER TABLE "{pg_schema}".grown ADD COLUMN nick text')
+    body = sync_body(world.source, grown, world.dest, f"{world.schema}.target", "upsert",
+                     [col("pid", "id", key=True), col("nick", "name")])
+    assert _create(api, body)
+
+
 def test_cohort_id_is_refused_rather_than_ignored(api: httpx.Client, world: World) -> None:
     body = world.body()
     body["source_attributes"]["cohort_id"] = 5

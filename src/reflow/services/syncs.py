@@ -113,7 +113,7 @@ def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) 
     _check_settings(session, sync, settings)
     _check_segment_membership(sync)
     if "mappings" in body or "source_attributes" in body:
-        _check_source_columns(session, sync)
+        _check_source_columns(session, sync, vault)
     sync.settings = settings
     _check_against_destination(session, sync, vault)
 
@@ -206,18 +206,53 @@ def _known_columns(session: Session, sync: Sync) -> set[str]:
     return {str(c.get("name", "")).lower() for c in columns or []}
 
 
-def _check_source_columns(session: Session, sync: Sync) -> None:
+def _check_source_columns(session: Session, sync: Sync, vault: Vault) -> None:
     """A column mapping must read a column the source object has, when its columns are
-    known: saying so at save beats a run that fails on it later."""
+    known: saying so at save beats a run that fails on it later. The cached columns may
+    be stale (a column added since), so a miss is confirmed with the source itself."""
     names = _known_columns(session, sync)
+    missing = _missing_columns(sync, names)
+    if missing and names:
+        live = _live_columns(session, sync, vault)
+        missing = _missing_columns(sync, live) if live is not None else []
+    if missing:
+        index, column = missing[0]
+        raise BadRequest(
+            f"mappings[{index}].from.data: the source object has no column {column!r}"
+        )
+
+
+def _missing_columns(sync: Sync, names: set[str]) -> list[tuple[int, str]]:
     if not names:
-        return
+        return []
+    out = []
     for index, mapping in enumerate(sync.mappings or []):
         column = mapping["from"]["data"] if mapping["from"]["type"] == "column" else None
         if isinstance(column, str) and column.lower() not in names:
-            raise BadRequest(
-                f"mappings[{index}].from.data: the source object has no column {column!r}"
-            )
+            out.append((index, column))
+    return out
+
+
+def _live_columns(session: Session, sync: Sync, vault: Vault) -> set[str] | None:
+    """The source object's columns as the source describes them now; None when it
+    cannot say (unreachable): the run then reports a missing column."""
+    from reflow.connectors.errors import ConnectorError
+    from reflow.services.source_objects import query_for
+
+    source = session.get(Source, sync.source_id)
+    if source is None:
+        return None
+    try:
+        connector = sources.connector(source, vault=vault)
+    except Exception:
+        return None
+    try:
+        query = query_for(session, sync=sync, connector=connector)
+        return {c.name.lower() for c in connector.query_columns(query)}
+    except (ConnectorError, LookupError):
+        return None
+    finally:
+        connector.close()
 
 
 def _list(body: dict[str, Any], field: str) -> list[Any]:
