@@ -67,9 +67,10 @@ def finish(runtime: Runtime, run_id: int, *, status: str, **values: Any) -> None
             .values(status=status, completed_at=utcnow(), current_step=None, **values)
         )
         after_commit(session, lambda: events.run_finished(runtime, run_id))  # never raises
-        if result.rowcount == 1:
+        ended = result.rowcount == 1  # type: ignore[attr-defined]
+        if ended:
             _log_outcome(session.get(SyncRun, run_id))
-        if status == "completed" and result.rowcount == 1:
+        if status == "completed" and ended:
             # Same transaction: a completed run and the runs it sets off commit together.
             from reflow.jobs.sequences import trigger_followers
 

@@ -85,7 +85,7 @@ def request_cancel(session: Session, *, run: SyncRun) -> None:
         update(SyncRun)
         .where(SyncRun.id == run.id, SyncRun.status.in_(ACTIVE))
         .values(cancel_requested=True)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if not requested:
         session.refresh(run)
         raise Conflict(f"sync run {run.id} has already ended ({run.status}); it cannot be"
