@@ -3,6 +3,7 @@ naming the field, never silently ignored; what it reads back has the documented 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,3 +227,27 @@ def test_a_new_destination_embeds_the_objects_it_has(
     assert created.status_code == 201, created.text
     names = {o["full_name"] for o in created.json()["data"]["objects"]}
     assert f"{world.schema}.target" in names
+
+
+def test_a_cancel_during_the_diff_sends_nothing(
+    api: httpx.Client, world: World, pg_conn: psycopg.Connection, pg_schema: str
+) -> None:
+    """The in-warehouse diff is one long statement; a cancel that arrives while it runs
+    stops the run before its first batch (it used to deliver that batch first)."""
+    pg_conn.execute(f'CREATE TABLE "{pg_schema}".target (id int PRIMARY KEY, name text)')
+    slow = model(api, world.source, "SELECT g AS pid, 'n' || g AS name"
+                                    " FROM generate_series(1, 3) g CROSS JOIN pg_sleep(1.5)",
+                 name=unique_name("diff"))
+    sync_id = _create(api, sync_body(world.source, slow, world.dest, f"{pg_schema}.target",
+                                     "upsert", [col("pid", "id", key=True), col("name")]))
+    run_id = start(api, sync_id)
+    deadline = time.monotonic() + 60
+    while (current := api.get(f"/sync_runs/{run_id}").json()["data"])["current_step"] != (
+            "Unloading data from warehouse"):
+        assert current["status"] in ("queued", "working") and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.post(f"/sync_runs/{run_id}/cancel").status_code == 200
+    ended = wait_for_run(api, run_id)
+    assert (ended["status"], ended["canceled"]) == ("failed", True), ended
+    assert not ended["records_processed"]
+    assert pg_conn.execute(f'SELECT count(*) FROM "{pg_schema}".target').fetchone() == (0,)
