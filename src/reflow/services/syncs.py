@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +14,12 @@ from reflow.connectors.base import DestinationConnector, DestinationObject, opti
 from reflow.crypto import Vault
 from reflow.db.engine import after_commit
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Source, SourceModel, Sync, SyncRun, SyncRunRecord
+from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
 from reflow.errors import BadRequest
-from reflow.services import destinations, models, sources
+from reflow.services import destinations, models, sources, sync_cleanup, sync_columns
 
 if TYPE_CHECKING:
     from reflow.runtime import Runtime
-
-log = logging.getLogger(__name__)
 
 OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 OPERATION_ALIASES = {"create": "insert"}
@@ -113,7 +109,7 @@ def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) 
     _check_settings(session, sync, settings)
     _check_segment_membership(sync)
     if "mappings" in body or "source_attributes" in body:
-        _check_source_columns(session, sync, vault)
+        sync_columns.check(session, sync, vault=vault)
     sync.settings = settings
     _check_against_destination(session, sync, vault)
 
@@ -172,87 +168,11 @@ def _one_of(settings: dict[str, Any], name: str, allowed: tuple[str, ...]) -> No
 def _check_high_water_mark(session: Session, sync: Sync, column: Any) -> None:
     if not isinstance(column, str) or not column:
         raise BadRequest("high_water_mark_attribute must be the name of a source column")
-    names = _known_columns(session, sync)
+    names = sync_columns.known(session, sync)
     if names and column.lower() not in names:
         raise BadRequest(
             f"high_water_mark_attribute: the source object has no column {column!r}"
         )
-
-
-def _known_columns(session: Session, sync: Sync) -> set[str]:
-    """The source object's column names (lower-cased) when Reflow knows them without
-    asking the source; empty when it does not (the run then reports a missing column)."""
-    from reflow.db.tables_sources import FilterSegment, SourceTable
-
-    obj = sync.source_object or {}
-    model_id, table_id = None, None
-    if obj.get("type") == "model":
-        model_id = obj.get("id")
-    elif obj.get("type") == "segment":
-        segment = session.get(FilterSegment, obj.get("id"))
-        model_id, table_id = (segment.model_id, segment.table_id) if segment else (None, None)
-    elif obj.get("type") == "table":
-        table_id = session.scalar(select(SourceTable.id).where(
-            SourceTable.source_id == sync.source_id,
-            SourceTable.table_schema == obj.get("table_schema"),
-            SourceTable.table_name == obj.get("table_name")).limit(1))
-    columns: list[dict[str, Any]] | None = None
-    if model_id is not None:
-        model = session.get(SourceModel, model_id)
-        columns = model.columns if model else None
-    elif table_id is not None:
-        table = session.get(SourceTable, table_id)
-        columns = table.columns if table else None
-    return {str(c.get("name", "")).lower() for c in columns or []}
-
-
-def _check_source_columns(session: Session, sync: Sync, vault: Vault) -> None:
-    """A column mapping must read a column the source object has, when its columns are
-    known: saying so at save beats a run that fails on it later. The cached columns may
-    be stale (a column added since), so a miss is confirmed with the source itself."""
-    names = _known_columns(session, sync)
-    missing = _missing_columns(sync, names)
-    if missing and names:
-        live = _live_columns(session, sync, vault)
-        missing = _missing_columns(sync, live) if live is not None else []
-    if missing:
-        index, column = missing[0]
-        raise BadRequest(
-            f"mappings[{index}].from.data: the source object has no column {column!r}"
-        )
-
-
-def _missing_columns(sync: Sync, names: set[str]) -> list[tuple[int, str]]:
-    if not names:
-        return []
-    out = []
-    for index, mapping in enumerate(sync.mappings or []):
-        column = mapping["from"]["data"] if mapping["from"]["type"] == "column" else None
-        if isinstance(column, str) and column.lower() not in names:
-            out.append((index, column))
-    return out
-
-
-def _live_columns(session: Session, sync: Sync, vault: Vault) -> set[str] | None:
-    """The source object's columns as the source describes them now; None when it
-    cannot say (unreachable): the run then reports a missing column."""
-    from reflow.connectors.errors import ConnectorError
-    from reflow.services.source_objects import query_for
-
-    source = session.get(Source, sync.source_id)
-    if source is None:
-        return None
-    try:
-        connector = sources.connector(source, vault=vault)
-    except Exception:
-        return None
-    try:
-        query = query_for(session, sync=sync, connector=connector)
-        return {c.name.lower() for c in connector.query_columns(query)}
-    except (ConnectorError, LookupError):
-        return None
-    finally:
-        connector.close()
 
 
 def _list(body: dict[str, Any], field: str) -> list[Any]:
@@ -455,35 +375,16 @@ def _parse_liquid(template: str, where: str) -> None:
 
 
 def _apply_schedule(session: Session, sync: Sync, body: dict[str, Any]) -> None:
+    from reflow.jobs.sequences import check_no_cycle
     from reflow.services.schedules import schedule_mode
 
     mode = schedule_mode(body, current=sync.mode or None)
     if mode is not None:
-        _check_sequence(session, sync, mode, body)
+        where = "triggers.sync_sequence.sync_id"
+        if body.get("mode") is not None:
+            where = f"mode.{where}"
+        check_no_cycle(session, sync=sync, mode=mode, where=where)
         sync.mode = mode
-
-
-def _check_sequence(
-    session: Session, sync: Sync, mode: dict[str, Any], body: dict[str, Any]
-) -> None:
-    """A sync sequence must not lead back to the sync itself: one trigger would set off
-    runs without end (1 -> 2 -> 1, or a sync after itself)."""
-    from reflow.jobs.sequences import sequence_parent
-
-    parent = sequence_parent(mode)
-    if parent is None:
-        return
-    where = ("mode." if body.get("mode") is not None else "") + "triggers.sync_sequence.sync_id"
-    seen: set[int] = set()
-    while parent is not None and parent not in seen:
-        if sync.id is not None and parent == sync.id:
-            raise BadRequest(f"{where}: sync {sync.id} would run after itself"
-                             " (the sequence is a cycle)")
-        seen.add(parent)
-        ahead = session.get(Sync, parent)
-        if ahead is None or ahead.workspace_id != sync.workspace_id:
-            break
-        parent = sequence_parent(ahead.mode)
 
 
 def _check_against_destination(session: Session, sync: Sync, vault: Vault) -> None:
@@ -576,37 +477,9 @@ def delete(session: Session, *, sync: Sync, runtime: Runtime | None = None) -> N
     session.execute(sql_delete(SyncRun).where(SyncRun.sync_id == sync.id))
     if runtime is not None:
         source = session.get(Source, sync.source_id)
-        after_commit(session, partial(forget_snapshots, runtime, sync.id, source))
+        after_commit(session, partial(sync_cleanup.forget_snapshots, runtime, sync.id, source))
     session.delete(sync)
     session.flush()
-
-
-def forget_snapshots(runtime: Runtime, sync_id: int, source: Source | None) -> None:
-    """Drop a deleted sync's snapshots: the engine-side file now, the in-warehouse
-    bookkeeping tables on a thread of their own, so a slow or unreachable warehouse
-    never holds up the delete. Best effort: a failure is logged, never raised."""
-    directory = runtime.settings.resolved_snapshot_dir
-    for path in (directory / f"sync_{sync_id}.duckdb", directory / f"sync_{sync_id}.duckdb.wal"):
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            log.warning("sync %s: could not remove %s", sync_id, path, exc_info=True)
-    threading.Thread(target=_drop_bookkeeping, args=(runtime, sync_id, source),
-                     name=f"reflow-forget-sync-{sync_id}", daemon=True).start()
-
-
-def _drop_bookkeeping(runtime: Runtime, sync_id: int, source: Source | None) -> None:
-    if source is None:
-        return
-    try:
-        connector = sources.connector(source, vault=runtime.vault)
-        drop = getattr(connector, "drop_bookkeeping", None)
-        if callable(getattr(connector, "open_bookkeeping", None)) and callable(drop):
-            drop(sync_id, namespace=runtime.installation_id())
-        connector.close()
-    except Exception:
-        log.warning("sync %s: its bookkeeping tables in source %s could not be dropped",
-                    sync_id, source.id, exc_info=True)
 
 
 def last_run(session: Session, *, sync: Sync) -> SyncRun | None:

@@ -1,0 +1,44 @@
+"""What a deleted sync leaves outside the state database: its engine-side snapshot file
+and its bookkeeping tables in the source warehouse (the in-warehouse diff)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from reflow.db.tables import Source
+from reflow.services import sources
+
+if TYPE_CHECKING:
+    from reflow.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def forget_snapshots(runtime: Runtime, sync_id: int, source: Source | None) -> None:
+    """Drop a deleted sync's snapshots: the engine-side file now, the in-warehouse
+    bookkeeping tables on a thread of their own, so a slow or unreachable warehouse
+    never holds up the delete. Best effort: a failure is logged, never raised."""
+    directory = runtime.settings.resolved_snapshot_dir
+    for path in (directory / f"sync_{sync_id}.duckdb", directory / f"sync_{sync_id}.duckdb.wal"):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            log.warning("sync %s: could not remove %s", sync_id, path, exc_info=True)
+    threading.Thread(target=_drop_bookkeeping, args=(runtime, sync_id, source),
+                     name=f"reflow-forget-sync-{sync_id}", daemon=True).start()
+
+
+def _drop_bookkeeping(runtime: Runtime, sync_id: int, source: Source | None) -> None:
+    if source is None:
+        return
+    try:
+        connector = sources.connector(source, vault=runtime.vault)
+        drop = getattr(connector, "drop_bookkeeping", None)
+        if callable(getattr(connector, "open_bookkeeping", None)) and callable(drop):
+            drop(sync_id, namespace=runtime.installation_id())
+        connector.close()
+    except Exception:
+        log.warning("sync %s: its bookkeeping tables in source %s could not be dropped",
+                    sync_id, source.id, exc_info=True)
