@@ -71,8 +71,8 @@ def update_sync(
 
 @router.delete("/syncs/{sync_id}")
 def delete_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
-    syncs.delete(ctx.session, sync=syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id),
-                 runtime=ctx.runtime)
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    syncs.delete(ctx.session, sync=sync, runtime=ctx.runtime)
     ctx.commit()
     return JSONResponse({"status": "deleted"})
 
