@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from reflow.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from reflow.runtime import Runtime
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from reflow.project.arguments import CLIENT_COMMANDS, add_client_commands
 
     add_client_commands(commands)  # issue 16: export/plan/apply/schema, run/runs/rejected
+    _add_token_command(commands)
+
     args = parser.parse_args(argv)
     if args.command in CLIENT_COMMANDS:  # HTTP clients of a server: no local state store
         from reflow.project.commands import run_command
@@ -61,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     commands_by_name = {"init": _init, "serve": _serve, "migrate": _migrate,
                         "worker": _worker, "scheduler": _scheduler}
     commands_by_name["demo"] = _demo
+    commands_by_name["token"] = _token
     return commands_by_name[args.command](args, settings)
 
 
@@ -212,6 +217,69 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(dataclasses.asdict(result)))
     else:
         print(demo.instructions(result, args.base_url.rstrip("/")))
+    return 0
+
+# -- reflow token ------------------------------------------------------------------------
+
+
+def _add_token_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    token = commands.add_parser(
+        "token", help="list, create or revoke API tokens in the state store (a lost token)"
+    )
+    actions = token.add_subparsers(dest="token_command", required=True)
+    listing = actions.add_parser("list", help="every token's id, kind, scope and owner")
+    listing.add_argument("--json", action="store_true", help="one JSON line per token")
+    create = actions.add_parser("create", help="a new token, printed once")
+    scope = create.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--workspace", type=int, metavar="ID", help="a workspace API key")
+    scope.add_argument("--organization", type=int, metavar="ID",
+                       help="an organization (personal access) token")
+    create.add_argument("--user", metavar="EMAIL",
+                        help="with --organization: whose token (default: an admin)")
+    create.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    revoke = actions.add_parser("revoke", help="delete a token; requests with it get 401")
+    revoke.add_argument("token_id", type=int, metavar="ID")
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from reflow.errors import ReflowError
+
+    runtime = _ready_runtime(settings, "token")
+    if runtime is None:
+        return 1
+    try:
+        with runtime.session() as session:
+            return _token_action(session, args)
+    except ReflowError as exc:
+        print(f"reflow token: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _token_action(session: Session, args: argparse.Namespace) -> int:
+    from reflow.services import tokens
+
+    if args.token_command == "list":
+        for t in tokens.list_tokens(session):
+            row = {"id": t.id, "kind": t.kind, "organization_id": t.organization_id,
+                   "workspace_id": t.workspace_id, "user": t.user_email,
+                   "created_at": t.created_at.isoformat()}
+            print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()))
+        return 0
+    if args.token_command == "revoke":
+        tokens.revoke(session, token_id=args.token_id)
+        print(f"reflow token: token {args.token_id} revoked")
+        return 0
+    if args.workspace is not None:
+        token_id, token = tokens.create_workspace_token(session, workspace_id=args.workspace)
+        kind = "workspace"
+    else:
+        token_id, token = tokens.create_organization_token(
+            session, organization_id=args.organization, email=args.user)
+        kind = "organization"
+    if args.json:
+        print(json.dumps({"id": token_id, "kind": kind, "token": token}))
+    else:
+        print(f"{kind} token {token_id} (shown once; store it now):\n{token}")
     return 0
 
 

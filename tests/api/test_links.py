@@ -130,9 +130,17 @@ def test_segment_links(server: Server, api: httpx.Client, pg_database: str) -> N
     source = api.post("/sources", json={"connection": {
         "type": "postgres", "name": "Segments", "credentials": pg_credentials(pg_database)}})
     source_id = source.json()["data"]["id"]
-    edit = api.post(f"/sources/{source_id}/filter_segments/42/segment_management_links")
+    missing = api.post(f"/sources/{source_id}/filter_segments/999999/segment_management_links")
+    assert missing.status_code == 404, missing.text
+    model = api.post(f"/sources/{source_id}/models", json={"name": "m", "query": "SELECT 1 AS id"})
+    segment = api.post(f"/sources/{source_id}/filter_segments", json={
+        "name": "Everyone", "dataset_id": model.json()["data"]["id"], "molecules": []})
+    assert segment.status_code == 201, segment.text
+    segment_id = segment.json()["data"]["id"]
+    edit = api.post(f"/sources/{source_id}/filter_segments/{segment_id}/segment_management_links")
     assert edit.status_code == 201, edit.text
-    assert (edit.json()["data"]["segment_id"], edit.json()["data"]["source_id"]) == (42, source_id)
+    assert (edit.json()["data"]["segment_id"], edit.json()["data"]["source_id"]) == (
+        segment_id, source_id)
     listed = [x["id"] for x in api.get("/segment_management_links",
                                        params={"per_page": 100}).json()["data"]]
     assert {link["id"], edit.json()["data"]["id"]} <= set(listed)
@@ -142,7 +150,7 @@ def test_segment_links(server: Server, api: httpx.Client, pg_database: str) -> N
     path, token = _wizard(server, edit.json()["data"])
     with httpx.Client(base_url=server.base_url, timeout=60) as anonymous:
         capability = anonymous.get(path, params={"auth": token}).json()["data"]
-        assert (capability["action"], capability["segment_id"]) == ("edit", 42)
+        assert (capability["action"], capability["segment_id"]) == ("edit", segment_id)
         assert anonymous.get("/api/v1/embedded/sync_wizard",
                              params={"auth": token}).status_code == 404
         revoked = api.post(f"/segment_management_links/{edit.json()['data']['id']}/revoke")

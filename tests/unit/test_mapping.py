@@ -116,7 +116,15 @@ def test_coerce_isolates_rows_that_cannot_be_cast() -> None:
 def test_coerce_refuses_lossy_numbers() -> None:
     out = coerce(pa.table({"n": [1.0, 2.5]}), field_types([DestinationField("n", "n", "integer")]))
     assert out.valid.column("n").to_pylist() == [1]
-    assert out.reasons == ["n: value 2.5 cannot be converted to integer"]
+    assert out.reasons == ["n: value 2.5 is not a whole number, so it cannot be integer"]
+
+
+def test_coerce_casts_whole_numeric_text_to_integer_as_postgresql_does() -> None:
+    table = pa.table({"n": ["6.00", "6.5", "-3", "seven", None]})
+    out = coerce(table, field_types([DestinationField("n", "n", "integer")]))
+    assert out.valid.column("n").to_pylist() == [6, -3, None]
+    assert out.reasons == ["n: value '6.5' is not a whole number, so it cannot be integer",
+                           "n: value 'seven' cannot be converted to integer"]
 
 
 def test_coerce_without_types_is_identity() -> None:

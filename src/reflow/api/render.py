@@ -186,7 +186,8 @@ def sync(row: Sync, *, source_object: dict[str, Any], last_run: SyncRun | None) 
         "updated_at": iso(row.updated_at),
         "operation": row.operation,
         "paused": row.paused,
-        "source_attributes": {"connection_id": row.source_id, "object": source_object},
+        "source_attributes": {"connection_id": row.source_id, **_segment_ref(source_object),
+                              "object": source_object},
         "destination_attributes": {
             "connection_id": row.destination_id,
             "object": row.destination_object,
@@ -205,6 +206,13 @@ def sync(row: Sync, *, source_object: dict[str, Any], last_run: SyncRun | None) 
         "last_run_at": iso(last_run.created_at) if last_run else None,
         "workspace_id": row.workspace_id,
     }
+
+
+def _segment_ref(source_object: dict[str, Any]) -> dict[str, Any]:
+    """Census names a segment source at the top of ``source_attributes`` too."""
+    if source_object.get("type") != "filter_segment_source":
+        return {}
+    return {"filter_segment_id": source_object.get("filter_segment_id")}
 
 
 def _sync_status(last_run: SyncRun | None) -> str:

@@ -59,22 +59,43 @@ _HASHABLE = frozenset({
 })
 
 
+def table_names(sync_id: int, namespace: str = "") -> tuple[str, str, str]:
+    """(snapshot, journal, meta) of one sync, qualified and quoted."""
+    if namespace and not (namespace.isascii() and namespace.isalnum() and len(namespace) <= 16):
+        raise TerminalError(f"invalid bookkeeping namespace {namespace!r}")
+    # Several Reflow installations may share one warehouse; each has its own
+    # namespace, so their syncs with the same id never share a snapshot.
+    prefix = f"r{namespace.lower()}_" if namespace else ""
+    return (
+        quote_qualified(SCHEMA, f"{prefix}sync_{int(sync_id)}_snapshot"),
+        quote_qualified(SCHEMA, f"{prefix}sync_{int(sync_id)}_journal"),
+        quote_qualified(SCHEMA, f"{prefix}sync_meta"),
+    )
+
+
+def drop(config: PostgresConfig, sync_id: int, *, namespace: str = "") -> None:
+    """Remove a deleted sync's bookkeeping: its snapshot and journal tables and its
+    meta rows. Creates nothing (a sync that never ran in-warehouse has none)."""
+    snapshot, journal, meta = table_names(sync_id, namespace)
+    conn = connect(config, autocommit=True)
+    try:
+        conn.execute(f"DROP TABLE IF EXISTS {snapshot}, {journal}")
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (meta,)).fetchone()
+        if exists and exists[0]:
+            conn.execute(f"DELETE FROM {meta} WHERE sync_id = %s", (int(sync_id),))
+    finally:
+        conn.close()
+
+
 class PostgresBookkeeping:
     """What the engine's ``WarehouseDiff`` needs from the warehouse, in this dialect."""
 
     def __init__(self, config: PostgresConfig, sync_id: int, *, namespace: str = "") -> None:
         import psycopg
 
-        if namespace and not (namespace.isascii() and namespace.isalnum() and len(namespace) <= 16):
-            raise TerminalError(f"invalid bookkeeping namespace {namespace!r}")
         self.config = config
         self.sync_id = int(sync_id)
-        # Several Reflow installations may share one warehouse; each has its own
-        # namespace, so their syncs with the same id never share a snapshot.
-        prefix = f"r{namespace.lower()}_" if namespace else ""
-        self.snapshot = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_snapshot")
-        self.journal = quote_qualified(SCHEMA, f"{prefix}sync_{self.sync_id}_journal")
-        self.meta_table = quote_qualified(SCHEMA, f"{prefix}sync_meta")
+        self.snapshot, self.journal, self.meta_table = table_names(sync_id, namespace)
         self.conn = connect(config, autocommit=True)
         #: The connection the run reads the model on, in one REPEATABLE READ transaction.
         self._stream: Any = None

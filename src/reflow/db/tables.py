@@ -21,6 +21,15 @@ def utcnow() -> dt.datetime:
 class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: DateTime(timezone=True), dict[str, Any]: JSONType}
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        table = cls.__dict__.get("__table__")
+        if table is not None and [c.name for c in table.primary_key.columns] == ["id"]:
+            # Ids are public (pollers, Terraform state, export URLs hold them): SQLite must
+            # never hand a deleted row's id to a new one, as it does without AUTOINCREMENT.
+            # PostgreSQL's sequences never go back. Migration 0900 converts old stores.
+            table.dialect_kwargs["sqlite_autoincrement"] = True
+
 
 class Timestamped:
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

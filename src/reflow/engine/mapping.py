@@ -4,6 +4,7 @@ the mapped values to the destination fields' types."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -254,9 +255,27 @@ def _elementwise(
             pieces.append(_cast(column.slice(i, 1), target))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             value = column[i].as_py()
-            bad.setdefault(i, f"{name}: value {value!r} cannot be converted to {dest_type}")
+            bad.setdefault(i, _reason(name, value, dest_type, target))
             pieces.append(pa.nulls(1, target))
     return pa.concat_arrays(pieces) if pieces else pa.array([], target)
+
+
+def _reason(name: str, value: Any, dest_type: str, target: pa.DataType) -> str:
+    if pa.types.is_integer(target) and _fractional(value):
+        return f"{name}: value {value!r} is not a whole number, so it cannot be {dest_type}"
+    return f"{name}: value {value!r} cannot be converted to {dest_type}"
+
+
+def _fractional(value: Any) -> bool:
+    try:
+        number = decimal.Decimal(str(value))
+    except (decimal.InvalidOperation, ValueError):
+        return False
+    return number.is_finite() and number != number.to_integral_value()
+
+
+#: Numeric text read as an exact decimal first, so that "6.00" becomes 6 and "6.5" fails.
+_EXACT_TEXT = pa.decimal128(38, 10)
 
 
 def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
@@ -268,4 +287,9 @@ def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
         # "2024-01-01 10:00" has no zone: read it as UTC, as the warehouse would.
         if pa.types.is_timestamp(target) and target.tz and pa.types.is_string(column.type):
             return pc.cast(pc.cast(column, pa.timestamp("us"), safe=True), target)
+        # Whole numeric text ("6.00", how numeric values without a declared scale can
+        # arrive) goes into an integer field as PostgreSQL casts numeric to integer; a
+        # fraction still fails (the safe cast refuses to drop digits).
+        if pa.types.is_integer(target) and pa.types.is_string(column.type):
+            return pc.cast(pc.cast(column, _EXACT_TEXT, safe=True), target, safe=True)
         raise

@@ -3,16 +3,20 @@ update, so a duplicated job can never run a sync twice."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, object_session
 
 from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.tables import Sync, SyncRun, SyncRunRecord, utcnow
 from reflow.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 def claim(runtime: Runtime, run_id: int) -> bool:
@@ -63,11 +67,46 @@ def finish(runtime: Runtime, run_id: int, *, status: str, **values: Any) -> None
             .values(status=status, completed_at=utcnow(), current_step=None, **values)
         )
         after_commit(session, lambda: events.run_finished(runtime, run_id))  # never raises
-        if status == "completed" and result.rowcount == 1:
+        ended = result.rowcount == 1  # type: ignore[attr-defined]
+        if ended:
+            _log_outcome(session.get(SyncRun, run_id))
+        if status == "completed" and ended:
             # Same transaction: a completed run and the runs it sets off commit together.
             from reflow.jobs.sequences import trigger_followers
 
             trigger_followers(runtime, session, run_id=run_id)
+
+
+def _log_outcome(run: SyncRun | None) -> None:
+    """One line per run at its end, with what an operator asks first: how it ended,
+    how many rows it read, refused and delivered, and how long it took."""
+    if run is None:
+        return
+    session = object_session(run)
+    if session is not None:
+        session.refresh(run)
+    seconds = None
+    if run.started_at is not None and run.completed_at is not None:
+        seconds = (_aware(run.completed_at) - _aware(run.started_at)).total_seconds()
+    counts = {
+        "extracted": run.source_record_count or 0,
+        "invalid": run.source_record_invalids or 0,
+        "failed": run.records_failed or 0,
+        "updated": run.records_updated or 0,
+        "deleted": run.source_record_deletes or 0,
+    }
+    outcome = "canceled" if run.canceled else run.status
+    log.info(
+        "run %s of sync %s %s in %ss: %s", run.id, run.sync_id, outcome,
+        "?" if seconds is None else f"{seconds:.1f}",
+        " ".join(f"{k}={v}" for k, v in counts.items()),
+        extra={"sync_id": run.sync_id, "run_id": run.id, "status": run.status,
+               "duration_seconds": seconds, **counts},
+    )
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def log_records(

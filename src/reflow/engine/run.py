@@ -33,6 +33,7 @@ from reflow.engine.writing import (
     Canceled,
     Delivery,
     DeliveryStats,
+    check,
     deliver,
     finish_writer,
 )
@@ -70,6 +71,9 @@ class Plan:
     #: This run's keys of rows with a value their field's type cannot hold (see ``_stage``).
     uncastable_keys: list[pa.Array] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: The run's counters once the diff has set them; rows found uncastable after that
+    #: (the in-warehouse diff coerces while delivering) are moved into ``invalid`` here.
+    counts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -190,6 +194,7 @@ def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
             "source_record_deletes": removed,
             "full_sync": plan.full,
         }
+        plan.counts = counts
         progress.report(runtime, run_id, current_step="Loading data into destination service",
                         **counts)
         stats = _deliver(runtime, plan, store, stop, counts)
@@ -264,6 +269,9 @@ def _log_uncastable(
     """Rows with a value their field cannot hold are invalid, never sent. Their keys are
     remembered for this run so that a mirror sync does not delete those records."""
     plan.uncastable += rows.num_rows
+    if plan.counts:  # found while delivering: these rows were counted as changed
+        plan.counts["source_record_invalids"] += rows.num_rows
+        plan.counts["source_record_updates"] -= rows.num_rows
     plan.uncastable_keys.append(rows.column(plan.key_field).cast(pa.string()).combine_chunks())
     payloads = [
         {k: v for k, v in row.items() if not k.startswith(HIDDEN_PREFIX)}
@@ -331,6 +339,7 @@ def _deliver(
                               on_part=runtime.run_files.saved))
     batch_size = _batch_size(runtime, plan)
     try:
+        check(d)  # a cancel asked for while the diff ran stops before any record is sent
         action = CHANGED_ACTION[plan.sync.operation]
         if store.source_count():
             for batch in store.batches("changed", batch_size):

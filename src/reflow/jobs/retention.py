@@ -4,7 +4,8 @@
   records in ``sync_run_records``) of runs that finished more than
   ``REFLOW_RECORD_RETENTION_DAYS`` ago (default 14, as Census Sync Tracking) are deleted
   by the scheduler.
-* A deleted sync's engine-side snapshot and its runs' files go with it.
+* A deleted sync's engine-side snapshot and its runs' files go with it
+  (services/sync_cleanup.py).
 """
 
 from __future__ import annotations
@@ -19,24 +20,6 @@ from reflow.db.tables import SyncRun, SyncRunRecord, utcnow
 from reflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def runs_of_sync(session: Session, sync_id: int) -> list[int]:
-    """Read before the sync is deleted: its files are removed once the delete commits."""
-    return list(session.scalars(select(SyncRun.id).where(SyncRun.sync_id == sync_id)))
-
-
-def forget_sync(runtime: Runtime, sync_id: int, run_ids: list[int]) -> None:
-    """Delete a deleted sync's snapshot and run files; never raises (the sync is gone
-    either way, and leftovers are pruned by age later)."""
-    from reflow.engine.warehouse_diff import snapshot_key
-
-    try:
-        runtime.snapshots.delete(snapshot_key(sync_id))
-        for run_id in run_ids:
-            runtime.run_files.delete(run_id)
-    except Exception:
-        log.exception("sync %s: could not delete its snapshot or run files", sync_id)
 
 
 def prune(runtime: Runtime, now: dt.datetime | None = None) -> int:

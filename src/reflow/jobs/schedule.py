@@ -225,12 +225,30 @@ def _from_mode(mode: Any) -> ScheduleSpec:
     )
 
 
+#: The schedule keys each frequency reads; a PATCH that changes the frequency drops
+#: the others, so a weekly schedule does not keep the cron expression it replaced.
+_FREQUENCY_KEYS: dict[str, tuple[str, ...]] = {
+    "never": (),
+    "continuous": (),
+    "quarter_hourly": ("minute",),
+    "hourly": ("minute",),
+    "daily": ("hour", "minute"),
+    "weekly": ("day", "hour", "minute"),
+    "expression": ("cron_expression",),
+}
+
+
 def _merged_flat_schedule(body: Mapping[str, Any], current: Schedule) -> Schedule:
     given = {field: body[key] for key, field in _FLAT_FIELDS.items() if key in body}
     if not given:
         return current
     names = {field: key for key, field in _FLAT_FIELDS.items()}
-    return _validated(Schedule, {**current.model_dump(), **given}, names)
+    merged = {**current.model_dump(), **given}
+    frequency = merged.get("frequency")
+    if isinstance(frequency, str) and frequency.strip().lower() in _FREQUENCY_KEYS:
+        kept = _FREQUENCY_KEYS[frequency.strip().lower()]
+        merged = {k: v for k, v in merged.items() if k == "frequency" or k in kept}
+    return _validated(Schedule, merged, names)
 
 
 def _legacy_triggers(body: Mapping[str, Any], base: ScheduleSpec) -> dict[str, Any]:

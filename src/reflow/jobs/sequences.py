@@ -26,10 +26,10 @@ def followers(session: Session, *, sync: Sync) -> list[Sync]:
         .where(Sync.workspace_id == sync.workspace_id, Sync.paused.is_(False), Sync.id != sync.id)
         .order_by(Sync.id)
     )
-    return [s for s in candidates if _sequence_parent(s.mode) == sync.id]
+    return [s for s in candidates if sequence_parent(s.mode) == sync.id]
 
 
-def _sequence_parent(mode: dict[str, Any] | None) -> int | None:
+def sequence_parent(mode: dict[str, Any] | None) -> int | None:
     triggers = (mode or {}).get("triggers") or {}
     sequence = triggers.get("sync_sequence") if isinstance(triggers, dict) else None
     parent = sequence.get("sync_id") if isinstance(sequence, dict) else None
@@ -68,3 +68,21 @@ def _enqueuer(runtime: Runtime, run_id: int) -> Any:
             log.warning("run %s: hand-off to the executor failed", run_id, exc_info=True)
 
     return enqueue
+
+
+def check_no_cycle(session: Session, *, sync: Sync, mode: dict[str, Any], where: str) -> None:
+    """A sync sequence must not lead back to the sync itself: one trigger would set off
+    runs without end (1 -> 2 -> 1, or a sync after itself). ``where`` names the field."""
+    from reflow.errors import BadRequest
+
+    parent = sequence_parent(mode)
+    seen: set[int] = set()
+    while parent is not None and parent not in seen:
+        if sync.id is not None and parent == sync.id:
+            raise BadRequest(f"{where}: sync {sync.id} would run after itself"
+                             " (the sequence is a cycle)")
+        seen.add(parent)
+        ahead = session.get(Sync, parent)
+        if ahead is None or ahead.workspace_id != sync.workspace_id:
+            return
+        parent = sequence_parent(ahead.mode)

@@ -11,6 +11,7 @@ in one short transaction, so any API process can answer ``*_status``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -68,19 +69,27 @@ def _load(data: dict[str, Any]) -> DestinationObject:
     )
 
 
-def _replace_all(session: Session, destination_id: int, objects: list[DestinationObject]) -> None:
-    session.execute(
-        delete(CachedDestinationObject).where(
-            CachedDestinationObject.destination_id == destination_id
-        )
-    )
+def _replace_all(
+    session: Session, destination_id: int, objects: list[DestinationObject],
+    listed_at: dt.datetime,
+) -> None:
+    """The cache becomes the listing taken at ``listed_at``, except for objects cached
+    after it (an object created or refreshed while the listing ran): those are newer
+    than the listing, which must not erase or overwrite them."""
+    mine = CachedDestinationObject.destination_id == destination_id
+    session.execute(delete(CachedDestinationObject).where(
+        mine, CachedDestinationObject.refreshed_at < listed_at))
+    newer = set(session.scalars(select(CachedDestinationObject.full_name).where(mine)))
     for position, obj in enumerate(objects):
+        if obj.full_name in newer:
+            continue
         session.add(
             CachedDestinationObject(
                 destination_id=destination_id,
                 full_name=obj.full_name,
                 position=position,
                 data=_dump(obj),
+                refreshed_at=listed_at,
             )
         )
 
@@ -139,9 +148,17 @@ def start(
 
 
 def refresh_after_change(session: Session, *, runtime: Runtime, destination: Destination) -> None:
-    """A destination whose connection works gets its object list cached in the
-    background (after create, or after its credentials changed)."""
-    if destination.last_test_succeeded:
+    """A destination whose connection works gets its object list cached now, so the
+    create/update response already embeds its objects (a background refresh answered
+    ``objects: []`` for a destination whose tables a GET just after listed). When the
+    listing fails it is left to a background refresh, as before."""
+    if not destination.last_test_succeeded:
+        return
+    try:
+        refresh_now(session, destination=destination, vault=runtime.vault)
+    except Exception as exc:  # the destination's own message is logged; create goes on
+        log.info("destination %s: objects not listed now (%s); refreshing in the background",
+                 destination.id, _message(exc))
         start(session, runtime=runtime, destination=destination, kind="refresh_objects")
 
 
@@ -150,11 +167,12 @@ def refresh_now(session: Session, *, destination: Destination, vault: Any) -> No
     from reflow.services import destinations
 
     conn = destinations.connector(destination, vault=vault)
+    listed_at = utcnow()
     try:
         objects = conn.list_objects()
     finally:
         conn.close()
-    _replace_all(session, destination.id, objects)
+    _replace_all(session, destination.id, objects, listed_at)
 
 
 def submit(runtime: Runtime, job_id: int) -> None:
@@ -246,8 +264,9 @@ def _work(
     job_id: int,
 ) -> Callable[[Session], None]:
     if kind == "refresh_objects":
+        listed_at = utcnow()
         objects = conn.list_objects()
-        return lambda s: _replace_all(s, destination_id, objects)
+        return lambda s: _replace_all(s, destination_id, objects, listed_at)
     if kind == "refresh_fields":
         obj = conn.get_object(name)
         return lambda s: _put_one(s, destination_id, obj)

@@ -13,7 +13,7 @@ from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import Sync, SyncRun, utcnow
-from reflow.errors import BadRequest
+from reflow.errors import BadRequest, Conflict
 
 ACTIVE = ("queued", "working")
 TERMINAL = ("completed", "failed", "skipped")
@@ -79,10 +79,17 @@ def list_for_sync(session: Session, *, sync: Sync, params: PageParams) -> Page:
 
 def request_cancel(session: Session, *, run: SyncRun) -> None:
     """A queued run is cancelled at once; a working one stops at its next batch
-    boundary (the engine reads the flag)."""
-    session.execute(
-        update(SyncRun).where(SyncRun.id == run.id).values(cancel_requested=True)
-    )
+    boundary (the engine reads the flag). A run that has ended cannot be cancelled:
+    409, and nothing changes."""
+    requested = session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run.id, SyncRun.status.in_(ACTIVE))
+        .values(cancel_requested=True)
+    ).rowcount  # type: ignore[attr-defined]
+    if not requested:
+        session.refresh(run)
+        raise Conflict(f"sync run {run.id} has already ended ({run.status}); it cannot be"
+                       " cancelled")
     canceled = session.execute(
         update(SyncRun)
         .where(SyncRun.id == run.id, SyncRun.status == "queued")

@@ -17,10 +17,13 @@ def describe(session: Session, *, sync: Sync) -> dict[str, Any]:
     if obj.get("type") == "model":
         model = session.get(SourceModel, obj["id"])
         if model is None:
-            return dict(obj)
+            return {"type": "model", "id": obj["id"]}
+        # A dataset is stored as the model it is, and echoed as it was given.
+        dataset = {"dataset_id": model.id} if obj.get("as") == "dataset" else {}
         return {
-            "type": "model",
+            "type": "dataset" if dataset else "model",
             "id": model.id,
+            **dataset,
             "name": model.name,
             "created_at": iso(model.created_at),
             "updated_at": iso(model.updated_at),

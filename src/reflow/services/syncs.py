@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import delete as sql_delete
@@ -11,10 +12,14 @@ from sqlalchemy.orm import Session
 
 from reflow.connectors.base import DestinationConnector, DestinationObject, options_error
 from reflow.crypto import Vault
+from reflow.db.engine import after_commit
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Source, SourceModel, Sync, SyncRun, SyncRunRecord
+from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
 from reflow.errors import BadRequest
-from reflow.services import destinations, models, sources
+from reflow.services import destinations, models, sources, sync_cleanup, sync_columns
+
+if TYPE_CHECKING:
+    from reflow.runtime import Runtime
 
 OPERATIONS = ("upsert", "update", "insert", "mirror", "append", "delete")
 OPERATION_ALIASES = {"create": "insert"}
@@ -25,6 +30,8 @@ BASIC_TYPES = ("text", "number", "boolean", "datetime")
 FIELD_BEHAVIORS = ("specific_properties", "sync_all_properties")
 HISTORICAL_SYNC_OPERATIONS = ("backfill_all_records", "skip_current_records")
 SYNC_METADATA_KEYS = ("sync_run_id", "sync_id", "sync_started_at", "record_synced_at")
+#: ``mappings[].operation``, for array fields (Census reference §2.5).
+MAPPING_OPERATIONS = ("merge", "overwrite")
 #: Configuration fields kept as given and echoed back.
 SETTINGS_DEFAULTS: dict[str, Any] = {
     "advanced_configuration": {},
@@ -90,13 +97,19 @@ def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) 
         from reflow.services.alerts import validate_alert_attributes
 
         sync.alert_attributes = validate_alert_attributes(body["alert_attributes"])
-    _apply_schedule(sync, body)
+    _apply_schedule(session, sync, body)
     settings = dict(sync.settings or SETTINGS_DEFAULTS)
     settings.update({k: body[k] for k in SETTINGS_DEFAULTS if k in body})
+    if body.get("high_water_mark_attributes") is not None:
+        settings["high_water_mark_attribute"] = _legacy_high_water_mark(
+            body["high_water_mark_attributes"]
+        )
     if isinstance(body.get("destination_attributes"), dict):
         settings["lead_union_insert_to"] = body["destination_attributes"].get("lead_union_insert_to")
     _check_settings(session, sync, settings)
     _check_segment_membership(sync)
+    if "mappings" in body or "source_attributes" in body:
+        sync_columns.check(session, sync, vault=vault)
     sync.settings = settings
     _check_against_destination(session, sync, vault)
 
@@ -123,6 +136,28 @@ def _check_settings(session: Session, sync: Sync, settings: dict[str, Any]) -> N
     hwm = settings.get("high_water_mark_attribute")
     if hwm is not None:
         _check_high_water_mark(session, sync, hwm)
+    threshold = settings.get("failed_record_notifications_threshold_percent")
+    if threshold is not None and (
+        not isinstance(threshold, int) or isinstance(threshold, bool) or not 0 <= threshold <= 100
+    ):
+        raise BadRequest(
+            "failed_record_notifications_threshold_percent must be an integer from 0 to 100"
+        )
+
+
+def _legacy_high_water_mark(value: Any) -> str | None:
+    """The older ``high_water_mark_attributes`` form, ``{use_high_water_mark_diff_type,
+    column_name}``, read as ``high_water_mark_attribute`` (the newer one)."""
+    where = "high_water_mark_attributes"
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be an object with use_high_water_mark_diff_type"
+                         " and column_name")
+    if not value.get("use_high_water_mark_diff_type", True):
+        return None
+    column = value.get("column_name")
+    if not isinstance(column, str) or not column:
+        raise BadRequest(f"{where}.column_name must be the name of a source column")
+    return column
 
 
 def _one_of(settings: dict[str, Any], name: str, allowed: tuple[str, ...]) -> None:
@@ -133,12 +168,11 @@ def _one_of(settings: dict[str, Any], name: str, allowed: tuple[str, ...]) -> No
 def _check_high_water_mark(session: Session, sync: Sync, column: Any) -> None:
     if not isinstance(column, str) or not column:
         raise BadRequest("high_water_mark_attribute must be the name of a source column")
-    if sync.source_object.get("type") != "model":
-        return
-    model = session.get(SourceModel, sync.source_object["id"])
-    names = {c.get("name", "").lower() for c in (model.columns if model else [])}
+    names = sync_columns.known(session, sync)
     if names and column.lower() not in names:
-        raise BadRequest(f"high_water_mark_attribute: the model has no column {column!r}")
+        raise BadRequest(
+            f"high_water_mark_attribute: the source object has no column {column!r}"
+        )
 
 
 def _list(body: dict[str, Any], field: str) -> list[Any]:
@@ -159,6 +193,11 @@ def _apply_source(session: Session, sync: Sync, attrs: Any) -> None:
     if not isinstance(obj, dict):
         raise BadRequest("source_attributes.object is required and must be an object")
     sync.source_id = source.id
+    if attrs.get("cohort_id") is not None:
+        # Reflow has no cohorts; reading the whole dataset instead would send records
+        # the cohort leaves out.
+        raise BadRequest("source_attributes.cohort_id: cohorts are not supported by Reflow;"
+                         " use a segment (filter_segment_id)")
     if "filter_segment_id" in attrs:  # Census names a segment beside the object
         obj = {**obj, "filter_segment_id": attrs["filter_segment_id"]}
     sync.source_object = _source_object(session, source, obj)
@@ -168,8 +207,8 @@ def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dic
     kind = obj.get("type")
     if "filter_segment_id" in obj or kind in ("segment", "filter_segment_source"):
         return _segment_object(session, source, obj)
-    if kind == "dataset":  # a SQL dataset is a model (same id)
-        obj, kind = {**obj, "type": "model"}, "model"
+    if kind == "dataset":  # a SQL dataset is a model (same id), echoed as a dataset
+        return {**_source_object(session, source, {**obj, "type": "model"}), "as": "dataset"}
     if kind == "model":
         if obj.get("id") is not None:
             if not isinstance(obj["id"], int):
@@ -186,6 +225,8 @@ def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dic
         from reflow.services import topics
 
         return topics.find_for_sync(session, source=source, obj=obj)
+    if kind == "table" and obj.get("id") is not None and obj.get("table_name") is None:
+        return _table_by_id(session, source, obj["id"])
     if kind == "table":
         names = ("table_catalog", "table_schema", "table_name")
         missing = [n for n in names[1:] if not isinstance(obj.get(n), str) or not obj.get(n)]
@@ -195,6 +236,20 @@ def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dic
     raise BadRequest(
         f"source_attributes.object.type {kind!r} is not supported; use 'model' or 'table'"
     )
+
+
+def _table_by_id(session: Session, source: Source, table_id: Any) -> dict[str, Any]:
+    """The legacy form: a table of the source's catalogue by its id (``GET
+    /sources/{id}/tables`` lists them)."""
+    from reflow.db.tables_sources import SourceTable
+
+    if not isinstance(table_id, int) or isinstance(table_id, bool):
+        raise BadRequest("source_attributes.object.id must be an integer")
+    table = session.get(SourceTable, table_id)
+    if table is None or table.source_id != source.id:
+        raise BadRequest(f"source_attributes.object.id: no table {table_id} in source {source.id}")
+    return {"type": "table", "table_catalog": table.table_catalog,
+            "table_schema": table.table_schema, "table_name": table.table_name}
 
 
 def _segment_object(session: Session, source: Source, obj: dict[str, Any]) -> dict[str, Any]:
@@ -247,11 +302,19 @@ def _mapping(raw: Any, index: int) -> dict[str, Any]:
         "is_primary_identifier": bool(raw.get("is_primary_identifier", False)),
         "generate_field": bool(raw.get("generate_field", False)),
         "preserve_values": _flag(raw, "preserve_values", False, where),
-        "operation": raw.get("operation"),
+        "operation": _mapping_operation(raw, where),
         "sync_null_values": _flag(raw, "sync_null_values", True, where),
         "lookup_object": raw.get("lookup_object"),
         "lookup_field": raw.get("lookup_field"),
     }
+
+
+def _mapping_operation(raw: dict[str, Any], where: str) -> str | None:
+    value = raw.get("operation")
+    if value is not None and value not in MAPPING_OPERATIONS:
+        raise BadRequest(f"{where}.operation must be one of: {', '.join(MAPPING_OPERATIONS)}"
+                         " (or null)")
+    return value
 
 
 def _flag(raw: dict[str, Any], name: str, default: bool, where: str) -> bool:
@@ -311,11 +374,16 @@ def _parse_liquid(template: str, where: str) -> None:
         raise BadRequest(f"{where} does not parse: {exc}") from exc
 
 
-def _apply_schedule(sync: Sync, body: dict[str, Any]) -> None:
+def _apply_schedule(session: Session, sync: Sync, body: dict[str, Any]) -> None:
+    from reflow.jobs.sequences import check_no_cycle
     from reflow.services.schedules import schedule_mode
 
     mode = schedule_mode(body, current=sync.mode or None)
     if mode is not None:
+        where = "triggers.sync_sequence.sync_id"
+        if body.get("mode") is not None:
+            where = f"mode.{where}"
+        check_no_cycle(session, sync=sync, mode=mode, where=where)
         sync.mode = mode
 
 
@@ -401,8 +469,15 @@ def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
     return paginate(session, stmt, params, Sync.id)
 
 
-def delete(session: Session, *, sync: Sync) -> None:
+def delete(session: Session, *, sync: Sync, runtime: Runtime | None = None) -> None:
+    """Delete the sync and its runs. Given the ``runtime``, what the sync kept outside
+    the state database goes too once the delete commits (``forget_snapshots``)."""
     run_ids = select(SyncRun.id).where(SyncRun.sync_id == sync.id)
+    if runtime is not None:
+        source = session.get(Source, sync.source_id)
+        ids = list(session.scalars(run_ids))  # read before the runs are deleted
+        after_commit(session, partial(sync_cleanup.forget_snapshots, runtime, sync.id, source,
+                                      ids))
     session.execute(sql_delete(SyncRunRecord).where(SyncRunRecord.run_id.in_(run_ids)))
     session.execute(sql_delete(SyncRun).where(SyncRun.sync_id == sync.id))
     session.delete(sync)
@@ -410,6 +485,11 @@ def delete(session: Session, *, sync: Sync) -> None:
 
 
 def last_run(session: Session, *, sync: Sync) -> SyncRun | None:
+    """The last run that ran: a skipped run did nothing, so it says nothing about the
+    sync's health (its ``status`` would turn back to Ready)."""
     return session.scalar(
-        select(SyncRun).where(SyncRun.sync_id == sync.id).order_by(SyncRun.id.desc()).limit(1)
+        select(SyncRun)
+        .where(SyncRun.sync_id == sync.id, SyncRun.status != "skipped")
+        .order_by(SyncRun.id.desc())
+        .limit(1)
     )

@@ -40,8 +40,9 @@ def create_destination(
     destination_objects.refresh_after_change(
         ctx.session, runtime=ctx.runtime, destination=destination
     )
+    objects = destination_objects.cached(ctx.session, destination_id=destination.id)
     ctx.commit()
-    return ok(render.destination(destination), "created", 201)
+    return ok(render.destination(destination, objects), "created", 201)
 
 
 @router.get("/destinations")

@@ -71,8 +71,11 @@ def create_edit_segment_link(
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
-    """Segments are not implemented yet: the source is checked, the segment id stored."""
+    """An edit link for an existing segment of the source (404 otherwise)."""
+    from reflow.services import segments
+
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    segments.get(ctx.session, source=source, segment_id=segment_id)
     return SEGMENT.create(request, ctx, body, source_id=source.id, segment_id=segment_id)
 
 

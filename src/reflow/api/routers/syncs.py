@@ -75,12 +75,8 @@ def update_sync(
 
 @router.delete("/syncs/{sync_id}")
 def delete_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
-    from reflow.jobs import retention
-
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
-    run_ids = retention.runs_of_sync(ctx.session, sync.id)
-    syncs.delete(ctx.session, sync=sync)
-    after_commit(ctx.session, lambda: retention.forget_sync(ctx.runtime, sync_id, run_ids))
+    syncs.delete(ctx.session, sync=sync, runtime=ctx.runtime)
     ctx.commit()
     return JSONResponse({"status": "deleted"})
 

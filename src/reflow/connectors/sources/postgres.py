@@ -163,6 +163,12 @@ class PostgresSource(SourceConnector):
 
         return PostgresBookkeeping(self.config, sync_id, namespace=namespace)
 
+    def drop_bookkeeping(self, sync_id: int, *, namespace: str = "") -> None:
+        """Remove a deleted sync's bookkeeping tables from this database."""
+        from reflow.connectors._postgres_bookkeeping import drop
+
+        drop(self.config, sync_id, namespace=namespace)
+
 
 def arrow_batches(
     conn: Any, select: str, schema: pa.Schema, *, batch_size: int
