@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from reflow.db.tables import SyncRun, SyncRunRecord, utcnow
 from reflow.runtime import Runtime
