@@ -114,6 +114,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                   f"{base}/sources\n", flush=True)
     elif not migrate.is_up_to_date(runtime.engine):
         migrate.upgrade(runtime.engine)
+    from reflow.runtime import install_outbound_policy
+
+    install_outbound_policy(settings, serving_host=args.host)
     runtime.executor = make_executor(runtime)
     app = create_app(runtime)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
