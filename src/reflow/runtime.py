@@ -30,7 +30,7 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
         settings = settings or get_settings()
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         install_outbound_policy(settings)
         engine = make_engine(settings.resolved_database_url)
         return cls(

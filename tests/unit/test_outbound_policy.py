@@ -158,9 +158,9 @@ def test_client_follows_redirects_only_to_allowed_addresses(port: int) -> None:
 
 def test_client_refuses_before_sending_headers(port: int) -> None:
     _Handler.seen.clear()
-    with outbound_client(policy=PRODUCTION, headers={"Authorization": "secret"}) as client:
-        with pytest.raises(OutboundRefused, match="127.0.0.1"):
-            client.get(f"http://127.0.0.1:{port}/nope")
+    with outbound_client(policy=PRODUCTION, headers={"Authorization": "secret"}) as client, \
+            pytest.raises(OutboundRefused, match="127.0.0.1"):
+        client.get(f"http://127.0.0.1:{port}/nope")
     assert _Handler.seen == []
 
 
