@@ -73,6 +73,9 @@ def _secret_headers() -> list[dict[str, Any]]:
      "::ffff:10.1.2.3", "REFLOW_OUTBOUND_DENY"),
     ("http_request", {"base_url": "http://metadata.google.internal/computeMetadata/v1/"},
      "metadata.google.internal", "REFLOW_OUTBOUND_ALLOW"),
+    ("s3", {"bucket": "b", "region": "us-east-1", "access_key_id": "a",
+            "secret_access_key": "s", "endpoint_url": "http://169.254.169.254"},
+     "169.254.169.254", "REFLOW_OUTBOUND_ALLOW"),
 ])
 def test_internal_targets_are_a_400_naming_address_and_setting(
     api: httpx.Client, type_: str, credentials: dict[str, Any], address: str, setting: str
