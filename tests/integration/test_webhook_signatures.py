@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from sqlalchemy import select
 
 from reflow import events
 from reflow.config import Settings
-from reflow.connectors import webhook_signing
+from reflow.connectors import outbound, webhook_signing
 from reflow.connectors.base import WriteContext
 from reflow.connectors.destinations.webhook import WebhookConfig, WebhookDestination
 from reflow.connectors.webhook_signing import TOLERANCE_SECONDS, verify
 from reflow.db.tables import Destination, Source, Sync, SyncRun, utcnow
-from reflow.db.tables_hooks import Webhook
+from reflow.db.tables_hooks import Webhook, WebhookDelivery
 from reflow.jobs.deliverer import WebhookDeliverer
 from reflow.runtime import Runtime
 from reflow.services.bootstrap import initialize
@@ -140,3 +141,22 @@ def test_webhook_destination_signs_every_attempt(fake_time: None) -> None:
     _, refused, accepted = inbox.requests  # the connection test's POST, then two attempts
     assert refused.body == accepted.body
     assert _signed_at(accepted) > _signed_at(refused)
+
+
+def test_a_refused_endpoint_fails_the_delivery_at_once(runtime: Runtime) -> None:
+    """An endpoint that now resolves where the policy refuses (here: loopback, as in a
+    production deployment) is never contacted, and retrying would not help."""
+    with receiver() as inbox:
+        events.run_finished(runtime, _failed_run(runtime, inbox.url))
+        outbound.install(outbound.Policy(allow_loopback=False))
+        deliverer = WebhookDeliverer(runtime, clock=lambda: utcnow() + dt.timedelta(seconds=1))
+        try:
+            assert deliverer.run_once() == 1
+        finally:
+            deliverer.stop()
+            outbound.install(None)
+    assert inbox.requests == []
+    with runtime.session() as session:
+        (delivery,) = session.scalars(select(WebhookDelivery)).all()
+        assert (delivery.status, delivery.attempts) == ("failed", 1)
+        assert "127.0.0.1" in delivery.last_error and "REFLOW_OUTBOUND_ALLOW" in delivery.last_error
