@@ -307,8 +307,8 @@ HTTP_SCHEMES = ("http", "https")
 
 def http_url(value: Any) -> Any:
     """Pydantic validator of a URL a connector sends HTTP requests to: http or https
-    with a host. Raises an ``outbound_url`` error, which the API answers with a 400
-    naming the field (not a saved connection with a failed test)."""
+    with a host. Another scheme raises an ``outbound_url`` error, which the API answers
+    with a 400 naming the field (not a saved connection with a failed test)."""
     from urllib.parse import urlsplit
 
     from pydantic_core import PydanticCustomError
@@ -321,9 +321,11 @@ def http_url(value: Any) -> Any:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise PydanticCustomError("outbound_url", "is not a valid URL") from None
-    if scheme not in HTTP_SCHEMES or not host:
+    if scheme and scheme not in HTTP_SCHEMES:  # gopher://, file://...: never stored
         raise PydanticCustomError(
             "outbound_url", "must be an http:// or https:// URL (got {scheme})",
-            {"scheme": f"{scheme}://" if scheme else "no scheme"},
+            {"scheme": f"{scheme}://"},
         )
+    if not scheme or not host:  # malformed: saved with a failed test, like other typos
+        raise ValueError("must be an http:// or https:// URL")
     return value.strip()
