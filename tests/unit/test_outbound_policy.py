@@ -202,3 +202,46 @@ def test_http_url_validator_refuses_other_schemes() -> None:
             HttpRequestConfig(base_url=bad)
         with pytest.raises(ValueError, match="must be an http:// or https:// URL"):
             WebhookConfig(url=bad)
+
+
+# --- database drivers: judged, and pinned where the driver allows ------------------------
+
+
+def test_postgres_connections_go_to_the_judged_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``warehouse.invalid`` exists in no DNS: both the psycopg and the ADBC connection
+    reach the local PostgreSQL only because libpq was handed the judged address."""
+    from reflow.connectors._postgres import PostgresConfig, adbc_connect, connect
+
+    monkeypatch.setattr(outbound, "resolve", _names({"warehouse.invalid": ["127.0.0.1"],
+                                                     "inward.invalid": ["169.254.169.254"]}))
+    config = PostgresConfig(hostname="warehouse.invalid", port=5432, user="postgres",
+                            database="postgres")
+    with connect(config) as conn:
+        assert conn.execute("SELECT 1").fetchall() == [(1,)]
+    adbc = adbc_connect(config)
+    try:
+        cursor = adbc.cursor()
+        cursor.execute("SELECT 1")
+        assert cursor.fetchall() == [(1,)]
+    finally:
+        adbc.close()
+    refused = config.model_copy(update={"hostname": "inward.invalid"})
+    with pytest.raises(OutboundRefused, match="169.254.169.254"):
+        connect(refused)
+    with pytest.raises(OutboundRefused, match="169.254.169.254"):
+        adbc_connect(refused)
+
+
+def test_database_and_broker_hosts_are_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reflow.connectors._mysql import connect_kwargs
+    from reflow.connectors.destinations.mysql import MySQLConfig
+
+    monkeypatch.setattr(outbound, "resolve", _names({"db.invalid": ["fe80::1"]}))
+    with pytest.raises(OutboundRefused, match="fe80::1"):
+        connect_kwargs(MySQLConfig(hostname="db.invalid", user="u", database="d"))
+    outbound.install(PRODUCTION)
+    try:
+        with pytest.raises(OutboundRefused, match="loopback"):
+            outbound.check_server("/var/run/postgresql", 5432)  # a Unix socket is local
+    finally:
+        outbound.install(None)

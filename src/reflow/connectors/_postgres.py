@@ -94,11 +94,15 @@ def adbc_connect(config: PostgresConfig, *, read_only: bool = False) -> Any:
     params = {"connect_timeout": "10", "application_name": "reflow", "options": options}
     if config.sslmode:
         params["sslmode"] = config.sslmode
-    check_server(config.hostname, config.port)  # judged, not pinned (one URI host)
+    pinned = _pinned(config.hostname, config.port)
+    hosts = [f"{quote(config.hostname, safe='')}:{config.port}"]
+    if pinned:  # libpq's multi-host URI: one host:port per judged address
+        params["hostaddr"] = pinned["hostaddr"]
+        hosts *= len(pinned["hostaddr"].split(","))
     password = f":{quote(config.password.get_secret_value(), safe='')}" if config.password else ""
     uri = (
-        f"postgresql://{quote(config.user, safe='')}{password}@{quote(config.hostname, safe='')}"
-        f":{config.port}/{quote(config.database, safe='')}?{urlencode(params, quote_via=quote)}"
+        f"postgresql://{quote(config.user, safe='')}{password}@{','.join(hosts)}"
+        f"/{quote(config.database, safe='')}?{urlencode(params, quote_via=quote)}"
     )
     try:
         return adbc_driver_postgresql.dbapi.connect(uri)

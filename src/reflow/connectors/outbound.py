@@ -246,11 +246,12 @@ def active() -> Policy:
 
 
 def check_host(host: str, port: int, *, policy: Policy | None = None,
-               resolver: Resolver = resolve) -> list[str]:
+               resolver: Resolver | None = None) -> list[str]:
     """The addresses of ``host`` a connection may use (connect to one of these to pin
     the check); raises ``OutboundRefused``. A name that does not resolve raises the
     resolver's ``OSError``: the connection attempt would fail the same way."""
     policy = policy or _active
+    resolver = resolver or resolve
     name = host.strip("[]")
     by_name = _name_verdict(name, policy)  # decided before any DNS query
     if by_name is not None and not by_name.allowed:
@@ -264,7 +265,7 @@ def check_host(host: str, port: int, *, policy: Policy | None = None,
 
 
 def check_server(host: str, port: int | None, *, default_port: int = 0,
-                 resolver: Resolver = resolve) -> list[str]:
+                 resolver: Resolver | None = None) -> list[str]:
     """``check_host`` for a database or broker driver about to connect: returns the
     judged addresses (pin the connection to them where the driver allows), or an empty
     list when the name does not resolve (the driver then reports that itself). A Unix
