@@ -3,6 +3,7 @@ down fails the run loudly (see ``require_service``), it never skips."""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
+
+#: Tests run production-like setups (PostgreSQL state) against loopback servers, which the
+#: outbound address policy refuses in production; the suite allows loopback explicitly.
+#: Servers started by tests inherit it. Tests of the policy itself set their own.
+LOOPBACK_ALLOW = "127.0.0.0/8,::1"
+os.environ.setdefault("REFLOW_OUTBOUND_ALLOW", LOOPBACK_ALLOW)
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432

@@ -128,6 +128,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         migrate.upgrade(runtime.engine)
     if not _storage_ready(runtime, "serve"):
         return 1
+    from reflow.runtime import install_outbound_policy
+
+    install_outbound_policy(settings, serving_host=args.host)
     runtime.executor = make_executor(runtime)
     app = create_app(runtime)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())

@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     management_link_ttl_seconds: int = Field(
         86_400, ge=1, description="Lifetime of sync/segment management links (Census: 24 h)."
     )
+    # Outbound address policy (connectors/outbound.py; docs/production.md)
+    outbound_allow: str = Field(
+        "", description="Comma-separated CIDRs and host names outbound connections may reach "
+        "even where the default policy refuses (loopback in production, link-local, metadata).",
+    )
+    outbound_deny: str = Field(
+        "", description="Comma-separated CIDRs and host names outbound connections never reach.",
+    )
+    export_ttl_seconds: int = Field(
+        900, ge=1, description="Lifetime of a records-export download URL and of its file.",
+    )
+
+    @property
+    def is_production(self) -> bool:
+        """State in another database than the embedded SQLite file."""
+        return not self.resolved_database_url.startswith("sqlite")
 
     @property
     def resolved_database_url(self) -> str:

@@ -33,7 +33,8 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
         settings = settings or get_settings()
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        install_outbound_policy(settings)
         engine = make_engine(settings.resolved_database_url)
         return cls(
             settings=settings,
@@ -94,3 +95,24 @@ class Runtime:
         if self.executor is None:
             raise RuntimeError("no executor attached to this runtime")
         self.executor.submit(run_id)
+
+
+def install_outbound_policy(settings: Settings, *, serving_host: str | None = None) -> None:
+    """Install the process's outbound address policy from the settings. Loopback is
+    allowed only on the embedded default: SQLite state, served on a loopback address
+    (the README's first sync reads a local database)."""
+    import ipaddress
+
+    from reflow.connectors import outbound
+
+    exposed = False
+    if serving_host is not None and serving_host != "localhost":
+        try:
+            exposed = not ipaddress.ip_address(serving_host).is_loopback
+        except ValueError:  # a host name to bind: treat as exposed
+            exposed = True
+    policy = outbound.Policy.parse(
+        allow=settings.outbound_allow, deny=settings.outbound_deny,
+        allow_loopback=not (settings.is_production or exposed),
+    )
+    outbound.install(policy)

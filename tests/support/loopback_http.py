@@ -44,7 +44,7 @@ class Receiver:
 
 
 @contextmanager
-def loopback_receiver() -> Iterator[Receiver]:
+def loopback_receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -63,8 +63,8 @@ def loopback_receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd = ThreadingHTTPServer((host, 0), Handler)
+    state.url = f"http://{host}:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

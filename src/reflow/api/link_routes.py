@@ -40,6 +40,17 @@ def common_fields(link: Any, *, type_: str, uri: str, vault: Vault) -> dict[str,
     }
 
 
+def _may_write(ctx: WorkspaceContext) -> bool:
+    return link_tokens.may_write(ctx.session, principal=ctx.principal,
+                                 workspace_id=ctx.workspace_id)
+
+
+def _without_token(data: dict[str, Any]) -> dict[str, Any]:
+    """A link as a reader sees it: its ``uri`` carries the token, which grants writing
+    (creating or editing a sync, entering credentials), so a viewer gets none."""
+    return {**data, "uri": None}
+
+
 @dataclass(frozen=True)
 class LinkKind:
     """One kind of link: its service module (``create``, ``get``, ``list_``,
@@ -50,7 +61,8 @@ class LinkKind:
     render: Render
 
     def show(self, request: Request, ctx: WorkspaceContext, link: Any) -> dict[str, Any]:
-        return self.render(link, base=public_base(request, ctx.runtime), runtime=ctx.runtime)
+        data = self.render(link, base=public_base(request, ctx.runtime), runtime=ctx.runtime)
+        return data if _may_write(ctx) else _without_token(data)
 
     def fetch(self, ctx: WorkspaceContext, link_id: int) -> Any:
         return self.service.get(
@@ -79,9 +91,10 @@ class LinkKind:
             ctx.session, workspace_id=ctx.workspace_id, kind=self.kind, params=params
         )
         base = public_base(request, ctx.runtime)
-        return listing(
-            request, page, [self.render(x, base=base, runtime=ctx.runtime) for x in page.items]
-        )
+        shown = [self.render(x, base=base, runtime=ctx.runtime) for x in page.items]
+        if not _may_write(ctx):
+            shown = [_without_token(x) for x in shown]
+        return listing(request, page, shown)
 
     def revoke(self, request: Request, ctx: WorkspaceContext, link_id: int) -> JSONResponse:
         link = self.fetch(ctx, link_id)

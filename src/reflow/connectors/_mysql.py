@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from reflow.connectors.outbound import check_server
+
 PORT = 3306
 
 
@@ -19,7 +21,10 @@ class MySQLServer(Protocol):
 
 
 def connect_kwargs(config: MySQLServer) -> dict[str, Any]:
-    """``pymysql.connect`` arguments for the configured server and database, in utf8mb4."""
+    """``pymysql.connect`` arguments for the configured server and database, in utf8mb4;
+    the host judged by the outbound address policy first (not pinned: PyMySQL verifies
+    TLS against ``host``)."""
+    check_server(config.hostname, config.port)
     return {
         "host": config.hostname,
         "port": config.port,

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr
 
 from reflow.connectors.base import ConnectorConfig
 from reflow.connectors.errors import TerminalError, TransientError
+from reflow.connectors.outbound import check_server
 
 
 class PostgresConfig(ConnectorConfig):
@@ -58,6 +59,7 @@ def connect(config: PostgresConfig, *, autocommit: bool = False, read_only: bool
         kwargs["password"] = config.password.get_secret_value()
     if config.sslmode:
         kwargs["sslmode"] = config.sslmode
+    kwargs.update(_pinned(config.hostname, config.port))
     try:
         return psycopg.connect(**kwargs)
     except psycopg.OperationalError as exc:
@@ -65,6 +67,16 @@ def connect(config: PostgresConfig, *, autocommit: bool = False, read_only: bool
         if "authentication" in message or "does not exist" in message or "password" in message:
             raise TerminalError(message) from exc
         raise TransientError(message) from exc
+
+
+def _pinned(hostname: str, port: int) -> dict[str, Any]:
+    """libpq's ``hostaddr`` list: connect to the addresses the outbound policy judged
+    (``host`` still names the server for TLS), one entry per address."""
+    addresses = check_server(hostname, port)
+    if not addresses:
+        return {}
+    return {"host": ",".join([hostname] * len(addresses)), "hostaddr": ",".join(addresses),
+            "port": ",".join([str(port)] * len(addresses))}
 
 
 def adbc_connect(config: PostgresConfig, *, read_only: bool = False) -> Any:
@@ -82,10 +94,15 @@ def adbc_connect(config: PostgresConfig, *, read_only: bool = False) -> Any:
     params = {"connect_timeout": "10", "application_name": "reflow", "options": options}
     if config.sslmode:
         params["sslmode"] = config.sslmode
+    pinned = _pinned(config.hostname, config.port)
+    hosts = [f"{quote(config.hostname, safe='')}:{config.port}"]
+    if pinned:  # libpq's multi-host URI: one host:port per judged address
+        params["hostaddr"] = pinned["hostaddr"]
+        hosts *= len(pinned["hostaddr"].split(","))
     password = f":{quote(config.password.get_secret_value(), safe='')}" if config.password else ""
     uri = (
-        f"postgresql://{quote(config.user, safe='')}{password}@{quote(config.hostname, safe='')}"
-        f":{config.port}/{quote(config.database, safe='')}?{urlencode(params, quote_via=quote)}"
+        f"postgresql://{quote(config.user, safe='')}{password}@{','.join(hosts)}"
+        f"/{quote(config.database, safe='')}?{urlencode(params, quote_via=quote)}"
     )
     try:
         return adbc_driver_postgresql.dbapi.connect(uri)

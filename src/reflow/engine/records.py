@@ -54,7 +54,9 @@ class SucceededLog:
         n = payload.num_rows
         if n == 0:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Record payloads are customer data: owner-only directories and files.
+        for directory in (self.directory.parents[1], self.directory.parent, self.directory):
+            directory.mkdir(mode=0o700, exist_ok=True)
         ts = pa.timestamp("us", tz="UTC")
         meta = {
             IDENTIFIER: keys.cast(pa.string()),
@@ -74,6 +76,7 @@ class SucceededLog:
         # Dictionary encoding only where values repeat: on keys, e-mails and amounts it
         # tripled the cost of the log (and made the files larger).
         pq.write_table(table, tmp, use_dictionary=[OPERATION])
+        os.chmod(tmp, 0o600)
         os.replace(tmp, final)
         if self.on_part is not None:
             self.on_part(final)

@@ -1,6 +1,12 @@
 """The webhook deliverer: a background thread that sends due outbox rows
 (``webhook_deliveries``), signed, and retries failures with exponential backoff.
 
+Each attempt is signed when it is sent (``connectors/webhook_signing.py``): a retry
+carries a fresh ``X-Reflow-Timestamp`` and the same ``X-Reflow-Delivery`` id, which is
+what receivers deduplicate on. Connections go through the outbound address policy; an
+endpoint the policy refuses fails the delivery at once (retrying reaches the same
+address).
+
 Start hook: ``start_webhook_deliverer(runtime)`` (the API lifespan calls it; any other
 long-lived process may too). Several deliverers may run against one state store: a
 delivery is claimed by a conditional update that pushes its ``next_attempt_at`` past
@@ -9,10 +15,7 @@ the send timeout, so only one of them sends it at a time. Delivery is at least o
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import threading
 from collections.abc import Callable
@@ -21,6 +24,9 @@ import httpx
 from sqlalchemy import select, update
 
 from reflow import __version__, events
+from reflow.connectors.outbound import OutboundRefused
+from reflow.connectors.outbound_http import outbound_client
+from reflow.connectors.webhook_signing import sign_body, signature_headers
 from reflow.db.tables import utcnow
 from reflow.db.tables_hooks import Webhook, WebhookDelivery, WebhookEvent
 from reflow.runtime import Runtime
@@ -31,7 +37,7 @@ BATCH = 20
 
 def sign(secret: str, body: bytes) -> str:
     """``X-Signature``: Base64 of HMAC-SHA256 over the raw body, keyed by the secret."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return sign_body(secret, body)
 
 
 def backoff(attempts: int, *, base: float, cap: float) -> float:
@@ -50,7 +56,7 @@ class WebhookDeliverer:
         self.runtime = runtime
         self.clock = clock
         settings = runtime.settings
-        self._client = client or httpx.Client(
+        self._client = client or outbound_client(
             timeout=settings.webhook_timeout_seconds, follow_redirects=False
         )
         self._stop = threading.Event()
@@ -134,28 +140,33 @@ class WebhookDeliverer:
             _, hook, event = row
             endpoint, body, name = hook.endpoint, event.body.encode(), event.event
             secret = self.runtime.vault.decrypt(hook.secret_encrypted)["secret"]
-        status, error = self._post(endpoint, body, sign(secret, body), name, delivery_id)
-        self._record(delivery_id, status, error)
+        status, error, final = self._post(endpoint, body, secret, name, delivery_id)
+        self._record(delivery_id, status, error, final=final)
 
     def _post(
-        self, endpoint: str, body: bytes, signature: str, event: str, delivery_id: int
-    ) -> tuple[int | None, str | None]:
+        self, endpoint: str, body: bytes, secret: str, event: str, delivery_id: int
+    ) -> tuple[int | None, str | None, bool]:
+        """(HTTP status, error, whether the error is final)."""
         headers = {
             "Content-Type": "application/json",
-            "X-Signature": signature,
+            **signature_headers(secret, body),
             "User-Agent": f"Reflow-Webhooks/{__version__}",
             "X-Reflow-Event": event,
             "X-Reflow-Delivery": str(delivery_id),
         }
         try:
             response = self._client.post(endpoint, content=body, headers=headers)
+        except OutboundRefused as exc:
+            return None, str(exc), True
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, f"{type(exc).__name__}: {exc}", False
         if 200 <= response.status_code < 300:
-            return response.status_code, None
-        return response.status_code, f"endpoint answered HTTP {response.status_code}"
+            return response.status_code, None, False
+        return response.status_code, f"endpoint answered HTTP {response.status_code}", False
 
-    def _record(self, delivery_id: int, status: int | None, error: str | None) -> None:
+    def _record(
+        self, delivery_id: int, status: int | None, error: str | None, *, final: bool = False
+    ) -> None:
         settings = self.runtime.settings
         now = self.clock()
         with self.runtime.session() as session:
@@ -167,7 +178,7 @@ class WebhookDeliverer:
             delivery.last_error = error
             if error is None:
                 delivery.status, delivery.delivered_at = "delivered", now
-            elif delivery.attempts >= settings.webhook_max_attempts:
+            elif final or delivery.attempts >= settings.webhook_max_attempts:
                 delivery.status = "failed"
                 log.warning(
                     "webhook delivery %s given up after %s attempts: %s",

@@ -1,11 +1,17 @@
 """Structured logs: every record emitted while a run executes carries its ``sync_id``
-and ``run_id``, whichever module logs it (engine, connectors, Celery)."""
+and ``run_id``, whichever module logs it (engine, connectors, Celery).
+
+No secret reaches a log line: ``RedactingFilter`` rewrites every record (root handler,
+and the httpx and uvicorn loggers, whose access log has its own handler) so URLs show
+neither userinfo nor query values (API keys ride there: custom API and HTTP Request
+URLs, link tokens in ``?auth=``) and export download tokens are hidden in paths."""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,6 +48,56 @@ class RunContextFilter(logging.Filter):
         return True
 
 
+REDACTED = "***"
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@\"'<>]+@")
+_QUERY_VALUE = re.compile(r"(?P<key>[?&][^=&#\s\"'<>?]+=)[^&#\s\"'<>]+")
+#: Path segments that are credentials: the records-export download token.
+_PATH_TOKEN = re.compile(r"(?P<prefix>/records_export/)[^/\s?\"']+")
+#: Loggers that write URLs and bypass the root handler (uvicorn's access log).
+REDACTED_LOGGERS = ("httpx", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error")
+
+
+def redact(text: str) -> str:
+    """``text`` with URL userinfo, every query value and export tokens replaced."""
+    text = _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
+    text = _QUERY_VALUE.sub(lambda m: m.group("key") + REDACTED, text)
+    return _PATH_TOKEN.sub(lambda m: m.group("prefix") + REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the record's message and each of its string arguments in place (uvicorn's
+    access formatter unpacks the arguments, so they keep their shape)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else _redact_other(a)
+                                for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else _redact_other(v)
+                           for k, v in args.items()}
+        return True
+
+
+def _redact_other(value: object) -> object:
+    # httpx passes its URL object; anything whose text is a URL is logged as text.
+    text = str(value) if type(value).__name__ == "URL" else None
+    return value if text is None else redact(text)
+
+
+def install_redaction(handler: logging.Handler | None = None) -> None:
+    """Put the redacting filter on ``handler`` and on the loggers that write URLs."""
+    redacting = RedactingFilter()
+    if handler is not None:
+        handler.addFilter(redacting)
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(redacting)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -61,6 +117,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     """Root logging for a Reflow process (serve, worker, scheduler)."""
     handler = logging.StreamHandler()
     handler.addFilter(RunContextFilter())
+    install_redaction(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reflow.connectors import outbound
 from reflow.connectors.base import (
     ConnectorConfig,
     DestinationConnector,
@@ -118,6 +119,7 @@ def apply_credentials(
     try:
         config = config_model.model_validate(credentials)
     except ValidationError as exc:
+        _refuse_non_http_urls(exc)
         row.connection_details = _known_public(config_model, credentials, secrets)
         message = f"{cls.label} connection settings are invalid: " + validation_message(
             exc, "credentials"
@@ -126,6 +128,16 @@ def apply_credentials(
         return None
     row.connection_details = config.connection_details()
     return config
+
+
+def _refuse_non_http_urls(exc: ValidationError) -> None:
+    """A URL that is not http(s) is refused outright (400), not saved with a failed test:
+    a gopher:// or file:// target must never be stored and retried."""
+    bad = [e for e in exc.errors() if e["type"] == "outbound_url"]
+    if bad:
+        raise BadRequest("; ".join(
+            f"credentials.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in bad
+        ))
 
 
 def _known_public(
@@ -139,13 +151,18 @@ def _known_public(
 
 
 def run_test(row: Connection, *, cls: ConnectorClass, config: ConnectorConfig) -> None:
+    """Run the connector's test. An address the outbound policy refuses is a 400 naming
+    the address and the setting; the connection is not saved."""
     connector = cls(config)
-    try:
-        steps = connector.test_connection()
-    except Exception as exc:  # a connector bug must not lose the user's input
-        steps = [TestStep("Verify connectivity", "failed", str(exc) or type(exc).__name__)]
-    finally:
-        connector.close()
+    with outbound.watching() as refused:
+        try:
+            steps = connector.test_connection()
+        except Exception as exc:  # a connector bug must not lose the user's input
+            steps = [TestStep("Verify connectivity", "failed", str(exc) or type(exc).__name__)]
+        finally:
+            connector.close()
+    if refused:
+        raise BadRequest(f"credentials: {refused[0]}")
     record_test(row, steps)
 
 

@@ -23,9 +23,23 @@ from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import utcnow
 from reflow.db.tables_hooks import ManagementLink
 from reflow.db.tables_links import ConnectLink
+from reflow.db.tables_org import WORKSPACE_ROLES
 from reflow.errors import BadRequest, Gone, NotFound
+from reflow.services import organization
+from reflow.services.auth import Principal
 
 Link = TypeVar("Link", ManagementLink, ConnectLink)
+
+
+def may_write(session: Session, *, principal: Principal, workspace_id: int) -> bool:
+    """Whether the caller may write in the workspace: a workspace API key, or a personal
+    token whose user is an editor or owner there. Only they may see a link's token:
+    the token itself grants writing, so showing it to a viewer would make it an editor."""
+    if principal.kind != "organization":
+        return True
+    user = organization.acting_user(session, principal=principal)
+    role = organization.workspace_role(session, user=user, workspace_id=workspace_id)
+    return role is not None and WORKSPACE_ROLES.index(role) >= WORKSPACE_ROLES.index("editor")
 
 
 def hash_link_token(token: str) -> str:

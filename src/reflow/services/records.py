@@ -8,9 +8,13 @@ the succeeded ones, each in the order they were written.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from sqlalchemy.orm import Session
 from reflow.db.repo import Page, PageParams
 from reflow.db.tables import SyncRun, SyncRunRecord
 from reflow.engine import records as files
-from reflow.errors import BadRequest, NotFound, ReflowError
+from reflow.errors import BadRequest, Gone, NotFound, ReflowError
 from reflow.timestamps import iso
 
 STATUSES = ("succeeded", "rejected", "invalid", "NULL", "DUPLICATE")
@@ -31,6 +35,7 @@ OPERATIONS = ("upsert", "update", "insert", "append", "delete")
 TERMINAL = ("completed", "failed", "skipped")
 EXPORT_NAMES = ("records.parquet", "succeeded.parquet")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+_EXPIRES = "expires"
 #: Which stored statuses a ``status`` filter matches ("invalid" covers both key checks).
 _DB_STATUSES = {
     None: ("rejected", "invalid", "NULL", "DUPLICATE"),
@@ -129,7 +134,8 @@ def _file_source(home: Path, run: SyncRun) -> str | None:
     if not parts:
         return None
     listed = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
-    return f"read_parquet([{listed}], union_by_name = true, filename = true, file_row_number = true)"
+    options = "union_by_name = true, filename = true, file_row_number = true"
+    return f"read_parquet([{listed}], {options})"
 
 
 def _file_where(filters: RecordFilter) -> tuple[str, list[Any]]:
@@ -197,21 +203,37 @@ _EXPORT_SCHEMA = pa.schema([
 ])
 
 
+@dataclass(frozen=True)
+class Export:
+    token: str
+    names: list[str]
+    #: Unix time after which its URLs stop working and its files are deleted.
+    expires: int
+
+
 def export(
-    session: Session, *, home: Path, run: SyncRun, filters: RecordFilter
-) -> tuple[str, list[str]]:
-    """Write the run's records as Parquet files; returns (token, file names)."""
+    session: Session, *, home: Path, run: SyncRun, filters: RecordFilter, ttl_seconds: int,
+    now: float | None = None,
+) -> Export:
+    """Write the run's records as Parquet files (owner-only), valid ``ttl_seconds``.
+    Expired exports of every run are pruned first."""
     if run.status not in TERMINAL:
         raise TooEarly("sync run has not finished processing")
+    now = time.time() if now is None else now
+    prune_exports(home, now=now)
     token = secrets.token_urlsafe(24)
     directory = files.run_dir(home, run.id) / "export" / token
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, mode=0o700)
+    expires = int(now) + ttl_seconds
+    (directory / _EXPIRES).write_text(str(expires))
     names = []
     if _export_db(session, run, filters, directory / EXPORT_NAMES[0]):
         names.append(EXPORT_NAMES[0])
     if _export_files(home, run, filters, directory / EXPORT_NAMES[1]):
         names.append(EXPORT_NAMES[1])
-    return token, names
+    for path in directory.iterdir():
+        path.chmod(0o600)
+    return Export(token, names, expires)
 
 
 def _export_db(session: Session, run: SyncRun, filters: RecordFilter, path: Path) -> bool:
@@ -254,10 +276,59 @@ def _export_files(home: Path, run: SyncRun, filters: RecordFilter, path: Path) -
     return True
 
 
-def export_file(home: Path, *, run_id: int, token: str, name: str) -> Path:
-    """A file of an earlier export; its unguessable token is the credential, like the
-    presigned URLs Census returns."""
-    path = files.run_dir(home, run_id) / "export" / token / name
+def export_file(home: Path, *, run_id: int, token: str, name: str,
+                now: float | None = None) -> Path:
+    """A file of an earlier export, if it has not expired (an expired one is deleted).
+    The caller has checked the URL's signature or the workspace token first."""
+    directory = files.run_dir(home, run_id) / "export" / token
+    path = directory / name
     if not _TOKEN.match(token) or name not in EXPORT_NAMES or not path.is_file():
         raise NotFound("export file not found")
+    if _expired(directory, time.time() if now is None else now):
+        shutil.rmtree(directory, ignore_errors=True)
+        raise Gone("this export has expired; request a new one from records_export")
     return path
+
+
+def prune_exports(home: Path, *, now: float | None = None) -> int:
+    """Delete every expired export (and any without an expiry, from before expiries
+    existed); returns how many."""
+    now = time.time() if now is None else now
+    pruned = 0
+    for directory in (home / "runs").glob("*/export/*"):
+        if directory.is_dir() and _expired(directory, now):
+            shutil.rmtree(directory, ignore_errors=True)
+            pruned += 1
+    return pruned
+
+
+def _expired(directory: Path, now: float) -> bool:
+    try:
+        return now > int((directory / _EXPIRES).read_text())
+    except (OSError, ValueError):
+        return True
+
+
+def workspace_of(session: Session, *, run_id: int) -> int | None:
+    """The workspace of run ``run_id`` (None when there is no such run)."""
+    return session.scalar(select(SyncRun.workspace_id).where(SyncRun.id == run_id))
+
+
+def sign_export(key: bytes, *, workspace_id: int, run_id: int, token: str, name: str,
+                expires: int) -> str:
+    """The download URL's signature: it binds the workspace, the run, the file and the
+    expiry, so a URL cannot be stretched in time or pointed at another run."""
+    message = f"records_export:{workspace_id}:{run_id}:{token}:{name}:{expires}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def signature_ok(key: bytes, signature: str | None, expires: int | None, *,
+                 workspace_id: int, run_id: int, token: str, name: str,
+                 now: float | None = None) -> bool:
+    if not signature or expires is None:
+        return False
+    if (time.time() if now is None else now) > expires:
+        return False
+    expected = sign_export(key, workspace_id=workspace_id, run_id=run_id, token=token,
+                           name=name, expires=expires)
+    return hmac.compare_digest(expected, signature)

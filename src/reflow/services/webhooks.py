@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reflow.connectors import outbound
 from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables_hooks import Webhook, WebhookDelivery
@@ -92,7 +93,20 @@ def check_endpoint(value: Any, *, allow_http: bool) -> str:
             "endpoint must be https (plain http is accepted only for loopback addresses, "
             "or when REFLOW_ALLOW_HTTP_WEBHOOKS is set)"
         )
+    _check_address(host, parts.port or (443 if parts.scheme == "https" else 80))
     return value.strip()
+
+
+def _check_address(host: str, port: int) -> None:
+    """The outbound address policy, now (a 400 naming the address and the setting) and
+    again when each delivery connects. A name that does not resolve yet is accepted:
+    its deliveries fail and retry like any unreachable endpoint."""
+    try:
+        outbound.check_host(host, port)
+    except outbound.OutboundRefused as exc:
+        raise BadRequest(f"endpoint: {exc}") from None
+    except OSError:
+        pass
 
 
 def _loopback(host: str) -> bool:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.orm import Session
 
-from reflow.api.deps import WorkspaceContext, get_runtime, workspace_context
+from reflow.api.deps import WorkspaceContext, get_runtime, get_session, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.db.repo import PageParams
+from reflow.errors import NotFound
 from reflow.runtime import Runtime
 from reflow.services import records, runs
 
@@ -56,19 +62,52 @@ def export_records(
     filters: records.RecordFilter = Depends(_filters),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
-    """``{"status": "success", "urls": [...]}``: Parquet files this server serves."""
+    """``{"status": "success", "urls": [...]}``: Parquet files this server serves, each
+    URL signed and valid for ``REFLOW_EXPORT_TTL_SECONDS`` (like Census's presigned URLs)."""
     run = runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)
     ctx.runtime.run_files.fetch(run.id)
-    token, names = records.export(ctx.session, home=ctx.runtime.settings.home, run=run,
-                                  filters=filters)
-    base = (ctx.runtime.settings.public_url or str(request.base_url)).rstrip("/")
-    urls = [f"{base}/api/v1/sync_runs/{run_id}/records_export/{token}/{n}" for n in names]
+    settings = ctx.runtime.settings
+    done = records.export(ctx.session, home=settings.home, run=run, filters=filters,
+                          ttl_seconds=settings.export_ttl_seconds)
+    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    key = _export_key(ctx.runtime)
+    urls = []
+    for name in done.names:
+        signature = records.sign_export(key, workspace_id=ctx.workspace_id, run_id=run.id,
+                                        token=done.token, name=name, expires=done.expires)
+        query = urlencode({"expires": done.expires, "signature": signature})
+        urls.append(f"{base}/api/v1/sync_runs/{run_id}/records_export/{done.token}/{name}?{query}")
     return JSONResponse({"status": "success", "urls": urls})
 
 
 @router.get("/sync_runs/{run_id}/records_export/{token}/{name}", include_in_schema=False)
 def download_export(
-    run_id: int, token: str, name: str, runtime: Runtime = Depends(get_runtime)
+    run_id: int,
+    token: str,
+    name: str,
+    request: Request,
+    expires: int | None = Query(None),
+    signature: str | None = Query(None),
+    session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
 ) -> FileResponse:
+    """Served to a valid, unexpired signature, or to the run's workspace token."""
+    workspace_id = records.workspace_of(session, run_id=run_id)
+    signed = workspace_id is not None and records.signature_ok(
+        _export_key(runtime), signature, expires, workspace_id=workspace_id, run_id=run_id,
+        token=token, name=name,
+    )
+    if not signed:
+        if signature is not None or not request.headers.get("authorization"):
+            raise NotFound("export file not found, or its URL has expired")
+        ctx = workspace_context(request, session, runtime)
+        if workspace_id != ctx.workspace_id:
+            raise NotFound("export file not found")
     path = records.export_file(runtime.settings.home, run_id=run_id, token=token, name=name)
     return FileResponse(path, media_type="application/vnd.apache.parquet", filename=name)
+
+
+def _export_key(runtime: Runtime) -> bytes:
+    """A key for export URLs only, derived from the secret key."""
+    secret = runtime.settings.resolved_secret_key().encode()
+    return hmac.new(secret, b"reflow records export urls", hashlib.sha256).digest()

@@ -51,6 +51,7 @@ from reflow.connectors.base import (
     WriteResult,
 )
 from reflow.connectors.errors import ObjectNotFound, TerminalError, TransientError
+from reflow.connectors.outbound import http_url
 
 if TYPE_CHECKING:  # imported where used: httpx costs every process importing this ~10 MB
     import httpx
@@ -111,10 +112,7 @@ class CustomApiConfig(ConnectorConfig):
 
 
 def check_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL")
-    return value
+    return str(http_url(value))
 
 
 def mask_query(url: str) -> str:
@@ -128,10 +126,10 @@ class RpcClient:
     """One JSON-RPC 2.0 exchange per POST; thread-safe (httpx.Client is)."""
 
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float) -> None:
-        import httpx
+        from reflow.connectors.outbound_http import outbound_client
 
         self.url = url
-        self.http = httpx.Client(
+        self.http = outbound_client(
             timeout=timeout,
             headers={"User-Agent": USER_AGENT, "Accept": "*/*", **headers},
         )

@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 from liquid import Environment, StrictUndefined
@@ -71,6 +72,7 @@ from reflow.connectors.errors import (
     TerminalError,
     TransientError,
 )
+from reflow.connectors.outbound import check_server
 
 _OPERATIONS = ("append", "upsert", "mirror")
 _FORMATS = {
@@ -343,6 +345,10 @@ class _S3Store:
             import boto3
             from botocore.config import Config
 
+            if self.config.endpoint_url:  # a user-chosen host: the outbound policy judges it
+                parts = urlsplit(self.config.endpoint_url)
+                check_server(parts.hostname or "", parts.port,
+                             default_port=443 if parts.scheme == "https" else 80)
             self._client = boto3.client(
                 "s3",
                 region_name=self.config.region,

@@ -75,6 +75,8 @@ from reflow.connectors.destinations._sending import (
     describe,
 )
 from reflow.connectors.errors import TerminalError
+from reflow.connectors.outbound import http_url
+from reflow.connectors.outbound_http import outbound_client
 
 # --- connection config ----------------------------------------------------------------
 
@@ -136,6 +138,8 @@ class HttpRequestConfig(ConnectorConfig):
         except ValidationError as exc:
             raise ValueError(options_error(exc, prefix="")) from None
         return {**data, "sync_defaults": legacy}
+
+    _base_url_is_http = field_validator("base_url")(http_url)
 
     def connection_details(self) -> dict[str, Any]:
         out = super().connection_details()
@@ -382,5 +386,6 @@ class HttpRequestDestination(DestinationConnector):
     def _client(self, concurrency: int) -> httpx.Client:
         headers = {h.name: h.value.get_secret_value() for h in self.config.headers}
         limits = httpx.Limits(max_connections=concurrency)
-        return httpx.Client(headers=headers, timeout=self.config.timeout_seconds,
-                            limits=limits, follow_redirects=True)
+        # Redirects are followed, each hop through the outbound address policy.
+        return outbound_client(headers=headers, timeout=self.config.timeout_seconds,
+                               limits=limits, follow_redirects=True)

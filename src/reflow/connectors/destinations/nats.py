@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 from pydantic import Field, SecretStr
@@ -48,6 +49,7 @@ from reflow.connectors.destinations._messages import (
     encode_messages,
 )
 from reflow.connectors.errors import ObjectNotFound, TerminalError, TransientError
+from reflow.connectors.outbound import check_server
 
 T = TypeVar("T")
 
@@ -191,6 +193,9 @@ async def connect(config: NatsConfig) -> Any:
     retrying for minutes as nats-py does by default."""
     import nats
 
+    for server in config.server_list():
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        check_server(parts.hostname or "", parts.port, default_port=4222)
     errors: list[Exception] = []
 
     async def record(exc: Exception) -> None:

@@ -56,6 +56,7 @@ from reflow.connectors.destinations._messages import (
     encode_messages,
 )
 from reflow.connectors.errors import ObjectNotFound, TerminalError, TransientError
+from reflow.connectors.outbound import check_server
 
 _SCHEME_HELP = "use 'queue:<name>' or 'exchange:<name>/<routing key>'"
 
@@ -220,6 +221,7 @@ def connect(config: RabbitMQConfig) -> Any:
     import pika
     import pika.exceptions as pe
 
+    check_server(config.hostname, config.port)
     options = None
     if config.tls:
         import ssl

@@ -44,6 +44,7 @@ from reflow.connectors.destinations._messages import (
     encode_messages,
 )
 from reflow.connectors.errors import ObjectNotFound, TerminalError, TransientError
+from reflow.connectors.outbound import check_server
 
 #: Entries sent per pipeline round trip: bounds the client's buffer on big batches.
 _PIPELINE_SIZE = 1_000
@@ -158,6 +159,7 @@ def connect(config: RedisStreamsConfig) -> Any:
     import redis
 
     password = config.password.get_secret_value() if config.password else None
+    check_server(config.hostname, config.port)
     return redis.Redis(
         host=config.hostname,
         port=config.port,

@@ -57,6 +57,7 @@ from reflow.connectors.base import (
     WriteResult,
 )
 from reflow.connectors.errors import BatchRejected, ObjectNotFound, TerminalError, TransientError
+from reflow.connectors.outbound import check_server
 
 _COLUMNS_SQL = """
 SELECT c.table_schema, c.table_name, c.column_name, c.data_type, c.is_nullable,
@@ -298,6 +299,7 @@ def connect(config: SnowflakeConfig) -> Any:
         kwargs["password"] = config.password.get_secret_value()
     if config.host:
         kwargs["host"] = config.host
+        check_server(config.host, config.port, default_port=443)
     if config.port:
         kwargs["port"] = config.port
     try:

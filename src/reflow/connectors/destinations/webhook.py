@@ -16,17 +16,16 @@ of the same key is the default for its syncs, as before). Every other setting is
 connection's (reference §3.1). ``model_name``/``schema_name``/``table_name``/
 ``sync_configuration_name`` are null because ``WriteContext`` does not carry them.
 
-Signing: Census documents none for this destination. When ``signing_secret`` is set we
-sign like Census's sync-lifecycle webhooks: header ``X-Signature`` =
-``base64(HMAC-SHA256(secret, raw request body))``. Responses and retries follow the HTTP
+Signing: Census documents none for this destination. When ``signing_secret`` is set,
+every attempt (a retry too) is signed when it is sent (``webhook_signing``):
+``X-Reflow-Timestamp`` and ``X-Reflow-Signature: t=...,v1=hex(HMAC-SHA256(secret,
+"<t>.<body>"))``, plus the Census-style ``X-Signature`` = ``base64(HMAC-SHA256(secret,
+raw request body))`` kept for existing receivers. Responses and retries follow the HTTP
 Request rules (2xx accepted, 4xx rejected, 429/5xx retried), sharing its sending core.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from typing import Any, Literal
 
 import httpx
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from reflow.connectors.base import (
     Action,
@@ -59,8 +58,15 @@ from reflow.connectors.destinations._sending import (
     describe,
 )
 from reflow.connectors.errors import TerminalError
+from reflow.connectors.outbound import http_url
+from reflow.connectors.outbound_http import outbound_client
+from reflow.connectors.webhook_signing import (
+    LEGACY_SIGNATURE_HEADER,
+    sign_body,
+    signature_headers,
+)
 
-SIGNATURE_HEADER = "X-Signature"
+SIGNATURE_HEADER = LEGACY_SIGNATURE_HEADER
 
 
 class WebhookConfig(ConnectorConfig):
@@ -85,7 +91,8 @@ class WebhookConfig(ConnectorConfig):
     )
     signing_secret: SecretStr | None = Field(
         default=None, title="Signing secret",
-        description="When set, X-Signature = base64(HMAC-SHA256(secret, body)).",
+        description="When set, each request is signed: X-Reflow-Signature (t=<unix time>,"
+        "v1=hex HMAC-SHA256 of '<t>.<body>') and X-Signature (base64 HMAC of the body).",
     )
     rate_limit: float = Field(
         default=30.0, gt=0, title="Rate limit", description="Requests per second."
@@ -111,6 +118,8 @@ class WebhookConfig(ConnectorConfig):
         default=30.0, gt=0, title="Timeout", description="Per-request timeout in seconds."
     )
 
+    _url_is_http = field_validator("url")(http_url)
+
 
 class WebhookSyncOptions(BaseModel):
     """A webhook sync's own setting (reference §3.3: "the sync's advanced option")."""
@@ -125,7 +134,7 @@ class WebhookSyncOptions(BaseModel):
 
 
 def sign(secret: str, body: bytes) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return sign_body(secret, body)
 
 
 class WebhookWriter(BatchWriter):
@@ -156,9 +165,7 @@ class WebhookWriter(BatchWriter):
         data: Any = records if self.config.use_bulk_upload else records[0]
         payload = self._envelope(data, deleted) if self.config.wrap_data_objects else data
         body = json.dumps(payload, default=json_default, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.config.signing_secret is not None:
-            headers[SIGNATURE_HEADER] = sign(self.config.signing_secret.get_secret_value(), body)
+        headers = {"Content-Type": "application/json"}  # signed per attempt: _client()
         return Request(self.config.http_method, self.config.url, body, headers, indices)
 
     def _envelope(self, data: Any, deleted: bool) -> dict[str, Any]:
@@ -230,5 +237,17 @@ class WebhookDestination(DestinationConnector):
         headers = {}
         if self.config.auth_token is not None:
             headers[self.config.auth_token_header] = self.config.auth_token.get_secret_value()
-        return httpx.Client(headers=headers, timeout=self.config.timeout_seconds,
-                            limits=httpx.Limits(max_connections=self.config.concurrency))
+        hooks = [] if self.config.signing_secret is None else [
+            _signer(self.config.signing_secret.get_secret_value())]
+        return outbound_client(headers=headers, timeout=self.config.timeout_seconds,
+                               limits=httpx.Limits(max_connections=self.config.concurrency),
+                               event_hooks={"request": hooks})
+
+
+def _signer(secret: str) -> Any:
+    """An httpx request hook signing each attempt as it leaves, so a retry carries a
+    fresh timestamp a receiver's replay window accepts."""
+    def sign_request(request: httpx.Request) -> None:
+        if request.method in ("POST", "PUT", "PATCH"):
+            request.headers.update(signature_headers(secret, request.content))
+    return sign_request

@@ -31,6 +31,7 @@ from reflow.connectors.base import (
     TestStep,
 )
 from reflow.connectors.errors import InvalidQuery, ObjectNotFound, TerminalError, TransientError
+from reflow.connectors.outbound import check_server
 
 _NEEDS = (
     "A Snowflake connection needs account, user, warehouse and database, plus a password"
@@ -329,6 +330,7 @@ def _connect_kwargs(config: SnowflakeConfig) -> dict[str, Any]:
         url = urlsplit(config.endpoint_url)
         kwargs.update(protocol=url.scheme or "https", host=url.hostname)
         kwargs["port"] = url.port or (443 if kwargs["protocol"] == "https" else 80)
+        check_server(url.hostname or "", kwargs["port"])
     return kwargs
 
 
