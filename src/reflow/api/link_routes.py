@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.crypto import Vault
 from reflow.db.repo import PageParams
 from reflow.runtime import Runtime
@@ -52,7 +53,7 @@ class LinkKind:
     def show(self, request: Request, ctx: WorkspaceContext, link: Any) -> dict[str, Any]:
         return self.render(link, base=public_base(request, ctx.runtime), runtime=ctx.runtime)
 
-    def fetch(self, ctx: WorkspaceContext, link_id: int) -> Any:
+    def fetch(self, ctx: WorkspaceContext, link_id: Int64) -> Any:
         return self.service.get(
             ctx.session, workspace_id=ctx.workspace_id, kind=self.kind, link_id=link_id
         )
@@ -83,7 +84,7 @@ class LinkKind:
             request, page, [self.render(x, base=base, runtime=ctx.runtime) for x in page.items]
         )
 
-    def revoke(self, request: Request, ctx: WorkspaceContext, link_id: int) -> JSONResponse:
+    def revoke(self, request: Request, ctx: WorkspaceContext, link_id: Int64) -> JSONResponse:
         link = self.fetch(ctx, link_id)
         self.service.revoke(ctx.session, link=link)
         ctx.commit()
@@ -117,12 +118,12 @@ def add_link_routes(
         return spec.create(request, ctx, body)
 
     def get_link(
-        link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+        link_id: Int64, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
     ) -> JSONResponse:
         return ok(spec.show(request, ctx, spec.fetch(ctx, link_id)))
 
     def revoke_link(
-        link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+        link_id: Int64, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
     ) -> JSONResponse:
         return spec.revoke(request, ctx, link_id)
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import iso
 from reflow.api.link_routes import LinkKind, add_link_routes, common_fields
+from reflow.api.schemas.common import Int64
 from reflow.db.tables_links import ConnectLink
 from reflow.runtime import Runtime
 from reflow.services import connect_links, destinations, sources
@@ -34,7 +35,7 @@ add_link_routes(router, SOURCE, collection="source_connect_links", name="source"
 
 @router.post("/sources/{source_id}/connect_links", status_code=201)
 def reauthorize_source_link(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -54,7 +55,7 @@ add_link_routes(
 
 @router.post("/destinations/{destination_id}/connect_links", status_code=201)
 def reauthorize_destination_link(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),

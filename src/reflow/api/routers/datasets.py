@@ -8,8 +8,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render_sources
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import (
+    WorkspaceContext,
+    check_query_length,
+    json_object,
+    workspace_context,
+)
 from reflow.api.envelope import bare, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.db.tables import Source
 from reflow.services import datasets, refresh
@@ -21,6 +27,7 @@ router = APIRouter(tags=["datasets"])
 def create_dataset(
     body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
+    check_query_length(body, ctx)
     dataset = datasets.create(
         ctx.session, workspace_id=ctx.workspace_id, vault=ctx.vault, body=body
     )
@@ -41,7 +48,7 @@ def list_datasets(
 
 @router.get("/datasets/{dataset_id}")
 def get_dataset(
-    dataset_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    dataset_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     dataset = datasets.get(ctx.session, workspace_id=ctx.workspace_id, dataset_id=dataset_id)
     return ok(render_sources.dataset(dataset))
@@ -49,11 +56,12 @@ def get_dataset(
 
 @router.patch("/datasets/{dataset_id}")
 def update_dataset(
-    dataset_id: int,
+    dataset_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     dataset = datasets.get(ctx.session, workspace_id=ctx.workspace_id, dataset_id=dataset_id)
+    check_query_length(body, ctx)
     dataset = datasets.update(ctx.session, dataset=dataset, vault=ctx.vault, body=body)
     ctx.commit()
     return ok(render_sources.dataset(dataset), "updated")
@@ -61,7 +69,7 @@ def update_dataset(
 
 @router.delete("/datasets/{dataset_id}")
 def delete_dataset(
-    dataset_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    dataset_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     dataset = datasets.get(ctx.session, workspace_id=ctx.workspace_id, dataset_id=dataset_id)
     datasets.delete(ctx.session, dataset=dataset)
@@ -71,7 +79,7 @@ def delete_dataset(
 
 @router.post("/datasets/{dataset_id}/refresh_columns")
 def refresh_dataset_columns(
-    dataset_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    dataset_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     dataset = datasets.get(ctx.session, workspace_id=ctx.workspace_id, dataset_id=dataset_id)
     source = ctx.session.get(Source, dataset.source_id)
@@ -84,7 +92,7 @@ def refresh_dataset_columns(
 
 @router.get("/datasets/{dataset_id}/refresh_columns_status")
 def refresh_dataset_columns_status(
-    dataset_id: int,
+    dataset_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from reflow.api import render
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import bare, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.connectors.base import ObjectType
 from reflow.db.repo import Page, PageParams
 from reflow.errors import NotFound
@@ -74,7 +75,7 @@ def list_connector_object_types(
     return _types_listing(request, cls, params)
 
 
-def _destination(ctx: WorkspaceContext, destination_id: int) -> Any:
+def _destination(ctx: WorkspaceContext, destination_id: Int64) -> Any:
     return destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
@@ -82,7 +83,7 @@ def _destination(ctx: WorkspaceContext, destination_id: int) -> Any:
 
 @router.get("/destinations/{destination_id}/object_types")
 def list_destination_object_types(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -94,7 +95,7 @@ def list_destination_object_types(
 
 @router.post("/destinations/{destination_id}/object_creation_requests", status_code=201)
 def create_object(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -128,7 +129,7 @@ def create_object(
     name="get_object_creation_request",
 )
 def get_object_creation_request(
-    destination_id: int, request_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, request_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = _destination(ctx, destination_id)
     job = destination_objects.get_job(
@@ -142,7 +143,7 @@ def get_object_creation_request(
 
 @router.post("/destinations/{destination_id}/refresh_objects")
 def refresh_objects(
-    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = _destination(ctx, destination_id)
     job = destination_objects.start(
@@ -154,7 +155,7 @@ def refresh_objects(
 
 @router.get("/destinations/{destination_id}/refresh_objects_status")
 def refresh_objects_status(
-    destination_id: int,
+    destination_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -168,7 +169,7 @@ def refresh_objects_status(
 
 @router.post("/destinations/{destination_id}/objects/{full_name:path}/refresh_fields")
 def refresh_fields(
-    destination_id: int, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = _destination(ctx, destination_id)
     job = destination_objects.start(
@@ -184,7 +185,7 @@ def refresh_fields(
 
 @router.get("/destinations/{destination_id}/objects/{full_name:path}/refresh_fields_status")
 def refresh_fields_status(
-    destination_id: int,
+    destination_id: Int64,
     full_name: str,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from reflow.api import render
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
 from reflow.services import connections, destination_objects, destinations
@@ -59,7 +60,7 @@ def list_destinations(
 
 @router.get("/destinations/{destination_id}")
 def get_destination(
-    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
@@ -70,7 +71,7 @@ def get_destination(
 
 @router.patch("/destinations/{destination_id}")
 def update_destination(
-    destination_id: int,
+    destination_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -91,7 +92,7 @@ def update_destination(
 
 @router.delete("/destinations/{destination_id}")
 def delete_destination(
-    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
@@ -103,7 +104,7 @@ def delete_destination(
 
 @router.get("/destinations/{destination_id}/objects")
 def list_destination_objects(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -121,7 +122,7 @@ def list_destination_objects(
 
 @router.get("/destinations/{destination_id}/objects/{full_name:path}")
 def get_destination_object(
-    destination_id: int, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id

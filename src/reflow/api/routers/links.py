@@ -26,6 +26,7 @@ from reflow.api.deps import (
 )
 from reflow.api.envelope import iso, ok
 from reflow.api.link_routes import LinkKind, add_link_routes, common_fields
+from reflow.api.schemas.common import Int64
 from reflow.db.tables_hooks import ManagementLink
 from reflow.errors import Gone, NotFound
 from reflow.runtime import Runtime
@@ -54,7 +55,7 @@ add_link_routes(router, SEGMENT, collection="segment_management_links", name="se
 
 @router.post("/syncs/{sync_id}/connect_links")
 def create_edit_sync_link(
-    sync_id: int,
+    sync_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -65,8 +66,8 @@ def create_edit_sync_link(
 
 @router.post("/sources/{source_id}/filter_segments/{segment_id}/segment_management_links")
 def create_edit_segment_link(
-    source_id: int,
-    segment_id: int,
+    source_id: Int64,
+    segment_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),

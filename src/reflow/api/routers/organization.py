@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from reflow.api import render_org
 from reflow.api.deps import OrganizationContext, json_object, organization_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.services import invitations, organization
 
@@ -34,7 +35,7 @@ def list_users(
 
 @router.get("/users/{user_id}")
 def get_user(
-    user_id: int, ctx: OrganizationContext = Depends(organization_context)
+    user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
     return ok(render_org.user(user))
@@ -42,7 +43,7 @@ def get_user(
 
 @router.patch("/users/{user_id}")
 def update_user(
-    user_id: int,
+    user_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
@@ -55,7 +56,7 @@ def update_user(
 
 @router.delete("/users/{user_id}")
 def delete_user(
-    user_id: int, ctx: OrganizationContext = Depends(organization_context)
+    user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
     user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
@@ -93,7 +94,7 @@ def create_invitation(
 
 @router.get("/invitations/{invitation_id}")
 def get_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     invitation = invitations.get(
         ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
@@ -103,7 +104,7 @@ def get_invitation(
 
 @router.patch("/invitations/{invitation_id}")
 def update_invitation(
-    invitation_id: int,
+    invitation_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
@@ -116,7 +117,7 @@ def update_invitation(
     return ok(render_org.invitation(ctx.session, invitation), "updated")
 
 
-def _revoke(invitation_id: int, ctx: OrganizationContext) -> dict[str, Any]:
+def _revoke(invitation_id: Int64, ctx: OrganizationContext) -> dict[str, Any]:
     organization.require_admin(ctx.user)
     invitation = invitations.get(
         ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
@@ -129,14 +130,14 @@ def _revoke(invitation_id: int, ctx: OrganizationContext) -> dict[str, Any]:
 
 @router.post("/invitations/{invitation_id}/revoke")
 def revoke_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     return ok(_revoke(invitation_id, ctx))
 
 
 @router.delete("/invitations/{invitation_id}")
 def delete_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     _revoke(invitation_id, ctx)
     return JSONResponse({"status": "deleted"})
@@ -144,7 +145,7 @@ def delete_invitation(
 
 @router.post("/invitations/{invitation_id}/accept")
 def accept_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     """Reflow extension: creates the invitee's user; the body carries their first
     personal access token, shown this once."""

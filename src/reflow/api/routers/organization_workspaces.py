@@ -22,6 +22,7 @@ from reflow.api.deps import (
     workspace_context,
 )
 from reflow.api.envelope import bare, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.db.tables import Workspace
 from reflow.errors import BadRequest
@@ -30,13 +31,13 @@ from reflow.services import invitations, organization, workspace_admin
 router = APIRouter(tags=["workspaces"])
 
 
-def _workspace(ctx: OrganizationContext, workspace_id: int) -> Workspace:
+def _workspace(ctx: OrganizationContext, workspace_id: Int64) -> Workspace:
     return organization.workspace_in_org(
         ctx.session, organization_id=ctx.organization_id, workspace_id=workspace_id
     )
 
 
-def _owned(ctx: OrganizationContext, workspace_id: int) -> Workspace:
+def _owned(ctx: OrganizationContext, workspace_id: Int64) -> Workspace:
     """The workspace, if the caller may manage it (404 before 403)."""
     workspace = _workspace(ctx, workspace_id)
     organization.require_workspace_owner(ctx.session, user=ctx.user, workspace_id=workspace.id)
@@ -82,14 +83,14 @@ def create_workspace(
 
 @router.get("/workspaces/{workspace_id}")
 def get_workspace(
-    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     return ok(render_org.workspace(ctx.session, _workspace(ctx, workspace_id)))
 
 
 @router.patch("/workspaces/{workspace_id}")
 def update_workspace(
-    workspace_id: int,
+    workspace_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
@@ -103,7 +104,7 @@ def update_workspace(
 
 @router.delete("/workspaces/{workspace_id}")
 def delete_workspace(
-    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
     workspace_admin.delete_workspace(ctx.session, workspace=_workspace(ctx, workspace_id))
@@ -113,7 +114,7 @@ def delete_workspace(
 
 @router.get("/workspaces/{workspace_id}/api_key")
 def get_api_key(
-    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     """Un-enveloped ``{"api_key": ...}``, as documented."""
     key = workspace_admin.api_key(ctx.session, workspace=_owned(ctx, workspace_id), vault=ctx.vault)
@@ -126,7 +127,7 @@ def get_api_key(
 
 @router.get("/workspaces/{workspace_id}/users")
 def list_workspace_users(
-    workspace_id: int,
+    workspace_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: OrganizationContext = Depends(organization_context),
@@ -138,8 +139,8 @@ def list_workspace_users(
 
 @router.put("/workspaces/{workspace_id}/users/{user_id}")
 def set_workspace_user(
-    workspace_id: int,
-    user_id: int,
+    workspace_id: Int64,
+    user_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
@@ -157,7 +158,7 @@ def set_workspace_user(
 
 @router.delete("/workspaces/{workspace_id}/users/{user_id}")
 def remove_workspace_user(
-    workspace_id: int, user_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     workspace = _owned(ctx, workspace_id)
     workspace_admin.remove_member(ctx.session, workspace_id=workspace.id, user_id=user_id)
@@ -170,7 +171,7 @@ def remove_workspace_user(
 
 @router.post("/workspaces/{workspace_id}/invitations")
 def invite_to_workspace(
-    workspace_id: int,
+    workspace_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
@@ -187,7 +188,7 @@ def invite_to_workspace(
 
 @router.get("/workspaces/{workspace_id}/invitations")
 def list_workspace_invitations(
-    workspace_id: int,
+    workspace_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: OrganizationContext = Depends(organization_context),
@@ -201,8 +202,8 @@ def list_workspace_invitations(
 
 @router.patch("/workspaces/{workspace_id}/invitations/{invitation_id}")
 def update_workspace_invitation(
-    workspace_id: int,
-    invitation_id: int,
+    workspace_id: Int64,
+    invitation_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
@@ -217,7 +218,9 @@ def update_workspace_invitation(
 
 @router.delete("/workspaces/{workspace_id}/invitations/{invitation_id}")
 def delete_workspace_invitation(
-    workspace_id: int, invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64,
+    invitation_id: Int64,
+    ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     workspace = _owned(ctx, workspace_id)
     grant = invitations.get_for_workspace(

@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import bare, iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.db.tables_links import Project
-from reflow.errors import BadRequest, NotFound, ReflowError
+from reflow.errors import BadRequest
 from reflow.services import projects, sources
 
 router = APIRouter(tags=["projects"])
@@ -51,21 +52,15 @@ def _details(project: Project) -> dict[str, Any]:
     }
 
 
-class ProjectNotFound(ReflowError):
-    status_code = 404
-    envelope_status = 404  # Census's project pages document {"status": 404}
-
-
-def _project(ctx: WorkspaceContext, project_id: int) -> Project:
-    try:
-        return projects.get(ctx.session, workspace_id=ctx.workspace_id, project_id=project_id)
-    except NotFound as exc:
-        raise ProjectNotFound(exc.message) from None
+def _project(ctx: WorkspaceContext, project_id: Int64) -> Project:
+    # Census's project pages show {"status": 404}; every Reflow 404 has one form
+    # (docs/compatibility.md, "API edge").
+    return projects.get(ctx.session, workspace_id=ctx.workspace_id, project_id=project_id)
 
 
 @router.get("/sources/{source_id}/projects")
 def list_projects(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -77,7 +72,7 @@ def list_projects(
 
 @router.post("/sources/{source_id}/projects", status_code=201)
 def create_project(
-    source_id: int,
+    source_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -89,14 +84,14 @@ def create_project(
 
 @router.get("/projects/{project_id}")
 def get_project(
-    project_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    project_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     return ok(render_project(ctx, _project(ctx, project_id)))
 
 
 @router.post("/projects/{project_id}/refresh", status_code=202)
 def refresh_project(
-    project_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    project_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     project = _project(ctx, project_id)
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=project.source_id)
@@ -107,16 +102,13 @@ def refresh_project(
 
 @router.get("/projects/{project_id}/refresh_status")
 def project_refresh_status(
-    project_id: int,
+    project_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     project = _project(ctx, project_id)
     if refresh_key is None or not str(refresh_key).isdigit():
         raise BadRequest("refresh_key is required and must be an integer")
-    try:
-        job = projects.refresh_status(ctx.session, project=project, refresh_key=int(refresh_key))
-    except NotFound as exc:
-        raise ProjectNotFound(exc.message) from None
+    job = projects.refresh_status(ctx.session, project=project, refresh_key=int(refresh_key))
     code = 200 if job.status == "completed" else 424
     return bare({"status": job.status, "details": _details(project)}, code)

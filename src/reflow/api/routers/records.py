@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from reflow.api.deps import WorkspaceContext, get_runtime, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.runtime import Runtime
 from reflow.services import records, runs
@@ -24,7 +25,7 @@ def _filters(
 
 @router.get("/sync_runs/{run_id}/records")
 def list_records(
-    run_id: int,
+    run_id: Int64,
     request: Request,
     filters: records.RecordFilter = Depends(_filters),
     params: PageParams = Depends(page_params),
@@ -38,7 +39,7 @@ def list_records(
 
 @router.get("/sync_runs/{run_id}/records_count")
 def count_records(
-    run_id: int,
+    run_id: Int64,
     filters: records.RecordFilter = Depends(_filters),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -49,7 +50,7 @@ def count_records(
 
 @router.get("/sync_runs/{run_id}/records_export")
 def export_records(
-    run_id: int,
+    run_id: Int64,
     request: Request,
     filters: records.RecordFilter = Depends(_filters),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -65,7 +66,7 @@ def export_records(
 
 @router.get("/sync_runs/{run_id}/records_export/{token}/{name}", include_in_schema=False)
 def download_export(
-    run_id: int, token: str, name: str, runtime: Runtime = Depends(get_runtime)
+    run_id: Int64, token: str, name: str, runtime: Runtime = Depends(get_runtime)
 ) -> FileResponse:
     path = records.export_file(runtime.settings.home, run_id=run_id, token=token, name=name)
     return FileResponse(path, media_type="application/vnd.apache.parquet", filename=name)

@@ -10,19 +10,20 @@ from fastapi.responses import JSONResponse
 from reflow.api import render_sources
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.services import segments, sources
 
 router = APIRouter(tags=["segments"])
 
 
-def _source(ctx: WorkspaceContext, source_id: int) -> Any:
+def _source(ctx: WorkspaceContext, source_id: Int64) -> Any:
     return sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
 
 
 @router.post("/sources/{source_id}/filter_segments", status_code=201)
 def create_segment(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -43,7 +44,7 @@ def create_segment(
 
 @router.get("/sources/{source_id}/filter_segments")
 def list_segments(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     name: str | None = Query(None, description="Case-insensitive partial name."),
     params: PageParams = Depends(page_params),
@@ -55,7 +56,7 @@ def list_segments(
 
 @router.get("/sources/{source_id}/filter_segments/{segment_id}")
 def get_segment(
-    source_id: int, segment_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, segment_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     segment = segments.get(ctx.session, source=_source(ctx, source_id), segment_id=segment_id)
     return ok(render_sources.segment(segment))
@@ -65,7 +66,7 @@ def get_segment(
     "/sources/{source_id}/filter_segments/{segment_id}/source_status", name="segment_source_status"
 )
 def segment_source_status(
-    source_id: int, segment_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, segment_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     """``creation_status`` false while the member count is computed; then the segment.
     A failed count is reported in ``error`` with the source's message."""
@@ -82,8 +83,8 @@ def segment_source_status(
 
 @router.patch("/sources/{source_id}/filter_segments/{segment_id}")
 def update_segment(
-    source_id: int,
-    segment_id: int,
+    source_id: Int64,
+    segment_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -98,7 +99,7 @@ def update_segment(
 
 @router.delete("/sources/{source_id}/filter_segments/{segment_id}")
 def delete_segment(
-    source_id: int, segment_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, segment_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     segment = segments.get(ctx.session, source=_source(ctx, source_id), segment_id=segment_id)
     segments.delete(ctx.session, segment=segment)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from reflow.api import render, render_sources
 from reflow.api.deps import WorkspaceContext, workspace_context
 from reflow.api.envelope import bare, iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
 from reflow.services import models, refresh, source_catalog, sources
@@ -17,7 +18,7 @@ from reflow.services import models, refresh, source_catalog, sources
 router = APIRouter(tags=["sources"])
 
 
-def _source(ctx: WorkspaceContext, source_id: int) -> Any:
+def _source(ctx: WorkspaceContext, source_id: Int64) -> Any:
     return sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
 
 
@@ -41,7 +42,7 @@ def _status(
 
 @router.get("/sources/{source_id}/tables")
 def list_tables(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     search: str | None = Query(
         None, description="Case-insensitive match on name, schema, catalog."
@@ -65,7 +66,7 @@ def list_tables(
 
 @router.get("/sources/{source_id}/tables/columns")
 def list_columns(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     table_catalog: str | None = Query(None),
     table_schema: str | None = Query(None),
@@ -100,7 +101,7 @@ def list_columns(
 
 @router.get("/sources/{source_id}/tables/{table_id}")
 def get_table(
-    source_id: int, table_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, table_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = _source(ctx, source_id)
     table = source_catalog.get_table(ctx.session, source=source, table_id=table_id)
@@ -111,14 +112,14 @@ def get_table(
 
 @router.post("/sources/{source_id}/refresh_tables")
 def refresh_tables(
-    source_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     return _refresh(ctx, _source(ctx, source_id), "tables")
 
 
 @router.get("/sources/{source_id}/refresh_tables_status")
 def refresh_tables_status(
-    source_id: int,
+    source_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -127,7 +128,7 @@ def refresh_tables_status(
 
 @router.post("/sources/{source_id}/tables/{table_id}/refresh_columns")
 def refresh_table_columns(
-    source_id: int, table_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, table_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = _source(ctx, source_id)
     table = source_catalog.get_table(ctx.session, source=source, table_id=table_id)
@@ -136,8 +137,8 @@ def refresh_table_columns(
 
 @router.get("/sources/{source_id}/tables/{table_id}/refresh_columns_status")
 def refresh_table_columns_status(
-    source_id: int,
-    table_id: int,
+    source_id: Int64,
+    table_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -148,7 +149,7 @@ def refresh_table_columns_status(
 
 @router.post("/sources/{source_id}/models/{model_id}/refresh_columns")
 def refresh_model_columns(
-    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = _source(ctx, source_id)
     model = models.get(ctx.session, source=source, model_id=model_id)
@@ -157,8 +158,8 @@ def refresh_model_columns(
 
 @router.get("/sources/{source_id}/models/{model_id}/refresh_columns_status")
 def refresh_model_columns_status(
-    source_id: int,
-    model_id: int,
+    source_id: Int64,
+    model_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -169,7 +170,7 @@ def refresh_model_columns_status(
 
 @router.get("/sources/{source_id}/objects")
 def list_source_objects(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),

@@ -8,8 +8,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import (
+    WorkspaceContext,
+    check_query_length,
+    json_object,
+    workspace_context,
+)
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.errors import BadRequest
 from reflow.services import connections, models, refresh, segments, sources
@@ -53,13 +59,16 @@ def list_sources(
 
 
 @router.get("/sources/{source_id}")
-def get_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
-    return ok(render.source(sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)))
+def get_source(
+    source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
+    source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
+    return ok(render.source(source))
 
 
 @router.patch("/sources/{source_id}")
 def update_source(
-    source_id: int,
+    source_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -70,7 +79,9 @@ def update_source(
 
 
 @router.delete("/sources/{source_id}")
-def delete_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+def delete_source(
+    source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     sources.delete(ctx.session, source=source)
     ctx.commit()
@@ -79,10 +90,11 @@ def delete_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_cont
 
 @router.post("/sources/{source_id}/models", status_code=201)
 def create_model(
-    source_id: int,
+    source_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
+    check_query_length(body, ctx)
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     for field in ("name", "query"):
         if not isinstance(body.get(field), str) or not body[field].strip():
@@ -103,7 +115,7 @@ def create_model(
 
 @router.get("/sources/{source_id}/models")
 def list_models(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -115,7 +127,7 @@ def list_models(
 
 @router.get("/sources/{source_id}/models/{model_id}")
 def get_model(
-    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     return ok(render.model(models.get(ctx.session, source=source, model_id=model_id)))
@@ -123,13 +135,14 @@ def get_model(
 
 @router.patch("/sources/{source_id}/models/{model_id}")
 def update_model(
-    source_id: int,
-    model_id: int,
+    source_id: Int64,
+    model_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     model = models.get(ctx.session, source=source, model_id=model_id)
+    check_query_length(body, ctx)
     for field in ("name", "query", "description"):
         if body.get(field) is not None and not isinstance(body[field], str):
             raise BadRequest(f"{field} must be a string")
@@ -143,7 +156,7 @@ def update_model(
 
 @router.delete("/sources/{source_id}/models/{model_id}")
 def delete_model(
-    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     model = models.get(ctx.session, source=source, model_id=model_id)

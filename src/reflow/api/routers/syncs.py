@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from reflow.api import render
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.engine import after_commit
 from reflow.db.repo import PageParams
 from reflow.db.tables import Sync
@@ -52,14 +53,14 @@ def list_syncs(
 
 
 @router.get("/syncs/{sync_id}")
-def get_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+def get_sync(sync_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
     return ok(_render_sync(ctx, sync))
 
 
 @router.patch("/syncs/{sync_id}")
 def update_sync(
-    sync_id: int,
+    sync_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -70,15 +71,16 @@ def update_sync(
 
 
 @router.delete("/syncs/{sync_id}")
-def delete_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
-    syncs.delete(ctx.session, sync=syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id))
+def delete_sync(sync_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+    sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
+    syncs.delete(ctx.session, sync=sync)
     ctx.commit()
     return JSONResponse({"status": "deleted"})
 
 
 @router.post("/syncs/{sync_id}/trigger")
 def trigger_sync(
-    sync_id: int,
+    sync_id: Int64,
     force_full_sync: bool | None = Query(None, description="Resend every record."),
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -98,7 +100,7 @@ def trigger_sync(
 
 @router.get("/syncs/{sync_id}/sync_runs")
 def list_sync_runs(
-    sync_id: int,
+    sync_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -109,12 +111,14 @@ def list_sync_runs(
 
 
 @router.get("/sync_runs/{run_id}")
-def get_sync_run(run_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+def get_sync_run(run_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     return ok(render.sync_run(runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)))
 
 
 @router.post("/sync_runs/{run_id}/cancel")
-def cancel_sync_run(run_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+def cancel_sync_run(
+    run_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
     run = runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)
     runs.request_cancel(ctx.session, run=run)
     ctx.commit()

@@ -4,7 +4,6 @@ endpoint messages are posted to (``POST /ingest/{source_id}/{topic}``, outside
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -14,11 +13,14 @@ from sqlalchemy.orm import Session
 from reflow.api.deps import (
     WorkspaceContext,
     bearer_token,
+    get_runtime,
     get_session,
     json_object,
     workspace_context,
 )
+from reflow.api.edge import parse_json
 from reflow.api.envelope import iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.db.tables_links import Topic
 from reflow.errors import BadRequest
@@ -27,9 +29,6 @@ from reflow.services import sources, topics
 
 router = APIRouter(tags=["topics"])
 ingest_router = APIRouter(tags=["ingestion"])
-
-MAX_BODY_BYTES = 10 * 1024 * 1024
-
 
 def _base(request: Request, runtime: Runtime) -> str:
     return (runtime.settings.public_url or str(request.base_url)).rstrip("/")
@@ -52,7 +51,7 @@ def render_topic(topic: Topic, base: str, secret: str | None = None) -> dict[str
 
 @router.get("/sources/{source_id}/topics")
 def list_topics(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -65,7 +64,7 @@ def list_topics(
 
 @router.post("/sources/{source_id}/topics", status_code=201)
 def create_topic(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -78,8 +77,8 @@ def create_topic(
 
 @router.get("/sources/{source_id}/topics/{topic_id}")
 def get_topic(
-    source_id: int,
-    topic_id: int,
+    source_id: Int64,
+    topic_id: Int64,
     request: Request,
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -90,8 +89,8 @@ def get_topic(
 
 @router.patch("/sources/{source_id}/topics/{topic_id}")
 def update_topic(
-    source_id: int,
-    topic_id: int,
+    source_id: Int64,
+    topic_id: Int64,
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -103,23 +102,29 @@ def update_topic(
     return ok(render_topic(topic, _base(request, ctx.runtime), secret), "updated")
 
 
+def _authorized(
+    source_id: Int64, topic_name: str, request: Request, session: Session = Depends(get_session)
+) -> None:
+    """The topic's secret, checked before ``_json_body`` reads a byte (issue 17)."""
+    topics.ingestion_topic(
+        session, source_id=source_id, topic_name=topic_name, secret=bearer_token(request)
+    )
+
+
 async def _json_body(request: Request) -> Any:
+    """The body parsed; its size is bounded by ``api/edge.py`` (``max_ingest_bytes``)."""
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         raise BadRequest("the body holds no message")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    return parse_json(raw, max_depth=get_runtime(request).settings.max_json_depth)
 
 
 @ingest_router.post("/ingest/{source_id}/{topic_name}", status_code=202)
 def ingest(
-    source_id: int,
+    source_id: Int64,
     topic_name: str,
     request: Request,
+    _: None = Depends(_authorized),
     body: Any = Depends(_json_body),
     session: Session = Depends(get_session),
 ) -> JSONResponse:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from reflow.api.deps import WorkspaceContext, json_object, workspace_context
 from reflow.api.envelope import iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import PageParams
 from reflow.db.tables_hooks import AlertInstance, Webhook, WebhookDelivery, WebhookEvent
 from reflow.services import alerts, runs, syncs, webhooks
@@ -95,7 +96,7 @@ def create_webhook(
 
 @router.get("/webhooks/{webhook_id}")
 def get_webhook(
-    webhook_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    webhook_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     return ok(
         render_webhook(
@@ -106,7 +107,7 @@ def get_webhook(
 
 @router.patch("/webhooks/{webhook_id}")
 def update_webhook(
-    webhook_id: int,
+    webhook_id: Int64,
     body: dict[str, Any] = Depends(json_object),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -120,7 +121,7 @@ def update_webhook(
 
 @router.delete("/webhooks/{webhook_id}")
 def delete_webhook(
-    webhook_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    webhook_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     hook = webhooks.get(ctx.session, workspace_id=ctx.workspace_id, webhook_id=webhook_id)
     webhooks.delete(ctx.session, hook=hook)
@@ -130,7 +131,7 @@ def delete_webhook(
 
 @router.get("/webhooks/{webhook_id}/deliveries")
 def list_deliveries(
-    webhook_id: int,
+    webhook_id: Int64,
     request: Request,
     status: str | None = Query(None, description="pending, delivered or failed"),
     params: PageParams = Depends(page_params),
@@ -144,7 +145,7 @@ def list_deliveries(
 
 @router.get("/sync_runs/{run_id}/alerts")
 def list_run_alerts(
-    run_id: int,
+    run_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -159,7 +160,7 @@ def list_run_alerts(
 
 @router.get("/syncs/{sync_id}/alerts")
 def list_sync_alerts(
-    sync_id: int,
+    sync_id: Int64,
     request: Request,
     status: str | None = Query(None, description="raised (open) or resolved"),
     params: PageParams = Depends(page_params),
