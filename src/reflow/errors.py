@@ -49,13 +49,6 @@ class PayloadTooLarge(ReflowError):
     status_code = 413
 
 
-class NotSupported(ReflowError):
-    """A Census operation Reflow does not implement: 501 naming it, so a client can
-    tell "not here" from "no such id" (a route collision used to answer 400)."""
-
-    status_code = 501
-
-
 #: Run error codes as Census-style constants (Census shows e.g. ``JSON_ARRAY_ERROR``).
 #: A run failed by a connector used to store the error's Python class name.
 _RUN_ERROR_CODES = {

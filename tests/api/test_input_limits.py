@@ -180,13 +180,13 @@ def test_an_integer_beyond_64_bits_in_ingestion_is_400(server: Server) -> None:
     ("path", "words"),
     [("/destinations/authorize_url", "OAuth"), ("/syncs/test_status?sync_run_id=1", "test sync")],
 )
-def test_unsupported_census_routes_answer_501_naming_them(
+def test_unsupported_census_routes_answer_404_naming_them(
     api: httpx.Client, path: str, words: str
 ) -> None:
     response = api.get(path)
-    assert response.status_code == 501, response.text
+    assert response.status_code == 404, response.text
     body = response.json()
-    assert body["status"] == "error"
+    assert body["status"] == "not_found"
     assert body["message"].startswith(f"GET {path.split('?')[0]} is not supported")
     assert words in body["message"]
 

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
+from reflow.api import openapi
 from reflow.api.edge import EdgeGuard
 from reflow.api.routers import (
     catalog,
@@ -35,6 +37,7 @@ from reflow.api.routers import records as records_router
 from reflow.api.routers import segments as segments_router
 from reflow.api.routers import source_catalog as source_catalog_router
 from reflow.api.routers import webhooks as webhooks_router
+from reflow.api.schemas.common import ERRORS
 from reflow.errors import ReflowError
 from reflow.runtime import Runtime
 
@@ -68,29 +71,17 @@ def create_app(runtime: Runtime) -> FastAPI:
 
         shutdown_background(runtime)  # refresh jobs (tables, columns, segment counts)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # Swagger UI and ReDoc from the package's files, no CDN
         lifespan=lifespan,
         title="Reflow",
         version=__version__,
         description="Self-hosted reverse ETL with a Census-compatible Management API.",
+        static_url="/docs-assets",
     )
     app.state.runtime = runtime
     app.add_middleware(EdgeGuard, runtime=runtime)  # token and size checked before a body is read
-    # First: its fixed paths would otherwise fall into /destinations/{destination_id}.
-    app.include_router(unsupported.router, prefix="/api/v1")
-    # Before destinations: its /objects/{full_name:path} would swallow */refresh_fields*.
-    app.include_router(destination_objects.router, prefix="/api/v1")
-    for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
-        app.include_router(module.router, prefix="/api/v1")
-    for module in (webhooks_router, links_router):
-        app.include_router(module.router, prefix="/api/v1")
-    app.include_router(records_router.router, prefix="/api/v1")
-    for module in (source_catalog_router, segments_router, datasets_router):
-        app.include_router(module.router, prefix="/api/v1")
-    for module in (connect_links, projects, topics):  # issue 3 §10-§12, issue 4 §16
-        app.include_router(module.router, prefix="/api/v1")
-    app.include_router(topics.ingest_router)  # POST /ingest/{source_id}/{topic}
-    app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
+    _include_routers(app)
+    openapi.install(app)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -106,6 +97,25 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(render(runtime), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    api = {"prefix": "/api/v1", "responses": ERRORS}
+    # First: its fixed paths would otherwise fall into /destinations/{destination_id}.
+    app.include_router(unsupported.router, **api)
+    # Before destinations: its /objects/{full_name:path} would swallow */refresh_fields*.
+    app.include_router(destination_objects.router, **api)
+    for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
+        app.include_router(module.router, **api)
+    for module in (webhooks_router, links_router):
+        app.include_router(module.router, **api)
+    app.include_router(records_router.router, **api)
+    for module in (source_catalog_router, segments_router, datasets_router):
+        app.include_router(module.router, **api)
+    for module in (connect_links, projects, topics):  # issue 3 §10-§12, issue 4 §16
+        app.include_router(module.router, **api)
+    app.include_router(topics.ingest_router, responses=ERRORS)  # POST /ingest/{source_id}/{topic}
+    app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
 
 
 def _embedded_scheduler(runtime: Runtime) -> Scheduler | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from reflow.api.edge import parse_json, token_from_header
@@ -127,3 +128,14 @@ def check_query_length(body: dict[str, Any], ctx: WorkspaceContext) -> None:
     query, limit = body.get("query"), ctx.runtime.settings.max_model_query_chars
     if isinstance(query, str) and len(query) > limit:
         raise BadRequest(f"query: longer than the limit of {limit} characters")
+
+
+def body_of(model: type[BaseModel]) -> Callable[[Request], Awaitable[dict[str, Any]]]:
+    """``json_object``, marked with the ``model`` that ``/openapi.json`` shows for the
+    body (api/openapi.py); the dict still goes to the service, which validates it."""
+
+    async def body(request: Request) -> dict[str, Any]:
+        return await json_object(request)
+
+    body.body_model = model  # type: ignore[attr-defined]
+    return body

@@ -11,10 +11,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import iso, listing, ok, page_params
 from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import LinkCreate
+from reflow.api.schemas.responses import Envelope, LinkRead, ListEnvelope
 from reflow.crypto import Vault
 from reflow.db.repo import PageParams
 from reflow.runtime import Runtime
@@ -49,6 +52,7 @@ class LinkKind:
     service: Any
     kind: str
     render: Render
+    body_model: type[BaseModel] = LinkCreate
 
     def show(self, request: Request, ctx: WorkspaceContext, link: Any) -> dict[str, Any]:
         return self.render(link, base=public_base(request, ctx.runtime), runtime=ctx.runtime)
@@ -112,7 +116,7 @@ def add_link_routes(
 
     def create_link(
         request: Request,
-        body: dict[str, Any] = Depends(json_object),
+        body: dict[str, Any] = Depends(body_of(spec.body_model)),
         ctx: WorkspaceContext = Depends(workspace_context),
     ) -> JSONResponse:
         return spec.create(request, ctx, body)
@@ -127,16 +131,23 @@ def add_link_routes(
     ) -> JSONResponse:
         return spec.revoke(request, ctx, link_id)
 
-    path = f"/{collection}"
-    router.add_api_route(path, list_links, methods=["GET"], name=f"list_{name}_links")
+    path, one = f"/{collection}", Envelope[LinkRead]
+    router.add_api_route(
+        path, list_links, methods=["GET"], name=f"list_{name}_links",
+        response_model=ListEnvelope[LinkRead],
+    )
     router.add_api_route(
         path,
         create_link,
         methods=["POST"],
         name=f"create_{name}_link",
-        status_code=create_status,
+        status_code=create_status or 201,  # LinkKind.create answers 201
+        response_model=one,
     )
-    router.add_api_route(path + "/{link_id}", get_link, methods=["GET"], name=f"get_{name}_link")
     router.add_api_route(
-        path + "/{link_id}/revoke", revoke_link, methods=["POST"], name=f"revoke_{name}_link"
+        path + "/{link_id}", get_link, methods=["GET"], name=f"get_{name}_link", response_model=one
+    )
+    router.add_api_route(
+        path + "/{link_id}/revoke", revoke_link, methods=["POST"], name=f"revoke_{name}_link",
+        response_model=one,
     )

@@ -11,9 +11,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render_org
-from reflow.api.deps import OrganizationContext, json_object, organization_context
+from reflow.api.deps import OrganizationContext, body_of, organization_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import InvitationCreate, InvitationUpdate, UserUpdate
+from reflow.api.schemas.responses import Deleted, Envelope, InvitationRead, ListEnvelope, UserRead
 from reflow.db.repo import PageParams
 from reflow.services import invitations, organization
 
@@ -23,7 +25,7 @@ router = APIRouter(tags=["organization"])
 # -- users ----------------------------------------------------------------------------
 
 
-@router.get("/users")
+@router.get("/users", response_model=ListEnvelope[UserRead])
 def list_users(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -33,7 +35,7 @@ def list_users(
     return listing(request, page, [render_org.user(u) for u in page.items])
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", response_model=Envelope[UserRead])
 def get_user(
     user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
@@ -41,10 +43,10 @@ def get_user(
     return ok(render_org.user(user))
 
 
-@router.patch("/users/{user_id}")
+@router.patch("/users/{user_id}", response_model=Envelope[UserRead])
 def update_user(
     user_id: Int64,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(UserUpdate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
@@ -54,7 +56,7 @@ def update_user(
     return ok(render_org.user(user), "updated")
 
 
-@router.delete("/users/{user_id}")
+@router.delete("/users/{user_id}", response_model=Deleted)
 def delete_user(
     user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
@@ -68,7 +70,7 @@ def delete_user(
 # -- invitations ----------------------------------------------------------------------
 
 
-@router.get("/invitations")
+@router.get("/invitations", response_model=ListEnvelope[InvitationRead])
 def list_invitations(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -78,9 +80,9 @@ def list_invitations(
     return listing(request, page, [render_org.invitation(ctx.session, i) for i in page.items])
 
 
-@router.post("/invitations")
+@router.post("/invitations", response_model=Envelope[InvitationRead])
 def create_invitation(
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(InvitationCreate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     """200 ``success``, as documented (not 201 ``created``)."""
@@ -92,7 +94,7 @@ def create_invitation(
     return ok(render_org.invitation(ctx.session, invitation))
 
 
-@router.get("/invitations/{invitation_id}")
+@router.get("/invitations/{invitation_id}", response_model=Envelope[InvitationRead])
 def get_invitation(
     invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
@@ -102,10 +104,10 @@ def get_invitation(
     return ok(render_org.invitation(ctx.session, invitation))
 
 
-@router.patch("/invitations/{invitation_id}")
+@router.patch("/invitations/{invitation_id}", response_model=Envelope[InvitationRead])
 def update_invitation(
     invitation_id: Int64,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(InvitationUpdate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
@@ -128,14 +130,14 @@ def _revoke(invitation_id: Int64, ctx: OrganizationContext) -> dict[str, Any]:
     return data
 
 
-@router.post("/invitations/{invitation_id}/revoke")
+@router.post("/invitations/{invitation_id}/revoke", response_model=Envelope[InvitationRead])
 def revoke_invitation(
     invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     return ok(_revoke(invitation_id, ctx))
 
 
-@router.delete("/invitations/{invitation_id}")
+@router.delete("/invitations/{invitation_id}", response_model=Deleted)
 def delete_invitation(
     invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
@@ -143,7 +145,7 @@ def delete_invitation(
     return JSONResponse({"status": "deleted"})
 
 
-@router.post("/invitations/{invitation_id}/accept")
+@router.post("/invitations/{invitation_id}/accept", response_model=Envelope[UserRead])
 def accept_invitation(
     invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:

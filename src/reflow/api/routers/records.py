@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from reflow.api.deps import WorkspaceContext, get_runtime, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.api.schemas.common import Int64
+from reflow.api.schemas.responses import Envelope, Json, ListEnvelope, RecordCount, RecordsExport
 from reflow.db.repo import PageParams
 from reflow.runtime import Runtime
 from reflow.services import records, runs
@@ -23,7 +24,7 @@ def _filters(
     return records.RecordFilter.parse(status, primary_identifier, operation)
 
 
-@router.get("/sync_runs/{run_id}/records")
+@router.get("/sync_runs/{run_id}/records", response_model=ListEnvelope[Json])
 def list_records(
     run_id: Int64,
     request: Request,
@@ -37,7 +38,7 @@ def list_records(
     return listing(request, page, page.items)
 
 
-@router.get("/sync_runs/{run_id}/records_count")
+@router.get("/sync_runs/{run_id}/records_count", response_model=Envelope[list[RecordCount]])
 def count_records(
     run_id: Int64,
     filters: records.RecordFilter = Depends(_filters),
@@ -48,7 +49,7 @@ def count_records(
     return ok([{"record_count": total}])
 
 
-@router.get("/sync_runs/{run_id}/records_export")
+@router.get("/sync_runs/{run_id}/records_export", response_model=RecordsExport)
 def export_records(
     run_id: Int64,
     request: Request,

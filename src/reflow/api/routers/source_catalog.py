@@ -11,6 +11,15 @@ from reflow.api import render, render_sources
 from reflow.api.deps import WorkspaceContext, workspace_context
 from reflow.api.envelope import bare, iso, listing, ok, page_params
 from reflow.api.schemas.common import Int64
+from reflow.api.schemas.responses import (
+    ColumnRead,
+    Envelope,
+    Json,
+    ListEnvelope,
+    RefreshKey,
+    RefreshStatus,
+    TableRead,
+)
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
 from reflow.services import models, refresh, source_catalog, sources
@@ -40,7 +49,7 @@ def _status(
     return bare(body, code)
 
 
-@router.get("/sources/{source_id}/tables")
+@router.get("/sources/{source_id}/tables", response_model=ListEnvelope[TableRead])
 def list_tables(
     source_id: Int64,
     request: Request,
@@ -64,7 +73,7 @@ def list_tables(
     return listing(request, result.page, data, last_refreshed_at=iso(result.last_refreshed_at))
 
 
-@router.get("/sources/{source_id}/tables/columns")
+@router.get("/sources/{source_id}/tables/columns", response_model=ListEnvelope[ColumnRead])
 def list_columns(
     source_id: Int64,
     request: Request,
@@ -99,7 +108,7 @@ def list_columns(
     return listing(request, page, data, last_refreshed_at=iso(table.columns_refreshed_at))
 
 
-@router.get("/sources/{source_id}/tables/{table_id}")
+@router.get("/sources/{source_id}/tables/{table_id}", response_model=Envelope[Json])
 def get_table(
     source_id: Int64, table_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -110,14 +119,14 @@ def get_table(
     return ok(render_sources.table_object(table, with_columns=True))
 
 
-@router.post("/sources/{source_id}/refresh_tables")
+@router.post("/sources/{source_id}/refresh_tables", response_model=RefreshKey)
 def refresh_tables(
     source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     return _refresh(ctx, _source(ctx, source_id), "tables")
 
 
-@router.get("/sources/{source_id}/refresh_tables_status")
+@router.get("/sources/{source_id}/refresh_tables_status", response_model=RefreshStatus)
 def refresh_tables_status(
     source_id: Int64,
     refresh_key: str | None = Query(None),
@@ -126,7 +135,7 @@ def refresh_tables_status(
     return _status(ctx, _source(ctx, source_id), refresh_key, "tables")
 
 
-@router.post("/sources/{source_id}/tables/{table_id}/refresh_columns")
+@router.post("/sources/{source_id}/tables/{table_id}/refresh_columns", response_model=RefreshKey)
 def refresh_table_columns(
     source_id: Int64, table_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -135,7 +144,10 @@ def refresh_table_columns(
     return _refresh(ctx, source, "table_columns", table.id)
 
 
-@router.get("/sources/{source_id}/tables/{table_id}/refresh_columns_status")
+@router.get(
+    "/sources/{source_id}/tables/{table_id}/refresh_columns_status",
+    response_model=RefreshStatus,
+)
 def refresh_table_columns_status(
     source_id: Int64,
     table_id: Int64,
@@ -147,7 +159,7 @@ def refresh_table_columns_status(
     return _status(ctx, source, refresh_key, "table_columns", table.id)
 
 
-@router.post("/sources/{source_id}/models/{model_id}/refresh_columns")
+@router.post("/sources/{source_id}/models/{model_id}/refresh_columns", response_model=RefreshKey)
 def refresh_model_columns(
     source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -156,7 +168,10 @@ def refresh_model_columns(
     return _refresh(ctx, source, "model_columns", model.id)
 
 
-@router.get("/sources/{source_id}/models/{model_id}/refresh_columns_status")
+@router.get(
+    "/sources/{source_id}/models/{model_id}/refresh_columns_status",
+    response_model=RefreshStatus,
+)
 def refresh_model_columns_status(
     source_id: Int64,
     model_id: Int64,
@@ -168,7 +183,7 @@ def refresh_model_columns_status(
     return _status(ctx, source, refresh_key, "model_columns", model.id)
 
 
-@router.get("/sources/{source_id}/objects")
+@router.get("/sources/{source_id}/objects", response_model=ListEnvelope[Json])
 def list_source_objects(
     source_id: Int64,
     request: Request,

@@ -10,12 +10,14 @@ from fastapi.responses import JSONResponse
 from reflow.api import render
 from reflow.api.deps import (
     WorkspaceContext,
+    body_of,
     check_query_length,
-    json_object,
     workspace_context,
 )
 from reflow.api.envelope import listing, ok, page_params
 from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import ModelCreate, ModelUpdate, SourceCreate, SourceUpdate
+from reflow.api.schemas.responses import Deleted, Envelope, ListEnvelope, ModelRead, SourceRead
 from reflow.db.repo import PageParams
 from reflow.errors import BadRequest
 from reflow.services import connections, models, refresh, segments, sources
@@ -27,9 +29,10 @@ def _connection(body: dict[str, Any]) -> dict[str, Any]:
     return connections.connection_object(body, "connection")
 
 
-@router.post("/sources", status_code=201)
+@router.post("/sources", status_code=201, response_model=Envelope[SourceRead])
 def create_source(
-    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+    body: dict[str, Any] = Depends(body_of(SourceCreate)),
+    ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     conn = _connection(body)
     source = sources.create(
@@ -48,7 +51,7 @@ def create_source(
     return ok(render.source(source), "created", 201)
 
 
-@router.get("/sources")
+@router.get("/sources", response_model=ListEnvelope[SourceRead])
 def list_sources(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -58,7 +61,7 @@ def list_sources(
     return listing(request, page, [render.source(s) for s in page.items])
 
 
-@router.get("/sources/{source_id}")
+@router.get("/sources/{source_id}", response_model=Envelope[SourceRead])
 def get_source(
     source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -66,10 +69,10 @@ def get_source(
     return ok(render.source(source))
 
 
-@router.patch("/sources/{source_id}")
+@router.patch("/sources/{source_id}", response_model=Envelope[SourceRead])
 def update_source(
     source_id: Int64,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(SourceUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -78,7 +81,7 @@ def update_source(
     return ok(render.source(source), "updated")
 
 
-@router.delete("/sources/{source_id}")
+@router.delete("/sources/{source_id}", response_model=Deleted)
 def delete_source(
     source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -88,10 +91,10 @@ def delete_source(
     return JSONResponse({"status": "deleted"})
 
 
-@router.post("/sources/{source_id}/models", status_code=201)
+@router.post("/sources/{source_id}/models", status_code=201, response_model=Envelope[ModelRead])
 def create_model(
     source_id: Int64,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(ModelCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     check_query_length(body, ctx)
@@ -113,7 +116,7 @@ def create_model(
     return ok(render.model(model), "created", 201)
 
 
-@router.get("/sources/{source_id}/models")
+@router.get("/sources/{source_id}/models", response_model=ListEnvelope[ModelRead])
 def list_models(
     source_id: Int64,
     request: Request,
@@ -125,7 +128,7 @@ def list_models(
     return listing(request, page, [render.model(m) for m in page.items])
 
 
-@router.get("/sources/{source_id}/models/{model_id}")
+@router.get("/sources/{source_id}/models/{model_id}", response_model=Envelope[ModelRead])
 def get_model(
     source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -133,11 +136,11 @@ def get_model(
     return ok(render.model(models.get(ctx.session, source=source, model_id=model_id)))
 
 
-@router.patch("/sources/{source_id}/models/{model_id}")
+@router.patch("/sources/{source_id}/models/{model_id}", response_model=Envelope[ModelRead])
 def update_model(
     source_id: Int64,
     model_id: Int64,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(ModelUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -154,7 +157,7 @@ def update_model(
     return ok(render.model(model), "updated", refresh_key=job.id)
 
 
-@router.delete("/sources/{source_id}/models/{model_id}")
+@router.delete("/sources/{source_id}/models/{model_id}", response_model=Deleted)
 def delete_model(
     source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:

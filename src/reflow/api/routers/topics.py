@@ -13,14 +13,16 @@ from sqlalchemy.orm import Session
 from reflow.api.deps import (
     WorkspaceContext,
     bearer_token,
+    body_of,
     get_runtime,
     get_session,
-    json_object,
     workspace_context,
 )
 from reflow.api.edge import parse_json
 from reflow.api.envelope import iso, listing, ok, page_params
 from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import TopicCreate, TopicUpdate
+from reflow.api.schemas.responses import Accepted, Envelope, ListEnvelope, TopicRead
 from reflow.db.repo import PageParams
 from reflow.db.tables_links import Topic
 from reflow.errors import BadRequest
@@ -49,7 +51,7 @@ def render_topic(topic: Topic, base: str, secret: str | None = None) -> dict[str
     return data
 
 
-@router.get("/sources/{source_id}/topics")
+@router.get("/sources/{source_id}/topics", response_model=ListEnvelope[TopicRead])
 def list_topics(
     source_id: Int64,
     request: Request,
@@ -62,11 +64,11 @@ def list_topics(
     return listing(request, page, [render_topic(t, base) for t in page.items])
 
 
-@router.post("/sources/{source_id}/topics", status_code=201)
+@router.post("/sources/{source_id}/topics", status_code=201, response_model=Envelope[TopicRead])
 def create_topic(
     source_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(TopicCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -75,7 +77,7 @@ def create_topic(
     return ok(render_topic(topic, _base(request, ctx.runtime), secret), "created", 201)
 
 
-@router.get("/sources/{source_id}/topics/{topic_id}")
+@router.get("/sources/{source_id}/topics/{topic_id}", response_model=Envelope[TopicRead])
 def get_topic(
     source_id: Int64,
     topic_id: Int64,
@@ -87,12 +89,12 @@ def get_topic(
     return ok(render_topic(topic, _base(request, ctx.runtime)))
 
 
-@router.patch("/sources/{source_id}/topics/{topic_id}")
+@router.patch("/sources/{source_id}/topics/{topic_id}", response_model=Envelope[TopicRead])
 def update_topic(
     source_id: Int64,
     topic_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(TopicUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -119,7 +121,22 @@ async def _json_body(request: Request) -> Any:
     return parse_json(raw, max_depth=get_runtime(request).settings.max_json_depth)
 
 
-@ingest_router.post("/ingest/{source_id}/{topic_name}", status_code=202)
+_INGEST_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"anyOf": [
+            {"type": "object", "additionalProperties": True},
+            {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+        ]}}},
+    },
+    "security": [{"ingestionSecret": []}],
+}
+
+
+@ingest_router.post(
+    "/ingest/{source_id}/{topic_name}", status_code=202, openapi_extra=_INGEST_DOC,
+    response_model=Accepted,
+)
 def ingest(
     source_id: Int64,
     topic_name: str,

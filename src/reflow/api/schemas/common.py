@@ -64,6 +64,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "Missing or unknown API token."),
         (403, "The token's role does not allow this."),
         (404, "No such resource in this workspace."),
+        (405, "Not available for this kind of resource (e.g. topics of a non-HTTP source)."),
         (409, "Conflicts with the current state."),
         (413, "Request body larger than the configured limit."),
     )
