@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -100,20 +100,22 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 
 def _include_routers(app: FastAPI) -> None:
-    api = {"prefix": "/api/v1", "responses": ERRORS}
+    def api(router: APIRouter) -> None:
+        app.include_router(router, prefix="/api/v1", responses=ERRORS)
+
     # First: its fixed paths would otherwise fall into /destinations/{destination_id}.
-    app.include_router(unsupported.router, **api)
+    api(unsupported.router)
     # Before destinations: its /objects/{full_name:path} would swallow */refresh_fields*.
-    app.include_router(destination_objects.router, **api)
+    api(destination_objects.router)
     for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
-        app.include_router(module.router, **api)
+        api(module.router)
     for module in (webhooks_router, links_router):
-        app.include_router(module.router, **api)
-    app.include_router(records_router.router, **api)
+        api(module.router)
+    api(records_router.router)
     for module in (source_catalog_router, segments_router, datasets_router):
-        app.include_router(module.router, **api)
+        api(module.router)
     for module in (connect_links, projects, topics):  # issue 3 §10-§12, issue 4 §16
-        app.include_router(module.router, **api)
+        api(module.router)
     app.include_router(topics.ingest_router, responses=ERRORS)  # POST /ingest/{source_id}/{topic}
     app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
 

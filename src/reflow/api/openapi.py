@@ -40,7 +40,7 @@ SECURITY_SCHEMES = {
         "description": "A topic's ingestion secret (POST /ingest/... only).",
     },
 }
-_SECURITY = [{"bearerAuth": []}, {"basicAuth": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"basicAuth": []}]
 _REF = "#/components/schemas/{model}"
 
 
