@@ -139,14 +139,15 @@ class SegmentCreate(Open):
     model_id: int | None = None
     table_id: int | None = None
     dataset_id: int | None = None
-    molecules: list[dict[str, Any]] | dict[str, Any] | None = Field(
-        None, description="The segment's filter, Census's molecule form."
+    molecules: list[Any] | dict[str, Any] | None = Field(
+        None,
+        description='The filter: atoms {"attribute", "operator", "value"}, nested lists, "OR".',
     )
 
 
 class SegmentUpdate(Open):
     name: str | None = None
-    molecules: list[dict[str, Any]] | dict[str, Any] | None = None
+    molecules: list[Any] | dict[str, Any] | None = None
 
 
 class WebhookCreate(Open):
