@@ -164,6 +164,16 @@ def test_integers_beyond_64_bits_are_400_naming_the_parameter(
     assert response.json()["message"].startswith(f"{name}: ")
 
 
+@pytest.mark.parametrize("number", [2**31, 2**63 - 1, 2**70])
+def test_an_id_out_of_range_inside_a_body_is_not_a_500(api: httpx.Client, number: int) -> None:
+    body = {"operation": "upsert", "mappings": [],
+            "source_attributes": {"connection_id": number, "object": {"type": "model", "id": 1}},
+            "destination_attributes": {"connection_id": number, "object": "t"}}
+    response = api.post("/syncs", json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["status"] in ("error", "not_found")
+
+
 def test_the_largest_64_bit_id_is_a_plain_404(api: httpx.Client) -> None:
     response = api.get(f"/syncs/{2**63 - 1}")
     assert response.status_code == 404
