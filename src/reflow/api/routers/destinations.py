@@ -12,7 +12,13 @@ from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.api.schemas.common import Int64
 from reflow.api.schemas.requests import DestinationCreate, DestinationUpdate
-from reflow.api.schemas.responses import Deleted, DestinationRead, Envelope, Json, ListEnvelope
+from reflow.api.schemas.responses import (
+    Deleted,
+    DestinationObjectRead,
+    DestinationRead,
+    Envelope,
+    ListEnvelope,
+)
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
 from reflow.services import connections, destination_objects, destinations
@@ -105,7 +111,10 @@ def delete_destination(
     return JSONResponse({"status": "deleted"})
 
 
-@router.get("/destinations/{destination_id}/objects", response_model=ListEnvelope[Json])
+@router.get(
+    "/destinations/{destination_id}/objects",
+    response_model=ListEnvelope[DestinationObjectRead],
+)
 def list_destination_objects(
     destination_id: Int64,
     request: Request,
@@ -125,7 +134,7 @@ def list_destination_objects(
 
 @router.get(
     "/destinations/{destination_id}/objects/{full_name:path}",
-    response_model=Envelope[Json],
+    response_model=Envelope[DestinationObjectRead],
 )
 def get_destination_object(
     destination_id: Int64, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)

@@ -14,10 +14,11 @@ from reflow.api.schemas.common import Int64
 from reflow.api.schemas.responses import (
     ColumnRead,
     Envelope,
-    Json,
     ListEnvelope,
     RefreshKey,
     RefreshStatus,
+    SourceObjectRead,
+    TableObjectRead,
     TableRead,
 )
 from reflow.db.repo import Page, PageParams
@@ -108,7 +109,9 @@ def list_columns(
     return listing(request, page, data, last_refreshed_at=iso(table.columns_refreshed_at))
 
 
-@router.get("/sources/{source_id}/tables/{table_id}", response_model=Envelope[Json])
+@router.get(
+    "/sources/{source_id}/tables/{table_id}", response_model=Envelope[TableObjectRead]
+)
 def get_table(
     source_id: Int64, table_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -183,7 +186,9 @@ def refresh_model_columns_status(
     return _status(ctx, source, refresh_key, "model_columns", model.id)
 
 
-@router.get("/sources/{source_id}/objects", response_model=ListEnvelope[Json])
+@router.get(
+    "/sources/{source_id}/objects", response_model=ListEnvelope[SourceObjectRead]
+)
 def list_source_objects(
     source_id: Int64,
     request: Request,

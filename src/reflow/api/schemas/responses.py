@@ -42,6 +42,25 @@ class ModelRead(Open):
     columns: list[Json] | None = None
 
 
+class DestinationFieldRead(Open):
+    label: str | None = None
+    full_name: str
+    createable: bool | None = None
+    updateable: bool | None = None
+    required_for_mapping: bool | None = None
+    can_be_upsert_key: bool | None = None
+    type: str | None = None
+
+
+class DestinationObjectRead(Open):
+    label: str | None = None
+    full_name: str
+    supported_operations: list[str]
+    allow_custom_fields: bool | None = None
+    advanced_configuration_field_definitions: list[Json] | None = None
+    fields: list[DestinationFieldRead]
+
+
 class DestinationRead(TestFields):
     id: int
     name: str | None = None
@@ -49,7 +68,7 @@ class DestinationRead(TestFields):
     created_at: str | None = None
     connection_details: Json | None = None
     is_file_system: bool
-    objects: list[Json]
+    objects: list[DestinationObjectRead]
 
 
 class SyncRead(Open):
@@ -134,6 +153,20 @@ class TableRead(Open):
     table_catalog: str | None = None
     table_schema: str | None = None
     table_name: str
+
+
+class SourceObjectRead(Open):
+    """A table, model or segment of ``GET /sources/{id}/objects``."""
+
+    type: str
+    id: int
+
+
+class TableObjectRead(SourceObjectRead):
+    table_catalog: str | None = None
+    table_schema: str | None = None
+    table_name: str
+    columns: list[Json] | None = None
 
 
 class ColumnRead(Open):
