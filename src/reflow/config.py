@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     export_ttl_seconds: int = Field(
         900, ge=1, description="Lifetime of a records-export download URL and of its file.",
     )
+    # The API edge (api/edge.py): bounds checked before a body is parsed (issue 17).
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, description="Largest request body /api/v1 accepts (413 above)."
+    )
+    max_ingest_bytes: int = Field(
+        10_485_760, ge=1, description="Largest body topic ingestion (/ingest) accepts (413 above)."
+    )
+    max_json_depth: int = Field(64, ge=1, description="Deepest JSON nesting a body may have (400).")
+    max_model_query_chars: int = Field(
+        100_000, ge=1, description="Longest SQL a model or dataset query may have (400)."
+    )
 
     @property
     def is_production(self) -> bool:

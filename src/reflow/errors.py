@@ -43,3 +43,27 @@ class Conflict(ReflowError):
 
 class Gone(ReflowError):
     status_code = 410
+
+
+class PayloadTooLarge(ReflowError):
+    status_code = 413
+
+
+#: Run error codes as Census-style constants (Census shows e.g. ``JSON_ARRAY_ERROR``).
+#: A run failed by a connector used to store the error's Python class name.
+_RUN_ERROR_CODES = {
+    "ConnectorError": "CONNECTOR_ERROR",
+    "TerminalError": "CONNECTOR_ERROR",
+    "RpcError": "CONNECTOR_ERROR",
+    "TransientError": "CONNECTOR_UNAVAILABLE",
+    "BatchRejected": "RECORDS_REJECTED",
+    "ObjectNotFound": "OBJECT_NOT_FOUND",
+    "InvalidQuery": "INVALID_QUERY",
+}
+
+
+def run_error_code(stored: str | None) -> str | None:
+    """The stable code an API client sees for a run's stored ``error_code``."""
+    if stored is None or stored.isupper() or not stored:
+        return stored
+    return _RUN_ERROR_CODES.get(stored, "CONNECTOR_ERROR")

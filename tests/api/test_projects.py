@@ -171,7 +171,7 @@ def test_dbt_project_models_sync_and_refresh(
     assert api.get(status_path, params={"refresh_key": "abc"}).status_code == 400
     assert api.get(status_path, params={"refresh_key": 99_999_999}).status_code == 404
     missing = api.post("/projects/99999999/refresh")
-    assert missing.status_code == 404 and missing.json()["status"] == 404
+    assert missing.status_code == 404 and missing.json()["status"] == "not_found"
     assert (
         api.get("/projects/99999999/refresh_status", params={"refresh_key": 1}).status_code == 404
     )

@@ -7,12 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
+from reflow.api import openapi
+from reflow.api.edge import EdgeGuard
 from reflow.api.routers import (
     catalog,
     connect_links,
@@ -26,6 +30,7 @@ from reflow.api.routers import (
     sources,
     syncs,
     topics,
+    unsupported,
 )
 from reflow.api.routers import datasets as datasets_router
 from reflow.api.routers import links as links_router
@@ -33,6 +38,7 @@ from reflow.api.routers import records as records_router
 from reflow.api.routers import segments as segments_router
 from reflow.api.routers import source_catalog as source_catalog_router
 from reflow.api.routers import webhooks as webhooks_router
+from reflow.api.schemas.common import ERRORS
 from reflow.errors import ReflowError
 from reflow.runtime import Runtime
 
@@ -66,27 +72,17 @@ def create_app(runtime: Runtime) -> FastAPI:
 
         shutdown_background(runtime)  # refresh jobs (tables, columns, segment counts)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # Swagger UI and ReDoc from the package's files, no CDN
         lifespan=lifespan,
         title="Reflow",
         version=__version__,
         description="Self-hosted reverse ETL with a Census-compatible Management API.",
+        static_url="/docs-assets",
     )
     app.state.runtime = runtime
-    # Before destinations: its /objects/{full_name:path} would swallow */refresh_fields*.
-    app.include_router(destination_objects.router, prefix="/api/v1")
-    for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
-        app.include_router(module.router, prefix="/api/v1")
-    for module in (webhooks_router, links_router):
-        app.include_router(module.router, prefix="/api/v1")
-    app.include_router(records_router.router, prefix="/api/v1")
-    for module in (source_catalog_router, segments_router, datasets_router):
-        app.include_router(module.router, prefix="/api/v1")
-    for module in (connect_links, projects, topics):  # issue 3 §10-§12, issue 4 §16
-        app.include_router(module.router, prefix="/api/v1")
-    app.include_router(managed.router, prefix="/api/v1")  # config as code, issue 16
-    app.include_router(topics.ingest_router)  # POST /ingest/{source_id}/{topic}
-    app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
+    app.add_middleware(EdgeGuard, runtime=runtime)  # token and size checked before a body is read
+    _include_routers(app)
+    openapi.install(app)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -102,6 +98,28 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(render(runtime), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    def api(router: APIRouter) -> None:
+        app.include_router(router, prefix="/api/v1", responses=ERRORS)
+
+    # First: its fixed paths would otherwise fall into /destinations/{destination_id}.
+    api(unsupported.router)
+    # Before destinations: its /objects/{full_name:path} would swallow */refresh_fields*.
+    api(destination_objects.router)
+    for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
+        api(module.router)
+    for module in (webhooks_router, links_router):
+        api(module.router)
+    api(records_router.router)
+    for module in (source_catalog_router, segments_router, datasets_router):
+        api(module.router)
+    for module in (connect_links, projects, topics):  # issue 3 §10-§12, issue 4 §16
+        api(module.router)
+    api(managed.router)  # config as code, issue 16
+    app.include_router(topics.ingest_router, responses=ERRORS)  # POST /ingest/{source_id}/{topic}
+    app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
 
 
 def _embedded_scheduler(runtime: Runtime) -> Scheduler | None:
@@ -136,17 +154,54 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"status": "error", "message": "; ".join(parts)}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status: str | int = "not_found" if exc.status_code == 404 else exc.status_code
         if exc.status_code < 500 and exc.status_code != 404:
             status = "error"
+        message = str(exc.detail)
+        if exc.status_code in (404, 405):  # the same form as a missing resource's 404
+            message = f"{request.method} {request.url.path}: {message.lower()}"
         return JSONResponse(
-            {"status": status, "message": str(exc.detail)}, status_code=exc.status_code
+            {"status": status, "message": message},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(DataError)
+    async def out_of_range(_: Request, exc: DataError) -> JSONResponse:
+        return _out_of_range(exc)
+
+    @app.exception_handler(OverflowError)
+    async def overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver cannot bind an int beyond 64 bits that a body carried.
+        log.info("request number out of range: %s", exc)
+        return JSONResponse(
+            {"status": "error", "message": "a number in the request is out of range"},
+            status_code=400,
         )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
+        return _internal_error()
+
+
+def _out_of_range(exc: DataError) -> JSONResponse:
+    """PostgreSQL's 32-bit id columns cannot hold every 64-bit id the edge accepts: a
+    lookup by such an id finds nothing (404); a write of such a number is bad input."""
+    if getattr(exc.orig, "sqlstate", None) != "22003":  # numeric_value_out_of_range
+        return _internal_error()
+    if str(exc.statement or "").lstrip().upper().startswith("SELECT"):
         return JSONResponse(
-            {"status": "error", "message": "internal error; see the server log"}, status_code=500
+            {"status": "not_found", "message": "not found: the id is out of the store's range"},
+            status_code=404,
         )
+    return JSONResponse(
+        {"status": "error", "message": "a number in the request is out of range"}, status_code=400
+    )
+
+
+def _internal_error() -> JSONResponse:
+    log.exception("unexpected error")
+    return JSONResponse(
+        {"status": "error", "message": "internal error; see the server log"}, status_code=500
+    )

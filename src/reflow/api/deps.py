@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from reflow.api.edge import parse_json, token_from_header
 from reflow.crypto import Vault
 from reflow.db.tables_org import User
-from reflow.errors import BadRequest, Forbidden, Unauthorized
+from reflow.errors import BadRequest, Forbidden
 from reflow.runtime import Runtime
 from reflow.services import access
 from reflow.services.auth import Principal, authenticate
@@ -33,17 +32,16 @@ def get_session(runtime: Runtime = Depends(get_runtime)) -> Iterator[Session]:
 def bearer_token(request: Request) -> str | None:
     """``Authorization: Bearer <token>``, or HTTP Basic with user ``bearer`` and the
     token as password (the form dagster-census and the old Census docs use)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(value).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("malformed Basic credentials") from None
-        return password if user.lower() == "bearer" else None
-    return None
+    return token_from_header(request.headers.get("authorization", ""))
+
+
+def caller(request: Request, session: Session) -> Principal:
+    """The principal ``api/edge.py`` resolved before the body was read; looked up
+    here only when the app runs without the edge (never twice per request)."""
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
+        return principal
+    return authenticate(session, token=bearer_token(request))
 
 
 @dataclass
@@ -66,7 +64,7 @@ def workspace_context(
     session: Session = Depends(get_session),
     runtime: Runtime = Depends(get_runtime),
 ) -> WorkspaceContext:
-    principal = authenticate(session, token=bearer_token(request))
+    principal = caller(request, session)
     if principal.workspace_id is None:
         # A personal access token names its workspace in a header; its user's role
         # there decides (services/access.py). Workspace API keys keep full access.
@@ -104,7 +102,7 @@ def organization_context(
     session: Session = Depends(get_session),
     runtime: Runtime = Depends(get_runtime),
 ) -> OrganizationContext:
-    principal = authenticate(session, token=bearer_token(request))
+    principal = caller(request, session)
     if principal.kind != "organization":
         raise Forbidden(
             "this endpoint needs a personal access (organization) token, not a workspace API key"
@@ -119,10 +117,25 @@ async def json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    body = parse_json(raw, max_depth=get_runtime(request).settings.max_json_depth)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def check_query_length(body: dict[str, Any], ctx: WorkspaceContext) -> None:
+    """A model's SQL is sent to the warehouse as is; bound it before anything does."""
+    query, limit = body.get("query"), ctx.runtime.settings.max_model_query_chars
+    if isinstance(query, str) and len(query) > limit:
+        raise BadRequest(f"query: longer than the limit of {limit} characters")
+
+
+def body_of(model: type[BaseModel]) -> Callable[[Request], Awaitable[dict[str, Any]]]:
+    """``json_object``, marked with the ``model`` that ``/openapi.json`` shows for the
+    body (api/openapi.py); the dict still goes to the service, which validates it."""
+
+    async def body(request: Request) -> dict[str, Any]:
+        return await json_object(request)
+
+    body.body_model = model  # type: ignore[attr-defined]
     return body

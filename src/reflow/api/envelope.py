@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
+from reflow.api.schemas.common import Int64
 from reflow.db.repo import Page, PageParams
 from reflow.timestamps import iso
 
@@ -21,13 +22,17 @@ def bare(body: dict[str, Any], code: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=code)
 
 
+MAX_PAGE = 2**40
+
+
 def page_params(
-    page: int = Query(1, description="Page number, from 1; 0 is treated as 1."),
-    per_page: int = Query(25, description="Records per page; at most 100."),
+    page: Annotated[Int64, Query(description="Page number, from 1; 0 is treated as 1.")] = 1,
+    per_page: Annotated[Int64, Query(description="Records per page; at most 100.")] = 25,
     order: str = Query("desc", description="Order by creation: asc or desc."),
 ) -> PageParams:
     return PageParams(
-        page=max(page, 1),
+        # Capped so the row offset stays a 64-bit number; such a page is empty anyway.
+        page=min(max(page, 1), MAX_PAGE),
         per_page=min(max(per_page, 1), 100),
         order="asc" if order == "asc" else "desc",
     )

@@ -11,9 +11,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import LinkCreate
+from reflow.api.schemas.responses import Envelope, LinkRead, ListEnvelope
 from reflow.crypto import Vault
 from reflow.db.repo import PageParams
 from reflow.runtime import Runtime
@@ -59,12 +63,13 @@ class LinkKind:
     service: Any
     kind: str
     render: Render
+    body_model: type[BaseModel] = LinkCreate
 
     def show(self, request: Request, ctx: WorkspaceContext, link: Any) -> dict[str, Any]:
         data = self.render(link, base=public_base(request, ctx.runtime), runtime=ctx.runtime)
         return data if _may_write(ctx) else _without_token(data)
 
-    def fetch(self, ctx: WorkspaceContext, link_id: int) -> Any:
+    def fetch(self, ctx: WorkspaceContext, link_id: Int64) -> Any:
         return self.service.get(
             ctx.session, workspace_id=ctx.workspace_id, kind=self.kind, link_id=link_id
         )
@@ -96,7 +101,7 @@ class LinkKind:
             shown = [_without_token(x) for x in shown]
         return listing(request, page, shown)
 
-    def revoke(self, request: Request, ctx: WorkspaceContext, link_id: int) -> JSONResponse:
+    def revoke(self, request: Request, ctx: WorkspaceContext, link_id: Int64) -> JSONResponse:
         link = self.fetch(ctx, link_id)
         self.service.revoke(ctx.session, link=link)
         ctx.commit()
@@ -124,31 +129,38 @@ def add_link_routes(
 
     def create_link(
         request: Request,
-        body: dict[str, Any] = Depends(json_object),
+        body: dict[str, Any] = Depends(body_of(spec.body_model)),
         ctx: WorkspaceContext = Depends(workspace_context),
     ) -> JSONResponse:
         return spec.create(request, ctx, body)
 
     def get_link(
-        link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+        link_id: Int64, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
     ) -> JSONResponse:
         return ok(spec.show(request, ctx, spec.fetch(ctx, link_id)))
 
     def revoke_link(
-        link_id: int, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
+        link_id: Int64, request: Request, ctx: WorkspaceContext = Depends(workspace_context)
     ) -> JSONResponse:
         return spec.revoke(request, ctx, link_id)
 
-    path = f"/{collection}"
-    router.add_api_route(path, list_links, methods=["GET"], name=f"list_{name}_links")
+    path, one = f"/{collection}", Envelope[LinkRead]
+    router.add_api_route(
+        path, list_links, methods=["GET"], name=f"list_{name}_links",
+        response_model=ListEnvelope[LinkRead],
+    )
     router.add_api_route(
         path,
         create_link,
         methods=["POST"],
         name=f"create_{name}_link",
-        status_code=create_status,
+        status_code=create_status or 201,  # LinkKind.create answers 201
+        response_model=one,
     )
-    router.add_api_route(path + "/{link_id}", get_link, methods=["GET"], name=f"get_{name}_link")
     router.add_api_route(
-        path + "/{link_id}/revoke", revoke_link, methods=["POST"], name=f"revoke_{name}_link"
+        path + "/{link_id}", get_link, methods=["GET"], name=f"get_{name}_link", response_model=one
+    )
+    router.add_api_route(
+        path + "/{link_id}/revoke", revoke_link, methods=["POST"], name=f"revoke_{name}_link",
+        response_model=one,
     )

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from reflow.api.envelope import iso
 from reflow.connectors.base import DestinationConnector, DestinationObject, SourceConnector
 from reflow.db.tables import Destination, Source, SourceModel, Sync, SyncRun
+from reflow.errors import run_error_code
 from reflow.services.connections import configuration_fields
 from reflow.services.schedules import schedule_fields
 
@@ -239,7 +240,7 @@ def sync_run(row: SyncRun) -> dict[str, Any]:
         "records_processed": row.records_processed,
         "records_updated": row.records_updated,
         "records_failed": row.records_failed,
-        "error_code": row.error_code,
+        "error_code": run_error_code(row.error_code),
         "error_message": row.error_message,
         "error_detail": row.error_detail,
         "canceled": row.canceled,

@@ -40,7 +40,9 @@ def create(
         sync_engine=sync_engine
         or ("advanced" if cls.capabilities.supports_bookkeeping else "basic"),
         read_only_connection=bool(read_only_connection),
-        warehouse_writeback_retention_in_days=warehouse_writeback_retention_in_days,
+        warehouse_writeback_retention_in_days=_retention_days(
+            warehouse_writeback_retention_in_days
+        ),
     )
     config = connections.save_credentials(
         source, cls=cls, credentials=credentials, vault=vault, merge=False
@@ -49,6 +51,12 @@ def create(
     session.add(source)
     session.flush()
     return source
+
+
+def _retention_days(days: Any) -> int | None:
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int)):
+        raise BadRequest("connection.warehouse_writeback_retention_in_days must be an integer")
+    return days
 
 
 def update(
@@ -69,9 +77,14 @@ def update(
         source.label = changes["label"]
         if not changes.get("name") and changes["label"]:
             source.name = changes["label"]
-    for key in ("read_only_connection", "warehouse_writeback_retention_in_days"):
-        if key in changes:
-            setattr(source, key, changes[key])
+    if "read_only_connection" in changes:
+        value = changes["read_only_connection"]
+        if not isinstance(value, bool):  # stored as NOT NULL boolean
+            raise BadRequest("connection.read_only_connection must be a boolean")
+        source.read_only_connection = value
+    if "warehouse_writeback_retention_in_days" in changes:
+        days = _retention_days(changes["warehouse_writeback_retention_in_days"])
+        source.warehouse_writeback_retention_in_days = days
     cls = registry.source_types()[source.type]
     connections.save_credentials(
         source, cls=cls, credentials=changes.get("credentials") or {}, vault=vault, merge=True

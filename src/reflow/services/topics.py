@@ -180,10 +180,10 @@ def find_for_sync(session: Session, *, source: Source, obj: dict[str, Any]) -> d
 # --- ingestion -------------------------------------------------------------------
 
 
-def ingest(
-    session: Session, *, source_id: int, topic_name: str, secret: str | None, body: Any
-) -> int:
-    """Stores one message (a JSON object) or many (an array of objects), all or none."""
+def ingestion_topic(
+    session: Session, *, source_id: int, topic_name: str, secret: str | None
+) -> Topic:
+    """The topic ``secret`` opens; checked before the body is read (api/routers/topics)."""
     topic = session.scalar(
         select(Topic).where(Topic.source_id == source_id, Topic.name == topic_name)
     )
@@ -194,6 +194,14 @@ def ingest(
         or not secrets.compare_digest(topic.secret_hash, hash_secret(secret))
     ):
         raise Unauthorized("unknown topic or wrong ingestion secret")
+    return topic
+
+
+def ingest(
+    session: Session, *, source_id: int, topic_name: str, secret: str | None, body: Any
+) -> int:
+    """Stores one message (a JSON object) or many (an array of objects), all or none."""
+    topic = ingestion_topic(session, source_id=source_id, topic_name=topic_name, secret=secret)
     messages = body if isinstance(body, list) else [body]
     if not messages:
         raise BadRequest("the body holds no message")

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from reflow.api import render
 from reflow.api.deps import WorkspaceContext, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.responses import DestinationTypeRead, Envelope, ListEnvelope, SourceTypeRead
 from reflow.connectors import registry
 from reflow.db.repo import Page, PageParams
 from reflow.errors import NotFound
@@ -22,7 +23,7 @@ def _page(items: list, params: PageParams) -> Page:
     return Page(items[start : start + params.per_page], len(items), params)
 
 
-@router.get("/source_types")
+@router.get("/source_types", response_model=ListEnvelope[SourceTypeRead])
 def list_source_types(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -32,7 +33,7 @@ def list_source_types(
     return listing(request, page, [render.source_type(c) for c in page.items])
 
 
-@router.get("/source_types/{service_name}")
+@router.get("/source_types/{service_name}", response_model=Envelope[SourceTypeRead])
 def get_source_type(
     service_name: str, _: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
@@ -42,7 +43,7 @@ def get_source_type(
     return ok(render.source_type(cls))
 
 
-@router.get("/connectors")
+@router.get("/connectors", response_model=ListEnvelope[DestinationTypeRead])
 def list_connectors(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -55,7 +56,7 @@ def list_connectors(
     return listing(request, page, [render.destination_type(c) for c in page.items])
 
 
-@router.get("/connectors/{service_name}")
+@router.get("/connectors/{service_name}", response_model=Envelope[DestinationTypeRead])
 def get_connector(
     service_name: str, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:

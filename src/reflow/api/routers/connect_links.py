@@ -9,9 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import iso
 from reflow.api.link_routes import LinkKind, add_link_routes, common_fields
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import ConnectLinkCreate, LinkCreate
+from reflow.api.schemas.responses import Envelope, LinkRead
 from reflow.db.tables_links import ConnectLink
 from reflow.runtime import Runtime
 from reflow.services import connect_links, destinations, sources
@@ -27,16 +30,19 @@ def render_link(link: ConnectLink, *, base: str, runtime: Runtime) -> dict[str, 
     return data
 
 
-SOURCE = LinkKind(connect_links, "source", render_link)
-DESTINATION = LinkKind(connect_links, "destination", render_link)
+SOURCE = LinkKind(connect_links, "source", render_link, ConnectLinkCreate)
+DESTINATION = LinkKind(connect_links, "destination", render_link, ConnectLinkCreate)
 add_link_routes(router, SOURCE, collection="source_connect_links", name="source", create_status=201)
 
 
-@router.post("/sources/{source_id}/connect_links", status_code=201)
+@router.post(
+    "/sources/{source_id}/connect_links", status_code=201,
+    response_model=Envelope[LinkRead],
+)
 def reauthorize_source_link(
-    source_id: int,
+    source_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(LinkCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -52,11 +58,14 @@ add_link_routes(
 )
 
 
-@router.post("/destinations/{destination_id}/connect_links", status_code=201)
+@router.post(
+    "/destinations/{destination_id}/connect_links", status_code=201,
+    response_model=Envelope[LinkRead],
+)
 def reauthorize_destination_link(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(LinkCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     destination = destinations.get(

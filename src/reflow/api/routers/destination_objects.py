@@ -13,8 +13,20 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import bare, listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import ConnectorCreate, ObjectCreationRequest
+from reflow.api.schemas.responses import (
+    DestinationTypeRead,
+    Envelope,
+    Json,
+    ListEnvelope,
+    ObjectCreated,
+    ObjectTypeRead,
+    RefreshKey,
+    RefreshStatus,
+)
 from reflow.connectors.base import ObjectType
 from reflow.db.repo import Page, PageParams
 from reflow.errors import NotFound
@@ -46,9 +58,10 @@ def _types_listing(request: Request, cls: type, params: PageParams) -> JSONRespo
     return listing(request, page, [render_object_type(k) for k in page.items])
 
 
-@router.post("/connectors", status_code=201)
+@router.post("/connectors", status_code=201, response_model=Envelope[DestinationTypeRead])
 def create_connector(
-    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+    body: dict[str, Any] = Depends(body_of(ConnectorCreate)),
+    ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     row = destination_types.register(
         ctx.session, workspace_id=ctx.workspace_id, vault=ctx.vault, body=body
@@ -58,7 +71,7 @@ def create_connector(
     return ok(render.destination_type(cls), "created", 201)
 
 
-@router.get("/connectors/{service_name}/object_types")
+@router.get("/connectors/{service_name}/object_types", response_model=ListEnvelope[ObjectTypeRead])
 def list_connector_object_types(
     service_name: str,
     request: Request,
@@ -74,15 +87,18 @@ def list_connector_object_types(
     return _types_listing(request, cls, params)
 
 
-def _destination(ctx: WorkspaceContext, destination_id: int) -> Any:
+def _destination(ctx: WorkspaceContext, destination_id: Int64) -> Any:
     return destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
     )
 
 
-@router.get("/destinations/{destination_id}/object_types")
+@router.get(
+    "/destinations/{destination_id}/object_types",
+    response_model=ListEnvelope[ObjectTypeRead],
+)
 def list_destination_object_types(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -92,11 +108,14 @@ def list_destination_object_types(
     return _types_listing(request, cls, params)
 
 
-@router.post("/destinations/{destination_id}/object_creation_requests", status_code=201)
+@router.post(
+    "/destinations/{destination_id}/object_creation_requests", status_code=201,
+    response_model=ObjectCreated,
+)
 def create_object(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(ObjectCreationRequest)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     """201 with a ``url`` that this server answers (Census' documented URL names another
@@ -126,9 +145,10 @@ def create_object(
 @router.get(
     "/destinations/{destination_id}/object_creation_requests/{request_id}",
     name="get_object_creation_request",
+    response_model=Envelope[Json],
 )
 def get_object_creation_request(
-    destination_id: int, request_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, request_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = _destination(ctx, destination_id)
     job = destination_objects.get_job(
@@ -140,9 +160,9 @@ def get_object_creation_request(
     return ok(data)
 
 
-@router.post("/destinations/{destination_id}/refresh_objects")
+@router.post("/destinations/{destination_id}/refresh_objects", response_model=RefreshKey)
 def refresh_objects(
-    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = _destination(ctx, destination_id)
     job = destination_objects.start(
@@ -152,9 +172,9 @@ def refresh_objects(
     return bare({"refresh_key": job.id})
 
 
-@router.get("/destinations/{destination_id}/refresh_objects_status")
+@router.get("/destinations/{destination_id}/refresh_objects_status", response_model=RefreshStatus)
 def refresh_objects_status(
-    destination_id: int,
+    destination_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -166,9 +186,12 @@ def refresh_objects_status(
     return bare(body, code)
 
 
-@router.post("/destinations/{destination_id}/objects/{full_name:path}/refresh_fields")
+@router.post(
+    "/destinations/{destination_id}/objects/{full_name:path}/refresh_fields",
+    response_model=RefreshKey,
+)
 def refresh_fields(
-    destination_id: int, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = _destination(ctx, destination_id)
     job = destination_objects.start(
@@ -182,9 +205,12 @@ def refresh_fields(
     return bare({"refresh_key": job.id})
 
 
-@router.get("/destinations/{destination_id}/objects/{full_name:path}/refresh_fields_status")
+@router.get(
+    "/destinations/{destination_id}/objects/{full_name:path}/refresh_fields_status",
+    response_model=RefreshStatus,
+)
 def refresh_fields_status(
-    destination_id: int,
+    destination_id: Int64,
     full_name: str,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),

@@ -8,8 +8,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import DestinationCreate, DestinationUpdate
+from reflow.api.schemas.responses import (
+    Deleted,
+    DestinationObjectRead,
+    DestinationRead,
+    Envelope,
+    ListEnvelope,
+)
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
 from reflow.services import connections, destination_objects, destinations, managed
@@ -24,9 +33,10 @@ def _service_connection(body: dict[str, Any]) -> dict[str, Any]:
     return conn
 
 
-@router.post("/destinations", status_code=201)
+@router.post("/destinations", status_code=201, response_model=Envelope[DestinationRead])
 def create_destination(
-    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+    body: dict[str, Any] = Depends(body_of(DestinationCreate)),
+    ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     conn = _service_connection(body)
     destination = destinations.create(
@@ -45,7 +55,7 @@ def create_destination(
     return ok(render.destination(destination, objects), "created", 201)
 
 
-@router.get("/destinations")
+@router.get("/destinations", response_model=ListEnvelope[DestinationRead])
 def list_destinations(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -60,9 +70,9 @@ def list_destinations(
         ctx.session, workspace_id=ctx.workspace_id, kind="destination", items=items))
 
 
-@router.get("/destinations/{destination_id}")
+@router.get("/destinations/{destination_id}", response_model=Envelope[DestinationRead])
 def get_destination(
-    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
@@ -73,10 +83,10 @@ def get_destination(
         ctx.session, workspace_id=ctx.workspace_id, kind="destination", items=[item])[0])
 
 
-@router.patch("/destinations/{destination_id}")
+@router.patch("/destinations/{destination_id}", response_model=Envelope[DestinationRead])
 def update_destination(
-    destination_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    destination_id: Int64,
+    body: dict[str, Any] = Depends(body_of(DestinationUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     destination = destinations.get(
@@ -94,9 +104,9 @@ def update_destination(
     return ok(render.destination(destination, objects), "updated")
 
 
-@router.delete("/destinations/{destination_id}")
+@router.delete("/destinations/{destination_id}", response_model=Deleted)
 def delete_destination(
-    destination_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id
@@ -106,9 +116,12 @@ def delete_destination(
     return JSONResponse({"status": "deleted"})
 
 
-@router.get("/destinations/{destination_id}/objects")
+@router.get(
+    "/destinations/{destination_id}/objects",
+    response_model=ListEnvelope[DestinationObjectRead],
+)
 def list_destination_objects(
-    destination_id: int,
+    destination_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -124,9 +137,12 @@ def list_destination_objects(
     return listing(request, page, [render.destination_object(o, options) for o in page.items])
 
 
-@router.get("/destinations/{destination_id}/objects/{full_name:path}")
+@router.get(
+    "/destinations/{destination_id}/objects/{full_name:path}",
+    response_model=Envelope[DestinationObjectRead],
+)
 def get_destination_object(
-    destination_id: int, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
+    destination_id: Int64, full_name: str, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     destination = destinations.get(
         ctx.session, workspace_id=ctx.workspace_id, destination_id=destination_id

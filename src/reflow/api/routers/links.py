@@ -19,13 +19,16 @@ from sqlalchemy.orm import Session
 
 from reflow.api.deps import (
     WorkspaceContext,
+    body_of,
     get_runtime,
     get_session,
-    json_object,
     workspace_context,
 )
 from reflow.api.envelope import iso, ok
 from reflow.api.link_routes import LinkKind, add_link_routes, common_fields
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import LinkCreate, SyncCreate
+from reflow.api.schemas.responses import Capability, Envelope, LinkRead, SyncValidated
 from reflow.db.tables_hooks import ManagementLink
 from reflow.errors import Gone, NotFound
 from reflow.runtime import Runtime
@@ -52,23 +55,29 @@ add_link_routes(router, SYNC, collection="sync_management_links", name="sync")
 add_link_routes(router, SEGMENT, collection="segment_management_links", name="segment")
 
 
-@router.post("/syncs/{sync_id}/connect_links")
+@router.post(
+    "/syncs/{sync_id}/connect_links", status_code=201, response_model=Envelope[LinkRead]
+)
 def create_edit_sync_link(
-    sync_id: int,
+    sync_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(LinkCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
     return SYNC.create(request, ctx, body, sync_id=sync.id)
 
 
-@router.post("/sources/{source_id}/filter_segments/{segment_id}/segment_management_links")
+@router.post(
+    "/sources/{source_id}/filter_segments/{segment_id}/segment_management_links",
+    status_code=201,
+    response_model=Envelope[LinkRead],
+)
 def create_edit_segment_link(
-    source_id: int,
-    segment_id: int,
+    source_id: Int64,
+    segment_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(LinkCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     """An edit link for an existing segment of the source (404 otherwise)."""
@@ -88,17 +97,17 @@ def _capability(link: ManagementLink) -> dict[str, Any]:
     return data
 
 
-@router.get("/embedded/sync_wizard")
+@router.get("/embedded/sync_wizard", response_model=Envelope[Capability])
 def open_sync_link(
     auth: str | None = Query(None), session: Session = Depends(get_session)
 ) -> JSONResponse:
     return ok(_capability(links.resolve(session, token=auth, kind="sync")))
 
 
-@router.post("/embedded/sync_wizard")
+@router.post("/embedded/sync_wizard", response_model=SyncValidated)
 def apply_sync_link(
     auth: str | None = Query(None),
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(SyncCreate)),
     session: Session = Depends(get_session),
     runtime: Runtime = Depends(get_runtime),
 ) -> JSONResponse:
@@ -119,7 +128,7 @@ def apply_sync_link(
     return ok({"sync_id": created.id}, "created")
 
 
-@router.get("/embedded/segment_wizard")
+@router.get("/embedded/segment_wizard", response_model=Envelope[Capability])
 def open_segment_link(
     auth: str | None = Query(None), session: Session = Depends(get_session)
 ) -> JSONResponse:

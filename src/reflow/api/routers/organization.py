@@ -11,8 +11,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render_org
-from reflow.api.deps import OrganizationContext, json_object, organization_context
+from reflow.api.deps import OrganizationContext, body_of, organization_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import InvitationCreate, InvitationUpdate, UserUpdate
+from reflow.api.schemas.responses import Deleted, Envelope, InvitationRead, ListEnvelope, UserRead
 from reflow.db.repo import PageParams
 from reflow.services import invitations, organization
 
@@ -22,7 +25,7 @@ router = APIRouter(tags=["organization"])
 # -- users ----------------------------------------------------------------------------
 
 
-@router.get("/users")
+@router.get("/users", response_model=ListEnvelope[UserRead])
 def list_users(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -32,18 +35,18 @@ def list_users(
     return listing(request, page, [render_org.user(u) for u in page.items])
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", response_model=Envelope[UserRead])
 def get_user(
-    user_id: int, ctx: OrganizationContext = Depends(organization_context)
+    user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
     return ok(render_org.user(user))
 
 
-@router.patch("/users/{user_id}")
+@router.patch("/users/{user_id}", response_model=Envelope[UserRead])
 def update_user(
-    user_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    user_id: Int64,
+    body: dict[str, Any] = Depends(body_of(UserUpdate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
@@ -53,9 +56,9 @@ def update_user(
     return ok(render_org.user(user), "updated")
 
 
-@router.delete("/users/{user_id}")
+@router.delete("/users/{user_id}", response_model=Deleted)
 def delete_user(
-    user_id: int, ctx: OrganizationContext = Depends(organization_context)
+    user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
     user = organization.get_user(ctx.session, organization_id=ctx.organization_id, user_id=user_id)
@@ -67,7 +70,7 @@ def delete_user(
 # -- invitations ----------------------------------------------------------------------
 
 
-@router.get("/invitations")
+@router.get("/invitations", response_model=ListEnvelope[InvitationRead])
 def list_invitations(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -77,9 +80,9 @@ def list_invitations(
     return listing(request, page, [render_org.invitation(ctx.session, i) for i in page.items])
 
 
-@router.post("/invitations")
+@router.post("/invitations", response_model=Envelope[InvitationRead])
 def create_invitation(
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(InvitationCreate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     """200 ``success``, as documented (not 201 ``created``)."""
@@ -91,9 +94,9 @@ def create_invitation(
     return ok(render_org.invitation(ctx.session, invitation))
 
 
-@router.get("/invitations/{invitation_id}")
+@router.get("/invitations/{invitation_id}", response_model=Envelope[InvitationRead])
 def get_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     invitation = invitations.get(
         ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
@@ -101,10 +104,10 @@ def get_invitation(
     return ok(render_org.invitation(ctx.session, invitation))
 
 
-@router.patch("/invitations/{invitation_id}")
+@router.patch("/invitations/{invitation_id}", response_model=Envelope[InvitationRead])
 def update_invitation(
-    invitation_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    invitation_id: Int64,
+    body: dict[str, Any] = Depends(body_of(InvitationUpdate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
@@ -116,7 +119,7 @@ def update_invitation(
     return ok(render_org.invitation(ctx.session, invitation), "updated")
 
 
-def _revoke(invitation_id: int, ctx: OrganizationContext) -> dict[str, Any]:
+def _revoke(invitation_id: Int64, ctx: OrganizationContext) -> dict[str, Any]:
     organization.require_admin(ctx.user)
     invitation = invitations.get(
         ctx.session, organization_id=ctx.organization_id, invitation_id=invitation_id
@@ -127,24 +130,24 @@ def _revoke(invitation_id: int, ctx: OrganizationContext) -> dict[str, Any]:
     return data
 
 
-@router.post("/invitations/{invitation_id}/revoke")
+@router.post("/invitations/{invitation_id}/revoke", response_model=Envelope[InvitationRead])
 def revoke_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     return ok(_revoke(invitation_id, ctx))
 
 
-@router.delete("/invitations/{invitation_id}")
+@router.delete("/invitations/{invitation_id}", response_model=Deleted)
 def delete_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     _revoke(invitation_id, ctx)
     return JSONResponse({"status": "deleted"})
 
 
-@router.post("/invitations/{invitation_id}/accept")
+@router.post("/invitations/{invitation_id}/accept", response_model=Envelope[UserRead])
 def accept_invitation(
-    invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    invitation_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     """Reflow extension: creates the invitee's user; the body carries their first
     personal access token, shown this once."""

@@ -17,11 +17,28 @@ from reflow.api import render_org
 from reflow.api.deps import (
     OrganizationContext,
     WorkspaceContext,
-    json_object,
+    body_of,
     organization_context,
     workspace_context,
 )
 from reflow.api.envelope import bare, listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import (
+    WorkspaceCreate,
+    WorkspaceInvitationCreate,
+    WorkspaceInvitationUpdate,
+    WorkspaceUpdate,
+    WorkspaceUserSet,
+)
+from reflow.api.schemas.responses import (
+    ApiKey,
+    Deleted,
+    Envelope,
+    ListEnvelope,
+    WorkspaceInvitationRead,
+    WorkspaceRead,
+    WorkspaceUserRead,
+)
 from reflow.db.repo import PageParams
 from reflow.db.tables import Workspace
 from reflow.errors import BadRequest
@@ -30,27 +47,27 @@ from reflow.services import invitations, organization, workspace_admin
 router = APIRouter(tags=["workspaces"])
 
 
-def _workspace(ctx: OrganizationContext, workspace_id: int) -> Workspace:
+def _workspace(ctx: OrganizationContext, workspace_id: Int64) -> Workspace:
     return organization.workspace_in_org(
         ctx.session, organization_id=ctx.organization_id, workspace_id=workspace_id
     )
 
 
-def _owned(ctx: OrganizationContext, workspace_id: int) -> Workspace:
+def _owned(ctx: OrganizationContext, workspace_id: Int64) -> Workspace:
     """The workspace, if the caller may manage it (404 before 403)."""
     workspace = _workspace(ctx, workspace_id)
     organization.require_workspace_owner(ctx.session, user=ctx.user, workspace_id=workspace.id)
     return workspace
 
 
-@router.get("/workspace")
+@router.get("/workspace", response_model=Envelope[WorkspaceRead])
 def current_workspace(ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     workspace = ctx.session.get(Workspace, ctx.workspace_id)
     assert workspace is not None
     return ok(render_org.workspace(ctx.session, workspace))
 
 
-@router.get("/workspaces")
+@router.get("/workspaces", response_model=ListEnvelope[WorkspaceRead])
 def list_workspaces(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -62,9 +79,9 @@ def list_workspaces(
     return listing(request, page, [render_org.workspace(ctx.session, w) for w in page.items])
 
 
-@router.post("/workspaces", status_code=201)
+@router.post("/workspaces", status_code=201, response_model=Envelope[WorkspaceRead])
 def create_workspace(
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(WorkspaceCreate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     """201 with status ``success``, as documented; ``api_key`` only when asked for."""
@@ -80,17 +97,17 @@ def create_workspace(
     return ok(render_org.workspace(ctx.session, workspace, key if want_key else None), code=201)
 
 
-@router.get("/workspaces/{workspace_id}")
+@router.get("/workspaces/{workspace_id}", response_model=Envelope[WorkspaceRead])
 def get_workspace(
-    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     return ok(render_org.workspace(ctx.session, _workspace(ctx, workspace_id)))
 
 
-@router.patch("/workspaces/{workspace_id}")
+@router.patch("/workspaces/{workspace_id}", response_model=Envelope[WorkspaceRead])
 def update_workspace(
-    workspace_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    workspace_id: Int64,
+    body: dict[str, Any] = Depends(body_of(WorkspaceUpdate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
@@ -101,9 +118,9 @@ def update_workspace(
     return ok(render_org.workspace(ctx.session, workspace), "updated")
 
 
-@router.delete("/workspaces/{workspace_id}")
+@router.delete("/workspaces/{workspace_id}", response_model=Deleted)
 def delete_workspace(
-    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     organization.require_admin(ctx.user)
     workspace_admin.delete_workspace(ctx.session, workspace=_workspace(ctx, workspace_id))
@@ -111,9 +128,9 @@ def delete_workspace(
     return JSONResponse({"status": "deleted"})
 
 
-@router.get("/workspaces/{workspace_id}/api_key")
+@router.get("/workspaces/{workspace_id}/api_key", response_model=ApiKey)
 def get_api_key(
-    workspace_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     """Un-enveloped ``{"api_key": ...}``, as documented."""
     key = workspace_admin.api_key(ctx.session, workspace=_owned(ctx, workspace_id), vault=ctx.vault)
@@ -124,9 +141,9 @@ def get_api_key(
 # -- workspace users ------------------------------------------------------------------
 
 
-@router.get("/workspaces/{workspace_id}/users")
+@router.get("/workspaces/{workspace_id}/users", response_model=ListEnvelope[WorkspaceUserRead])
 def list_workspace_users(
-    workspace_id: int,
+    workspace_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: OrganizationContext = Depends(organization_context),
@@ -136,11 +153,14 @@ def list_workspace_users(
     return listing(request, page, [render_org.workspace_user(ctx.session, m) for m in page.items])
 
 
-@router.put("/workspaces/{workspace_id}/users/{user_id}")
+@router.put(
+    "/workspaces/{workspace_id}/users/{user_id}",
+    response_model=Envelope[WorkspaceUserRead],
+)
 def set_workspace_user(
-    workspace_id: int,
-    user_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    workspace_id: Int64,
+    user_id: Int64,
+    body: dict[str, Any] = Depends(body_of(WorkspaceUserSet)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     workspace = _owned(ctx, workspace_id)
@@ -155,9 +175,9 @@ def set_workspace_user(
     return ok(render_org.workspace_user(ctx.session, member), "updated")
 
 
-@router.delete("/workspaces/{workspace_id}/users/{user_id}")
+@router.delete("/workspaces/{workspace_id}/users/{user_id}", response_model=Deleted)
 def remove_workspace_user(
-    workspace_id: int, user_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64, user_id: Int64, ctx: OrganizationContext = Depends(organization_context)
 ) -> JSONResponse:
     workspace = _owned(ctx, workspace_id)
     workspace_admin.remove_member(ctx.session, workspace_id=workspace.id, user_id=user_id)
@@ -168,10 +188,13 @@ def remove_workspace_user(
 # -- workspace invitations ------------------------------------------------------------
 
 
-@router.post("/workspaces/{workspace_id}/invitations")
+@router.post(
+    "/workspaces/{workspace_id}/invitations",
+    response_model=Envelope[WorkspaceInvitationRead | list[WorkspaceInvitationRead]],
+)
 def invite_to_workspace(
-    workspace_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    workspace_id: Int64,
+    body: dict[str, Any] = Depends(body_of(WorkspaceInvitationCreate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     """200 ``success``; ``data`` is the invitation object for one email (as
@@ -185,9 +208,12 @@ def invite_to_workspace(
     return ok(rendered[0] if len(rendered) == 1 else rendered)
 
 
-@router.get("/workspaces/{workspace_id}/invitations")
+@router.get(
+    "/workspaces/{workspace_id}/invitations",
+    response_model=ListEnvelope[WorkspaceInvitationRead],
+)
 def list_workspace_invitations(
-    workspace_id: int,
+    workspace_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: OrganizationContext = Depends(organization_context),
@@ -199,11 +225,14 @@ def list_workspace_invitations(
     )
 
 
-@router.patch("/workspaces/{workspace_id}/invitations/{invitation_id}")
+@router.patch(
+    "/workspaces/{workspace_id}/invitations/{invitation_id}",
+    response_model=Envelope[WorkspaceInvitationRead],
+)
 def update_workspace_invitation(
-    workspace_id: int,
-    invitation_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    workspace_id: Int64,
+    invitation_id: Int64,
+    body: dict[str, Any] = Depends(body_of(WorkspaceInvitationUpdate)),
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     workspace = _owned(ctx, workspace_id)
@@ -215,9 +244,11 @@ def update_workspace_invitation(
     return ok(render_org.workspace_invitation(ctx.session, grant), "updated")
 
 
-@router.delete("/workspaces/{workspace_id}/invitations/{invitation_id}")
+@router.delete("/workspaces/{workspace_id}/invitations/{invitation_id}", response_model=Deleted)
 def delete_workspace_invitation(
-    workspace_id: int, invitation_id: int, ctx: OrganizationContext = Depends(organization_context)
+    workspace_id: Int64,
+    invitation_id: Int64,
+    ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     workspace = _owned(ctx, workspace_id)
     grant = invitations.get_for_workspace(

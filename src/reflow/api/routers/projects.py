@@ -8,11 +8,20 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import bare, iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import ProjectCreate
+from reflow.api.schemas.responses import (
+    Envelope,
+    ListEnvelope,
+    ProjectRead,
+    ProjectRefreshStatus,
+    RefreshKey,
+)
 from reflow.db.repo import PageParams
 from reflow.db.tables_links import Project
-from reflow.errors import BadRequest, NotFound, ReflowError
+from reflow.errors import BadRequest
 from reflow.services import projects, sources
 
 router = APIRouter(tags=["projects"])
@@ -51,21 +60,15 @@ def _details(project: Project) -> dict[str, Any]:
     }
 
 
-class ProjectNotFound(ReflowError):
-    status_code = 404
-    envelope_status = 404  # Census's project pages document {"status": 404}
+def _project(ctx: WorkspaceContext, project_id: Int64) -> Project:
+    # Census's project pages show {"status": 404}; every Reflow 404 has one form
+    # (docs/compatibility.md, "API edge").
+    return projects.get(ctx.session, workspace_id=ctx.workspace_id, project_id=project_id)
 
 
-def _project(ctx: WorkspaceContext, project_id: int) -> Project:
-    try:
-        return projects.get(ctx.session, workspace_id=ctx.workspace_id, project_id=project_id)
-    except NotFound as exc:
-        raise ProjectNotFound(exc.message) from None
-
-
-@router.get("/sources/{source_id}/projects")
+@router.get("/sources/{source_id}/projects", response_model=ListEnvelope[ProjectRead])
 def list_projects(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -75,10 +78,10 @@ def list_projects(
     return listing(request, page, [render_project(ctx, p) for p in page.items])
 
 
-@router.post("/sources/{source_id}/projects", status_code=201)
+@router.post("/sources/{source_id}/projects", status_code=201, response_model=Envelope[ProjectRead])
 def create_project(
-    source_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    source_id: Int64,
+    body: dict[str, Any] = Depends(body_of(ProjectCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -87,16 +90,16 @@ def create_project(
     return ok(render_project(ctx, project), "created", 201)
 
 
-@router.get("/projects/{project_id}")
+@router.get("/projects/{project_id}", response_model=Envelope[ProjectRead])
 def get_project(
-    project_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    project_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     return ok(render_project(ctx, _project(ctx, project_id)))
 
 
-@router.post("/projects/{project_id}/refresh", status_code=202)
+@router.post("/projects/{project_id}/refresh", status_code=202, response_model=RefreshKey)
 def refresh_project(
-    project_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    project_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     project = _project(ctx, project_id)
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=project.source_id)
@@ -105,18 +108,20 @@ def refresh_project(
     return bare({"refresh_key": job.id}, 202)
 
 
-@router.get("/projects/{project_id}/refresh_status")
+@router.get(
+    "/projects/{project_id}/refresh_status",
+    response_model=ProjectRefreshStatus,
+    responses={424: {"model": ProjectRefreshStatus,
+    "description": "The refresh failed."}},
+)
 def project_refresh_status(
-    project_id: int,
+    project_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     project = _project(ctx, project_id)
     if refresh_key is None or not str(refresh_key).isdigit():
         raise BadRequest("refresh_key is required and must be an integer")
-    try:
-        job = projects.refresh_status(ctx.session, project=project, refresh_key=int(refresh_key))
-    except NotFound as exc:
-        raise ProjectNotFound(exc.message) from None
+    job = projects.refresh_status(ctx.session, project=project, refresh_key=int(refresh_key))
     code = 200 if job.status == "completed" else 424
     return bare({"status": job.status, "details": _details(project)}, code)

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from reflow.api.deps import WorkspaceContext, get_runtime, get_session, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.responses import Envelope, Json, ListEnvelope, RecordCount, RecordsExport
 from reflow.db.repo import PageParams
 from reflow.errors import NotFound
 from reflow.runtime import Runtime
@@ -28,9 +30,9 @@ def _filters(
     return records.RecordFilter.parse(status, primary_identifier, operation)
 
 
-@router.get("/sync_runs/{run_id}/records")
+@router.get("/sync_runs/{run_id}/records", response_model=ListEnvelope[Json])
 def list_records(
-    run_id: int,
+    run_id: Int64,
     request: Request,
     filters: records.RecordFilter = Depends(_filters),
     params: PageParams = Depends(page_params),
@@ -43,9 +45,9 @@ def list_records(
     return listing(request, page, page.items)
 
 
-@router.get("/sync_runs/{run_id}/records_count")
+@router.get("/sync_runs/{run_id}/records_count", response_model=Envelope[list[RecordCount]])
 def count_records(
-    run_id: int,
+    run_id: Int64,
     filters: records.RecordFilter = Depends(_filters),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -55,9 +57,9 @@ def count_records(
     return ok([{"record_count": total}])
 
 
-@router.get("/sync_runs/{run_id}/records_export")
+@router.get("/sync_runs/{run_id}/records_export", response_model=RecordsExport)
 def export_records(
-    run_id: int,
+    run_id: Int64,
     request: Request,
     filters: records.RecordFilter = Depends(_filters),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -82,7 +84,7 @@ def export_records(
 
 @router.get("/sync_runs/{run_id}/records_export/{token}/{name}", include_in_schema=False)
 def download_export(
-    run_id: int,
+    run_id: Int64,
     token: str,
     name: str,
     request: Request,

@@ -8,23 +8,29 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render_sources
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import SegmentCreate, SegmentUpdate
+from reflow.api.schemas.responses import Deleted, Envelope, ListEnvelope, SegmentRead, SegmentStatus
 from reflow.db.repo import PageParams
 from reflow.services import segments, sources
 
 router = APIRouter(tags=["segments"])
 
 
-def _source(ctx: WorkspaceContext, source_id: int) -> Any:
+def _source(ctx: WorkspaceContext, source_id: Int64) -> Any:
     return sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
 
 
-@router.post("/sources/{source_id}/filter_segments", status_code=201)
+@router.post(
+    "/sources/{source_id}/filter_segments", status_code=201,
+    response_model=Envelope[SegmentRead],
+)
 def create_segment(
-    source_id: int,
+    source_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(SegmentCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     segment = segments.create(
@@ -41,9 +47,9 @@ def create_segment(
     return ok(render_sources.segment(segment), "created", 201, filter_segment_source_url=url)
 
 
-@router.get("/sources/{source_id}/filter_segments")
+@router.get("/sources/{source_id}/filter_segments", response_model=ListEnvelope[SegmentRead])
 def list_segments(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     name: str | None = Query(None, description="Case-insensitive partial name."),
     params: PageParams = Depends(page_params),
@@ -53,19 +59,23 @@ def list_segments(
     return listing(request, page, [render_sources.segment(s) for s in page.items])
 
 
-@router.get("/sources/{source_id}/filter_segments/{segment_id}")
+@router.get(
+    "/sources/{source_id}/filter_segments/{segment_id}",
+    response_model=Envelope[SegmentRead],
+)
 def get_segment(
-    source_id: int, segment_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, segment_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     segment = segments.get(ctx.session, source=_source(ctx, source_id), segment_id=segment_id)
     return ok(render_sources.segment(segment))
 
 
 @router.get(
-    "/sources/{source_id}/filter_segments/{segment_id}/source_status", name="segment_source_status"
+    "/sources/{source_id}/filter_segments/{segment_id}/source_status", name="segment_source_status",
+    response_model=Envelope[SegmentStatus],
 )
 def segment_source_status(
-    source_id: int, segment_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, segment_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     """``creation_status`` false while the member count is computed; then the segment.
     A failed count is reported in ``error`` with the source's message."""
@@ -80,11 +90,14 @@ def segment_source_status(
     return ok({**render_sources.segment(segment), "creation_status": True, "error": error})
 
 
-@router.patch("/sources/{source_id}/filter_segments/{segment_id}")
+@router.patch(
+    "/sources/{source_id}/filter_segments/{segment_id}",
+    response_model=Envelope[SegmentRead],
+)
 def update_segment(
-    source_id: int,
-    segment_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    source_id: Int64,
+    segment_id: Int64,
+    body: dict[str, Any] = Depends(body_of(SegmentUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = _source(ctx, source_id)
@@ -96,9 +109,9 @@ def update_segment(
     return ok(render_sources.segment(segment), "updated")
 
 
-@router.delete("/sources/{source_id}/filter_segments/{segment_id}")
+@router.delete("/sources/{source_id}/filter_segments/{segment_id}", response_model=Deleted)
 def delete_segment(
-    source_id: int, segment_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, segment_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     segment = segments.get(ctx.session, source=_source(ctx, source_id), segment_id=segment_id)
     segments.delete(ctx.session, segment=segment)

@@ -10,6 +10,17 @@ from fastapi.responses import JSONResponse
 from reflow.api import render, render_sources
 from reflow.api.deps import WorkspaceContext, workspace_context
 from reflow.api.envelope import bare, iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.responses import (
+    ColumnRead,
+    Envelope,
+    ListEnvelope,
+    RefreshKey,
+    RefreshStatus,
+    SourceObjectRead,
+    TableObjectRead,
+    TableRead,
+)
 from reflow.db.repo import Page, PageParams
 from reflow.errors import BadRequest
 from reflow.services import models, refresh, source_catalog, sources
@@ -17,7 +28,7 @@ from reflow.services import models, refresh, source_catalog, sources
 router = APIRouter(tags=["sources"])
 
 
-def _source(ctx: WorkspaceContext, source_id: int) -> Any:
+def _source(ctx: WorkspaceContext, source_id: Int64) -> Any:
     return sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
 
 
@@ -39,9 +50,9 @@ def _status(
     return bare(body, code)
 
 
-@router.get("/sources/{source_id}/tables")
+@router.get("/sources/{source_id}/tables", response_model=ListEnvelope[TableRead])
 def list_tables(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     search: str | None = Query(
         None, description="Case-insensitive match on name, schema, catalog."
@@ -63,9 +74,9 @@ def list_tables(
     return listing(request, result.page, data, last_refreshed_at=iso(result.last_refreshed_at))
 
 
-@router.get("/sources/{source_id}/tables/columns")
+@router.get("/sources/{source_id}/tables/columns", response_model=ListEnvelope[ColumnRead])
 def list_columns(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     table_catalog: str | None = Query(None),
     table_schema: str | None = Query(None),
@@ -98,9 +109,11 @@ def list_columns(
     return listing(request, page, data, last_refreshed_at=iso(table.columns_refreshed_at))
 
 
-@router.get("/sources/{source_id}/tables/{table_id}")
+@router.get(
+    "/sources/{source_id}/tables/{table_id}", response_model=Envelope[TableObjectRead]
+)
 def get_table(
-    source_id: int, table_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, table_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = _source(ctx, source_id)
     table = source_catalog.get_table(ctx.session, source=source, table_id=table_id)
@@ -109,35 +122,38 @@ def get_table(
     return ok(render_sources.table_object(table, with_columns=True))
 
 
-@router.post("/sources/{source_id}/refresh_tables")
+@router.post("/sources/{source_id}/refresh_tables", response_model=RefreshKey)
 def refresh_tables(
-    source_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     return _refresh(ctx, _source(ctx, source_id), "tables")
 
 
-@router.get("/sources/{source_id}/refresh_tables_status")
+@router.get("/sources/{source_id}/refresh_tables_status", response_model=RefreshStatus)
 def refresh_tables_status(
-    source_id: int,
+    source_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     return _status(ctx, _source(ctx, source_id), refresh_key, "tables")
 
 
-@router.post("/sources/{source_id}/tables/{table_id}/refresh_columns")
+@router.post("/sources/{source_id}/tables/{table_id}/refresh_columns", response_model=RefreshKey)
 def refresh_table_columns(
-    source_id: int, table_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, table_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = _source(ctx, source_id)
     table = source_catalog.get_table(ctx.session, source=source, table_id=table_id)
     return _refresh(ctx, source, "table_columns", table.id)
 
 
-@router.get("/sources/{source_id}/tables/{table_id}/refresh_columns_status")
+@router.get(
+    "/sources/{source_id}/tables/{table_id}/refresh_columns_status",
+    response_model=RefreshStatus,
+)
 def refresh_table_columns_status(
-    source_id: int,
-    table_id: int,
+    source_id: Int64,
+    table_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -146,19 +162,22 @@ def refresh_table_columns_status(
     return _status(ctx, source, refresh_key, "table_columns", table.id)
 
 
-@router.post("/sources/{source_id}/models/{model_id}/refresh_columns")
+@router.post("/sources/{source_id}/models/{model_id}/refresh_columns", response_model=RefreshKey)
 def refresh_model_columns(
-    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = _source(ctx, source_id)
     model = models.get(ctx.session, source=source, model_id=model_id)
     return _refresh(ctx, source, "model_columns", model.id)
 
 
-@router.get("/sources/{source_id}/models/{model_id}/refresh_columns_status")
+@router.get(
+    "/sources/{source_id}/models/{model_id}/refresh_columns_status",
+    response_model=RefreshStatus,
+)
 def refresh_model_columns_status(
-    source_id: int,
-    model_id: int,
+    source_id: Int64,
+    model_id: Int64,
     refresh_key: str | None = Query(None),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -167,9 +186,11 @@ def refresh_model_columns_status(
     return _status(ctx, source, refresh_key, "model_columns", model.id)
 
 
-@router.get("/sources/{source_id}/objects")
+@router.get(
+    "/sources/{source_id}/objects", response_model=ListEnvelope[SourceObjectRead]
+)
 def list_source_objects(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),

@@ -8,8 +8,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import (
+    WorkspaceContext,
+    body_of,
+    check_query_length,
+    workspace_context,
+)
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import ModelCreate, ModelUpdate, SourceCreate, SourceUpdate
+from reflow.api.schemas.responses import Deleted, Envelope, ListEnvelope, ModelRead, SourceRead
 from reflow.db.repo import PageParams
 from reflow.errors import BadRequest
 from reflow.services import connections, managed, models, refresh, segments, sources
@@ -26,9 +34,10 @@ def _marked(ctx: WorkspaceContext, kind: str, items: list[dict[str, Any]]) -> li
     return managed.annotated(ctx.session, workspace_id=ctx.workspace_id, kind=kind, items=items)
 
 
-@router.post("/sources", status_code=201)
+@router.post("/sources", status_code=201, response_model=Envelope[SourceRead])
 def create_source(
-    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+    body: dict[str, Any] = Depends(body_of(SourceCreate)),
+    ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     conn = _connection(body)
     source = sources.create(
@@ -47,7 +56,7 @@ def create_source(
     return ok(render.source(source), "created", 201)
 
 
-@router.get("/sources")
+@router.get("/sources", response_model=ListEnvelope[SourceRead])
 def list_sources(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -58,16 +67,18 @@ def list_sources(
     return listing(request, page, _marked(ctx, "source", items))
 
 
-@router.get("/sources/{source_id}")
-def get_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+@router.get("/sources/{source_id}", response_model=Envelope[SourceRead])
+def get_source(
+    source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     return ok(_marked(ctx, "source", [render.source(source)])[0])
 
 
-@router.patch("/sources/{source_id}")
+@router.patch("/sources/{source_id}", response_model=Envelope[SourceRead])
 def update_source(
-    source_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    source_id: Int64,
+    body: dict[str, Any] = Depends(body_of(SourceUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -76,20 +87,23 @@ def update_source(
     return ok(render.source(source), "updated")
 
 
-@router.delete("/sources/{source_id}")
-def delete_source(source_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+@router.delete("/sources/{source_id}", response_model=Deleted)
+def delete_source(
+    source_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     sources.delete(ctx.session, source=source)
     ctx.commit()
     return JSONResponse({"status": "deleted"})
 
 
-@router.post("/sources/{source_id}/models", status_code=201)
+@router.post("/sources/{source_id}/models", status_code=201, response_model=Envelope[ModelRead])
 def create_model(
-    source_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    source_id: Int64,
+    body: dict[str, Any] = Depends(body_of(ModelCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
+    check_query_length(body, ctx)
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     for field in ("name", "query"):
         if not isinstance(body.get(field), str) or not body[field].strip():
@@ -111,9 +125,9 @@ def create_model(
     return ok(render.model(model), "created", 201)
 
 
-@router.get("/sources/{source_id}/models")
+@router.get("/sources/{source_id}/models", response_model=ListEnvelope[ModelRead])
 def list_models(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -123,24 +137,25 @@ def list_models(
     return listing(request, page, _marked(ctx, "model", [render.model(m) for m in page.items]))
 
 
-@router.get("/sources/{source_id}/models/{model_id}")
+@router.get("/sources/{source_id}/models/{model_id}", response_model=Envelope[ModelRead])
 def get_model(
-    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     model = models.get(ctx.session, source=source, model_id=model_id)
     return ok(_marked(ctx, "model", [render.model(model)])[0])
 
 
-@router.patch("/sources/{source_id}/models/{model_id}")
+@router.patch("/sources/{source_id}/models/{model_id}", response_model=Envelope[ModelRead])
 def update_model(
-    source_id: int,
-    model_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    source_id: Int64,
+    model_id: Int64,
+    body: dict[str, Any] = Depends(body_of(ModelUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     model = models.get(ctx.session, source=source, model_id=model_id)
+    check_query_length(body, ctx)
     for field in ("name", "query", "description"):
         if body.get(field) is not None and not isinstance(body[field], str):
             raise BadRequest(f"{field} must be a string")
@@ -152,9 +167,9 @@ def update_model(
     return ok(render.model(model), "updated", refresh_key=job.id)
 
 
-@router.delete("/sources/{source_id}/models/{model_id}")
+@router.delete("/sources/{source_id}/models/{model_id}", response_model=Deleted)
 def delete_model(
-    source_id: int, model_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    source_id: Int64, model_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     model = models.get(ctx.session, source=source, model_id=model_id)

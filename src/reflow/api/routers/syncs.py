@@ -8,8 +8,20 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import SyncCreate, SyncTrigger, SyncUpdate
+from reflow.api.schemas.responses import (
+    Deleted,
+    Envelope,
+    Json,
+    ListEnvelope,
+    SyncRead,
+    SyncRunCreated,
+    SyncRunRead,
+    SyncValidated,
+)
 from reflow.db.engine import after_commit
 from reflow.db.repo import PageParams
 from reflow.db.tables import Sync
@@ -29,9 +41,10 @@ def _render_sync(ctx: WorkspaceContext, sync: Sync) -> dict[str, Any]:
     )
 
 
-@router.post("/syncs")
+@router.post("/syncs", response_model=SyncValidated)
 def create_sync(
-    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+    body: dict[str, Any] = Depends(body_of(SyncCreate)),
+    ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     """200 with ``{"sync_id": N}``, as Census answers (its demo app checks the code)."""
     sync = syncs.create(ctx.session, workspace_id=ctx.workspace_id, vault=ctx.vault, body=body)
@@ -41,7 +54,7 @@ def create_sync(
     return ok({"sync_id": sync.id}, "created")
 
 
-@router.get("/syncs")
+@router.get("/syncs", response_model=ListEnvelope[SyncRead])
 def list_syncs(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -53,18 +66,18 @@ def list_syncs(
         ctx.session, workspace_id=ctx.workspace_id, kind="sync", items=items))
 
 
-@router.get("/syncs/{sync_id}")
-def get_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+@router.get("/syncs/{sync_id}", response_model=Envelope[SyncRead])
+def get_sync(sync_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
     item = _render_sync(ctx, sync)
     return ok(managed.annotated(
         ctx.session, workspace_id=ctx.workspace_id, kind="sync", items=[item])[0])
 
 
-@router.patch("/syncs/{sync_id}")
+@router.patch("/syncs/{sync_id}", response_model=Envelope[SyncRead])
 def update_sync(
-    sync_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    sync_id: Int64,
+    body: dict[str, Any] = Depends(body_of(SyncUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
@@ -73,19 +86,19 @@ def update_sync(
     return ok(_render_sync(ctx, sync), "updated")
 
 
-@router.delete("/syncs/{sync_id}")
-def delete_sync(sync_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+@router.delete("/syncs/{sync_id}", response_model=Deleted)
+def delete_sync(sync_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
     syncs.delete(ctx.session, sync=sync, runtime=ctx.runtime)
     ctx.commit()
     return JSONResponse({"status": "deleted"})
 
 
-@router.post("/syncs/{sync_id}/trigger")
+@router.post("/syncs/{sync_id}/trigger", response_model=Envelope[SyncRunCreated])
 def trigger_sync(
-    sync_id: int,
+    sync_id: Int64,
     force_full_sync: bool | None = Query(None, description="Resend every record."),
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(SyncTrigger)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     """``force_full_sync`` as a query parameter (documented) or JSON body (dagster)."""
@@ -101,9 +114,9 @@ def trigger_sync(
     return ok({"sync_run_id": run.id})
 
 
-@router.get("/syncs/{sync_id}/sync_runs")
+@router.get("/syncs/{sync_id}/sync_runs", response_model=ListEnvelope[SyncRunRead])
 def list_sync_runs(
-    sync_id: int,
+    sync_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -113,13 +126,15 @@ def list_sync_runs(
     return listing(request, page, [render.sync_run(r) for r in page.items])
 
 
-@router.get("/sync_runs/{run_id}")
-def get_sync_run(run_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+@router.get("/sync_runs/{run_id}", response_model=Envelope[SyncRunRead])
+def get_sync_run(run_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     return ok(render.sync_run(runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)))
 
 
-@router.post("/sync_runs/{run_id}/cancel")
-def cancel_sync_run(run_id: int, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
+@router.post("/sync_runs/{run_id}/cancel", response_model=Envelope[Json])
+def cancel_sync_run(
+    run_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
+) -> JSONResponse:
     run = runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)
     runs.request_cancel(ctx.session, run=run)
     ctx.commit()

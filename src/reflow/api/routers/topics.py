@@ -4,7 +4,6 @@ endpoint messages are posted to (``POST /ingest/{source_id}/{topic}``, outside
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -14,11 +13,16 @@ from sqlalchemy.orm import Session
 from reflow.api.deps import (
     WorkspaceContext,
     bearer_token,
+    body_of,
+    get_runtime,
     get_session,
-    json_object,
     workspace_context,
 )
+from reflow.api.edge import parse_json
 from reflow.api.envelope import iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import TopicCreate, TopicUpdate
+from reflow.api.schemas.responses import Accepted, Envelope, ListEnvelope, TopicRead
 from reflow.db.repo import PageParams
 from reflow.db.tables_links import Topic
 from reflow.errors import BadRequest
@@ -27,9 +31,6 @@ from reflow.services import sources, topics
 
 router = APIRouter(tags=["topics"])
 ingest_router = APIRouter(tags=["ingestion"])
-
-MAX_BODY_BYTES = 10 * 1024 * 1024
-
 
 def _base(request: Request, runtime: Runtime) -> str:
     return (runtime.settings.public_url or str(request.base_url)).rstrip("/")
@@ -50,9 +51,9 @@ def render_topic(topic: Topic, base: str, secret: str | None = None) -> dict[str
     return data
 
 
-@router.get("/sources/{source_id}/topics")
+@router.get("/sources/{source_id}/topics", response_model=ListEnvelope[TopicRead])
 def list_topics(
-    source_id: int,
+    source_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -63,11 +64,11 @@ def list_topics(
     return listing(request, page, [render_topic(t, base) for t in page.items])
 
 
-@router.post("/sources/{source_id}/topics", status_code=201)
+@router.post("/sources/{source_id}/topics", status_code=201, response_model=Envelope[TopicRead])
 def create_topic(
-    source_id: int,
+    source_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(TopicCreate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -76,10 +77,10 @@ def create_topic(
     return ok(render_topic(topic, _base(request, ctx.runtime), secret), "created", 201)
 
 
-@router.get("/sources/{source_id}/topics/{topic_id}")
+@router.get("/sources/{source_id}/topics/{topic_id}", response_model=Envelope[TopicRead])
 def get_topic(
-    source_id: int,
-    topic_id: int,
+    source_id: Int64,
+    topic_id: Int64,
     request: Request,
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
@@ -88,12 +89,12 @@ def get_topic(
     return ok(render_topic(topic, _base(request, ctx.runtime)))
 
 
-@router.patch("/sources/{source_id}/topics/{topic_id}")
+@router.patch("/sources/{source_id}/topics/{topic_id}", response_model=Envelope[TopicRead])
 def update_topic(
-    source_id: int,
-    topic_id: int,
+    source_id: Int64,
+    topic_id: Int64,
     request: Request,
-    body: dict[str, Any] = Depends(json_object),
+    body: dict[str, Any] = Depends(body_of(TopicUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
@@ -103,23 +104,44 @@ def update_topic(
     return ok(render_topic(topic, _base(request, ctx.runtime), secret), "updated")
 
 
+def _authorized(
+    source_id: Int64, topic_name: str, request: Request, session: Session = Depends(get_session)
+) -> None:
+    """The topic's secret, checked before ``_json_body`` reads a byte (issue 17)."""
+    topics.ingestion_topic(
+        session, source_id=source_id, topic_name=topic_name, secret=bearer_token(request)
+    )
+
+
 async def _json_body(request: Request) -> Any:
+    """The body parsed; its size is bounded by ``api/edge.py`` (``max_ingest_bytes``)."""
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         raise BadRequest("the body holds no message")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    return parse_json(raw, max_depth=get_runtime(request).settings.max_json_depth)
 
 
-@ingest_router.post("/ingest/{source_id}/{topic_name}", status_code=202)
+_INGEST_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"anyOf": [
+            {"type": "object", "additionalProperties": True},
+            {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+        ]}}},
+    },
+    "security": [{"ingestionSecret": []}],
+}
+
+
+@ingest_router.post(
+    "/ingest/{source_id}/{topic_name}", status_code=202, openapi_extra=_INGEST_DOC,
+    response_model=Accepted,
+)
 def ingest(
-    source_id: int,
+    source_id: Int64,
     topic_name: str,
     request: Request,
+    _: None = Depends(_authorized),
     body: Any = Depends(_json_body),
     session: Session = Depends(get_session),
 ) -> JSONResponse:

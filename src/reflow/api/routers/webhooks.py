@@ -11,8 +11,18 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from reflow.api.deps import WorkspaceContext, json_object, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import iso, listing, ok, page_params
+from reflow.api.schemas.common import Int64
+from reflow.api.schemas.requests import WebhookCreate, WebhookUpdate
+from reflow.api.schemas.responses import (
+    AlertRead,
+    Deleted,
+    DeliveryRead,
+    Envelope,
+    ListEnvelope,
+    WebhookRead,
+)
 from reflow.db.repo import PageParams
 from reflow.db.tables_hooks import AlertInstance, Webhook, WebhookDelivery, WebhookEvent
 from reflow.services import alerts, runs, syncs, webhooks
@@ -67,7 +77,7 @@ def render_alert(row: AlertInstance) -> dict[str, Any]:
     }
 
 
-@router.get("/webhooks")
+@router.get("/webhooks", response_model=ListEnvelope[WebhookRead])
 def list_webhooks(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -77,9 +87,10 @@ def list_webhooks(
     return listing(request, page, [render_webhook(h) for h in page.items])
 
 
-@router.post("/webhooks")
+@router.post("/webhooks", response_model=Envelope[WebhookRead])
 def create_webhook(
-    body: dict[str, Any] = Depends(json_object), ctx: WorkspaceContext = Depends(workspace_context)
+    body: dict[str, Any] = Depends(body_of(WebhookCreate)),
+    ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     """201 ``created``; the only response that carries ``secret``."""
     hook, secret = webhooks.create(
@@ -93,9 +104,9 @@ def create_webhook(
     return ok({**render_webhook(hook), "secret": secret}, "created", 201)
 
 
-@router.get("/webhooks/{webhook_id}")
+@router.get("/webhooks/{webhook_id}", response_model=Envelope[WebhookRead])
 def get_webhook(
-    webhook_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    webhook_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     return ok(
         render_webhook(
@@ -104,10 +115,10 @@ def get_webhook(
     )
 
 
-@router.patch("/webhooks/{webhook_id}")
+@router.patch("/webhooks/{webhook_id}", response_model=Envelope[WebhookRead])
 def update_webhook(
-    webhook_id: int,
-    body: dict[str, Any] = Depends(json_object),
+    webhook_id: Int64,
+    body: dict[str, Any] = Depends(body_of(WebhookUpdate)),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     hook = webhooks.get(ctx.session, workspace_id=ctx.workspace_id, webhook_id=webhook_id)
@@ -118,9 +129,9 @@ def update_webhook(
     return ok(render_webhook(hook), "updated")
 
 
-@router.delete("/webhooks/{webhook_id}")
+@router.delete("/webhooks/{webhook_id}", response_model=Deleted)
 def delete_webhook(
-    webhook_id: int, ctx: WorkspaceContext = Depends(workspace_context)
+    webhook_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)
 ) -> JSONResponse:
     hook = webhooks.get(ctx.session, workspace_id=ctx.workspace_id, webhook_id=webhook_id)
     webhooks.delete(ctx.session, hook=hook)
@@ -128,9 +139,9 @@ def delete_webhook(
     return JSONResponse({"status": "deleted"})
 
 
-@router.get("/webhooks/{webhook_id}/deliveries")
+@router.get("/webhooks/{webhook_id}/deliveries", response_model=ListEnvelope[DeliveryRead])
 def list_deliveries(
-    webhook_id: int,
+    webhook_id: Int64,
     request: Request,
     status: str | None = Query(None, description="pending, delivered or failed"),
     params: PageParams = Depends(page_params),
@@ -142,9 +153,9 @@ def list_deliveries(
     return listing(request, page, data)
 
 
-@router.get("/sync_runs/{run_id}/alerts")
+@router.get("/sync_runs/{run_id}/alerts", response_model=ListEnvelope[AlertRead])
 def list_run_alerts(
-    run_id: int,
+    run_id: Int64,
     request: Request,
     params: PageParams = Depends(page_params),
     ctx: WorkspaceContext = Depends(workspace_context),
@@ -157,9 +168,9 @@ def list_run_alerts(
     return listing(request, page, [render_alert(a) for a in page.items])
 
 
-@router.get("/syncs/{sync_id}/alerts")
+@router.get("/syncs/{sync_id}/alerts", response_model=ListEnvelope[AlertRead])
 def list_sync_alerts(
-    sync_id: int,
+    sync_id: Int64,
     request: Request,
     status: str | None = Query(None, description="raised (open) or resolved"),
     params: PageParams = Depends(page_params),
