@@ -27,15 +27,19 @@ Writing a connector (``connectors/destinations/<service>.py``, registered by one
                                      description="Sandbox or regional URL; default production.")
 
     class AcmeWriter(SaasWriter):
-        def calls(self, records, action):
-            # One Call per vendor request; indices say which records of the batch it carries.
-            for indices in chunks(list(range(len(records))), self.vendor.batch_size):
-                body = {"inputs": [records[i] for i in indices]}
-                yield Call("POST", f"/v1/{self.object.full_name}/batch", indices, json=body)
+        def call_for(self, records, indices, action):
+            # One vendor request for records[i], i in indices (the kit chunks a batch by
+            # vendor.batch_size; override calls() to chunk otherwise, e.g. by bytes).
+            body = {"inputs": [records[i] for i in indices]}
+            return Call("POST", f"/v1/{self.object.full_name}/batch", indices, json=body)
+
+        def refuse(self, record, action):     # optional: never sent, rejected with reason
+            return "over 32 KB" if too_big(record) else None
 
         def results(self, call, response):
-            # The vendor's per-record errors -> RejectedRecord(index, vendor's message).
-            # Default: 2xx accepts all, anything else rejects all with error_message().
+            # The vendor's per-record errors -> [RejectedRecord(index, vendor's message)].
+            # Default: 2xx accepts all; 400 raises BatchRejected (the kit halves the call
+            # until the refused record is alone); anything else rejects all.
             ...
 
     class AcmeDestination(SaasDestination):

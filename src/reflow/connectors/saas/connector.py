@@ -37,7 +37,12 @@ from reflow.connectors.base import (
     run_steps,
     secret_field_names,
 )
-from reflow.connectors.errors import ConnectorError, ObjectNotFound, TransientError
+from reflow.connectors.errors import (
+    BatchRejected,
+    ConnectorError,
+    ObjectNotFound,
+    TransientError,
+)
 from reflow.connectors.saas.auth import Auth
 from reflow.connectors.saas.client import (
     DefaultPolicy,
@@ -184,27 +189,50 @@ class SaasWriter(BatchWriter):
         self._pool = ThreadPoolExecutor(self.vendor.concurrency, thread_name_prefix="saas")
 
     @abc.abstractmethod
+    def call_for(self, records: list[dict[str, Any]], indices: list[int], action: Action) -> Call:
+        """One vendor request carrying ``records[i] for i in indices``."""
+
+    def refuse(self, record: dict[str, Any], action: Action) -> str | None:
+        """Why ``record`` cannot be sent at all (a message over the vendor's size limit),
+        or None. Refused records are rejected with this reason, never sent."""
+        return None
+
     def calls(
         self, records: list[dict[str, Any]], action: Action
     ) -> Iterable[Call | RejectedRecord]:
-        """The vendor calls carrying ``records`` (their ``indices`` say which), and
-        records refused before sending (a message over the vendor's size limit)."""
+        """The vendor calls carrying ``records``, and the records refused before sending.
+        Default: ``refuse`` each, then ``call_for`` chunks of ``vendor.batch_size``."""
+        sendable: list[int] = []
+        for index, record in enumerate(records):
+            reason = self.refuse(record, action)
+            if reason is None:
+                sendable.append(index)
+            else:
+                yield RejectedRecord(index, reason)
+        for indices in chunks(sendable, self.vendor.batch_size):
+            yield self.call_for(records, indices, action)
 
     def results(self, call: Call, response: httpx.Response) -> list[RejectedRecord]:
-        """The records ``response`` refused. Default: a 2xx accepts them all, anything
-        else refuses them all with the vendor's message."""
+        """The records ``response`` refused. Default: a 2xx accepts them all; a 400
+        refuses the request for its data without saying which record, so it is split
+        (``BatchRejected``); anything else refuses them all with the vendor's message.
+        Raise ``BatchRejected`` for a vendor answer that refuses a whole request because
+        of one record: the request is halved until that record is alone."""
         if response.is_success:
             return []
         reason = self.destination.error_message(response)
+        if response.status_code == 400:
+            raise BatchRejected(reason)
         return [RejectedRecord(i, reason) for i in call.indices]
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
         if self.stopped is not None:
             raise self.stopped
-        items = list(self.calls(json_records(batch), action))
+        records = json_records(batch)
+        items = list(self.calls(records, action))
         rejected = [i for i in items if isinstance(i, RejectedRecord)]
         calls = [i for i in items if isinstance(i, Call)]
-        futures = [self._pool.submit(self.send, call) for call in calls]
+        futures = [self._pool.submit(self.send, call, records, action) for call in calls]
         failures: list[tuple[Call, ConnectorError]] = []
         for call, future in zip(calls, futures, strict=True):
             try:
@@ -224,12 +252,24 @@ class SaasWriter(BatchWriter):
         return [RejectedRecord(i, f"not acknowledged: {exc}")
                 for call, exc in failures for i in call.indices]
 
-    def send(self, call: Call) -> list[RejectedRecord]:
+    def send(self, call: Call, records: list[dict[str, Any]], action: Action
+             ) -> list[RejectedRecord]:
+        """Send one call; a ``BatchRejected`` answer is bisected down to the record."""
+        try:
+            return self.results(call, self.request(call))
+        except BatchRejected as exc:
+            if len(call.indices) == 1:
+                return [RejectedRecord(call.indices[0], str(exc))]
+            half = len(call.indices) // 2
+            return [rejected for part in (call.indices[:half], call.indices[half:])
+                    for rejected in self.send(self.call_for(records, part, action),
+                                              records, action)]
+
+    def request(self, call: Call) -> httpx.Response:
         content = None if call.json is None else encode_json(call.json)
         headers = {**call.headers, **({"Content-Type": "application/json"} if content else {})}
-        response = self.client.request(call.method, call.path, content=content,
-                                       params=call.params, headers=headers)
-        return self.results(call, response)
+        return self.client.request(call.method, call.path, content=content,
+                                   params=call.params, headers=headers)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
