@@ -39,6 +39,8 @@ _BUILTIN_DESTINATIONS: dict[str, str] = {
     "nats": "reflow.connectors.destinations.nats:NatsDestination",
     "redis": "reflow.connectors.destinations.redis_streams:RedisStreamsDestination",
     "hubspot": "reflow.connectors.destinations.hubspot:HubSpotDestination",
+    "braze": "reflow.connectors.destinations.braze:BrazeDestination",
+    "segment": "reflow.connectors.destinations.segment:SegmentDestination",
 }
 
 

@@ -157,7 +157,7 @@ class VendorClient:
                 failures += 1
                 hint = self.policy.retry_after(response)
                 if status == 429 and hint is not None:
-                    self.limiter.pause(min(hint, MAX_WAIT_SECONDS))
+                    self.limiter.pause(min(hint, MAX_WAIT_SECONDS), path)
                 self._backoff(failures, hint, self.policy.error_message(response))
                 continue
             return response
@@ -165,7 +165,7 @@ class VendorClient:
     def _attempt(
         self, method: str, path: str, kwargs: dict[str, Any]
     ) -> tuple[httpx.Response, str] | Exception:
-        self.limiter.acquire()
+        self.limiter.acquire(path)
         headers = dict(kwargs.get("headers") or {})
         used = self.auth.apply(headers)
         try:

@@ -82,6 +82,8 @@ class Call:
     indices: list[int]
     #: The JSON body; encoded once, with ``encode_json``.
     json: Any = None
+    #: A body already encoded as JSON (when its size had to be known: Segment).
+    content: bytes | None = None
     params: dict[str, Any] | None = None
     #: The connector's own notes for reading the answer (the inputs in order, ...).
     context: Any = None
@@ -266,7 +268,9 @@ class SaasWriter(BatchWriter):
                                               records, action)]
 
     def request(self, call: Call) -> httpx.Response:
-        content = None if call.json is None else encode_json(call.json)
+        content = call.content
+        if content is None and call.json is not None:
+            content = encode_json(call.json)
         headers = {**call.headers, **({"Content-Type": "application/json"} if content else {})}
         return self.client.request(call.method, call.path, content=content,
                                    params=call.params, headers=headers)

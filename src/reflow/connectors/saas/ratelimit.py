@@ -45,6 +45,11 @@ class Limit:
     seconds: float
     #: Names the bucket within the connection (two limits of one vendor differ in it).
     name: str = "requests"
+    #: Path prefixes the limit applies to (Braze limits /users/track apart); empty: all.
+    paths: tuple[str, ...] = ()
+
+    def applies(self, path: str) -> bool:
+        return not self.paths or path.startswith(self.paths)
 
     @property
     def interval(self) -> float:
@@ -164,19 +169,23 @@ class RateLimiter:
         self.store = store or default_store()
         self.limits: dict[str, Limit] = {limit.name: limit for limit in limits}
 
-    def acquire(self) -> None:
-        """Block until every limit lets one more request go."""
+    def acquire(self, path: str = "") -> None:
+        """Block until every limit on ``path`` lets one more request go."""
         for limit in list(self.limits.values()):
+            if not limit.applies(path):
+                continue
             while (wait := self._reserve(limit)) > 0:
                 self.sleep(min(wait, 5.0))
 
     def _reserve(self, limit: Limit) -> float:
         return self.store.reserve(f"{self.key}:{limit.name}", limit.interval, limit.burst)
 
-    def pause(self, seconds: float) -> None:
-        """Every user of the connection waits ``seconds`` (a 429's Retry-After)."""
+    def pause(self, seconds: float, path: str = "") -> None:
+        """Every user of the connection waits ``seconds`` (a 429's Retry-After) before
+        its next request on ``path``."""
         for limit in self.limits.values():
-            self.store.pause(f"{self.key}:{limit.name}", seconds)
+            if limit.applies(path):
+                self.store.pause(f"{self.key}:{limit.name}", seconds)
 
     def adopt(self, name: str, requests: int, seconds: float) -> None:
         """The vendor's headers give this account's real limit: pace by it instead."""
