@@ -321,6 +321,8 @@ def _deliver(
             m["to"] for m in plan.mappings if m.get("sync_null_values", True) is False
         ),
         set_if_empty=frozenset(m["to"] for m in plan.mappings if m.get("preserve_values")),
+        lookups={m["to"]: (m["lookup_object"], m["lookup_field"])
+                 for m in plan.mappings if m.get("lookup_object")},
     )
     writer: BatchWriter = plan.destination.open_writer(ctx)
     d = Delivery(runtime, plan.run.id, writer, store, stop, counts,

@@ -290,7 +290,7 @@ class SalesforceOrg:
         if ext_spec is None or not ext_spec["idLookup"]:
             raise RecordError("INVALID_FIELD", f"Field {ext_field} is not an external id or"
                               f" indexed field for {target}", [spec["name"]])
-        found = self._find(target, ext_spec["name"], ext_value)
+        found = self._find(target, ext_spec["name"], _checked(ext_spec, ext_value))
         if found is None:
             raise RecordError("INVALID_FIELD", f"Foreign key external ID: {ext_value} not"
                               f" found for field {ext_spec['name']} in entity {target}",
@@ -338,7 +338,7 @@ class SalesforceOrg:
         if value in (None, ""):
             raise RecordError("MISSING_ARGUMENT", f"{ext_field} not specified")
         assert spec is not None
-        rid = self._find(obj, spec["name"], value)
+        rid = self._find(obj, spec["name"], _checked(spec, value))
         if rid is None:
             return self.create(obj, record)
         return self.update(obj, rid, record)
