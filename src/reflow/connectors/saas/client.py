@@ -150,8 +150,9 @@ class VendorClient:
                 raise AuthFailed(self.policy.error_message(response))
             if status == 429 and self.policy.quota_exhausted(response):
                 raise QuotaExhausted(
-                    f"{self.policy.vendor_name} quota exhausted: "
-                    f"{self.policy.error_message(response)}"
+                    f"{self.policy.vendor_name}'s quota is spent "
+                    f"({self.policy.error_message(response)}); what was not acknowledged "
+                    "is sent by the next run"
                 )
             if status == 429 or status >= 500:
                 failures += 1
