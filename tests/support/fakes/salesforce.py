@@ -112,6 +112,16 @@ def standard_objects() -> dict[str, dict[str, Any]]:
     }
 
 
+def seed_object() -> dict[str, Any]:
+    """``Seed__c``, the conformance suite's object: ``Seed_Key__c`` (External ID),
+    ``Name``, ``Amount__c``, ``Active__c``. ``Active__c`` is a text field: a checkbox
+    cannot hold null in Salesforce, and the suite's seed rows have one."""
+    return {"prefix": "a01", "custom": True, "fields": [
+        _id_field(), _field("Name", "string", length=80), _external_id("Seed_Key__c"),
+        _field("Amount__c", "double"), _field("Active__c", "string", length=5),
+    ]}
+
+
 class RecordError(Exception):
     def __init__(self, status_code: str, message: str, fields: list[str] | None = None) -> None:
         super().__init__(message)
