@@ -211,3 +211,30 @@ def test_create_field_adds_a_hubspot_property(fresh: HubSpotFake) -> None:
     with pytest.raises(TerminalError, match="already exists"):
         dest.create_field("contacts", "loyalty_points", "integer")
     del fresh.objects["contacts"].properties[-1]
+
+
+def test_a_lookup_to_companies_becomes_an_association(fresh: HubSpotFake) -> None:
+    dest = connector(fresh)
+    companies = [{"company_key": f"c{i}", "name": f"Co {i}"} for i in range(3)]
+    assert write(dest, companies, obj="companies", key="company_key") == []
+    field = dest.get_object("contacts").field("associated_company")
+    assert field is not None and field.lookup_object == "companies"
+    contacts = [{"email": "a@x.io", "associated_company": "c1"},
+                {"email": "b@x.io", "associated_company": "c2"},
+                {"email": "c@x.io", "associated_company": "c9"},
+                {"email": "d@x.io", "associated_company": None}]
+    batch = pa.RecordBatch.from_pylist(contacts)
+    ctx = WriteContext(sync_id=1, run_id=1, object_name="contacts", key_field="email",
+                       fields=tuple(batch.schema.names),
+                       lookups={"associated_company": ("companies", "company_key")})
+    writer = dest.open_writer(ctx)
+    result = writer.write(batch, "upsert")
+    writer.close()
+    assert [(r.index, r.reason) for r in result.rejected] == [
+        (2, "HubSpot has no companies record with company_key = 'c9' to associate")]
+    ids = {r["email"]: r["hs_object_id"] for r in fresh.rows("contacts")}
+    company = {r["company_key"]: r["hs_object_id"] for r in fresh.rows("companies")}
+    assert sorted(fresh.associations) == sorted([
+        ("contacts", ids["a@x.io"], "companies", company["c1"]),
+        ("contacts", ids["b@x.io"], "companies", company["c2"])])
+    assert all("associated_company" not in r for r in fresh.rows("contacts"))

@@ -47,6 +47,10 @@ from reflow.connectors.saas.ratelimit import Limit, RateLimiter
 PRODUCTION_URL = "https://api.hubapi.com"
 STANDARD_OBJECTS = ("contacts", "companies", "deals", "tickets")
 OPERATIONS = ("upsert", "update", "insert", "mirror", "delete")
+#: Lookups HubSpot keeps as associations: (object, the lookup field it shows, target).
+ASSOCIATIONS = (("contacts", "associated_company", "companies"),
+                ("deals", "associated_company", "companies"),
+                ("tickets", "associated_contact", "contacts"))
 _TYPES = {"number": "float", "bool": "boolean", "enumeration": "string",
           "datetime": "date_time", "date": "date", "phone_number": "string"}
 #: Reflow field type -> (HubSpot type, fieldType) of a created property.
@@ -128,7 +132,7 @@ class HubSpotWriter(SaasWriter):
 
     def _properties(self, record: dict[str, Any]) -> dict[str, str]:
         return {name: _text(value) for name, value in record.items()
-                if name != self.ctx.key_field
+                if name != self.ctx.key_field and name not in self.ctx.lookups
                 and not (value is None and name in self.ctx.keep_on_null)}
 
     def results(self, call: Call, response: httpx.Response) -> list[RejectedRecord]:
@@ -136,7 +140,71 @@ class HubSpotWriter(SaasWriter):
             return super().results(call, response)
         if call.context in ("delete", "insert"):
             return self._after_read(call, response)
-        return [] if call.context == "create" else self._missing(call, response)
+        rejected = [] if call.context == "create" else self._missing(call, response)
+        if self.ctx.lookups:
+            rejected += self._associate(call, response, {r.index for r in rejected})
+        return rejected
+
+    # -- lookups: associations ---------------------------------------------------------------
+    def _associate(self, call: Call, response: httpx.Response, failed: set[int]
+                   ) -> list[RejectedRecord]:
+        """Each lookup field's value names a parent record by its identifier: read the
+        parents' ids, then associate (v4 default association) the written records."""
+        key = self.ctx.key_field
+        written = {}
+        for result in response.json().get("results") or []:
+            value = result["id"] if self._by_id else (result.get("properties") or {}).get(key)
+            if value is not None:
+                written[_norm(key, value)] = str(result["id"])
+        rejected: list[RejectedRecord] = []
+        for name, (target, target_field) in self.ctx.lookups.items():
+            records = self._records
+            wanted = [(i, written.get(_norm(key, records[i][key])), records[i].get(name))
+                      for i in call.indices if i not in failed]
+            wanted = [(i, rid, v) for i, rid, v in wanted if rid and v is not None]
+            if wanted:
+                rejected += self._link(target, target_field, wanted)
+        return rejected
+
+    def _link(self, target: str, target_field: str, wanted: list[tuple[int, str | None, Any]]
+              ) -> list[RejectedRecord]:
+        parents = self._parents(target, target_field, {_text(v) for _, _, v in wanted})
+        rejected, links, linked = [], [], []
+        for index, rid, value in wanted:
+            parent = parents.get(_norm(target_field, value))
+            if parent is None:
+                rejected.append(RejectedRecord(index, f"HubSpot has no {target} record with "
+                                               f"{target_field} = {_text(value)!r} to associate"))
+            else:
+                links.append({"from": {"id": rid}, "to": {"id": parent}})
+                linked.append(index)
+        if links:
+            path = (f"/crm/v4/associations/{self.object.full_name}/{target}"
+                    "/batch/associate/default")
+            answer = self.request(Call("POST", path, linked, json={"inputs": links}))
+            if not answer.is_success:
+                reason = self.destination.error_message(answer)
+                rejected += [RejectedRecord(i, reason) for i in linked]
+        return rejected
+
+    def _parents(self, target: str, target_field: str, values: set[str]) -> dict[str, str]:
+        """Identifier value -> HubSpot id of the ``target`` records that exist."""
+        found: dict[str, str] = {}
+        ordered = sorted(values)
+        for start in range(0, len(ordered), self.vendor.batch_size):
+            body: dict[str, Any] = {"inputs": [{"id": v} for v in
+                                               ordered[start:start + self.vendor.batch_size]],
+                                    "properties": [target_field]}
+            if target_field != "hs_object_id":
+                body["idProperty"] = target_field
+            answer = self.request(Call("POST", f"/crm/v3/objects/{target}/batch/read", [],
+                                       json=body))
+            if answer.status_code not in (200, 207):
+                raise TerminalError(self.destination.error_message(answer))
+            for result in answer.json().get("results") or []:
+                value = (result.get("properties") or {}).get(target_field) or result["id"]
+                found[_norm(target_field, value)] = str(result["id"])
+        return found
 
     def _missing(self, call: Call, response: httpx.Response) -> list[RejectedRecord]:
         """207: the inputs HubSpot could not find, rejected with its message."""
@@ -203,7 +271,7 @@ class HubSpotDestination(SaasDestination):
     vendor = Vendor("HubSpot", PRODUCTION_URL, limits=(Limit(100, 10.0, "ten_secondly"),),
                     batch_size=100, concurrency=8)
     capabilities = DestinationCapabilities(operations=OPERATIONS, batch_size=5_000,
-                                           rate_limit_per_second=10.0)
+                                           rate_limit_per_second=10.0, lookups=True)
     writer_class = HubSpotWriter
     config: HubSpotConfig
 
@@ -250,6 +318,9 @@ class HubSpotDestination(SaasDestination):
 
     def _object(self, name: str, label: str, props: list[dict[str, Any]]) -> DestinationObject:
         fields = tuple(_field(p) for p in props if not p.get("hidden"))
+        fields += tuple(DestinationField(field, f"Associated {target} (association)", "string",
+                                         lookup_object=target)
+                        for source, field, target in ASSOCIATIONS if source == name)
         return DestinationObject(name, label, OPERATIONS, fields)
 
     def create_field(self, object_name: str, name: str, type: str) -> DestinationField:
