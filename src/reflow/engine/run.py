@@ -165,7 +165,8 @@ def _resolve_fields(plan: Plan) -> None:
             log.warning("sync %s: source columns without a destination field are not synced: %s",
                         plan.sync.id, ", ".join(skipped))
     if obj is not None:
-        targets = {m["to"] for m in plan.mappings}
+        # A lookup's value is the parent's identifier, not of the reference field's type.
+        targets = {m["to"] for m in plan.mappings if not m.get("lookup_object")}
         plan.types = {k: v for k, v in field_types(obj.fields).items() if k in targets}
 
 

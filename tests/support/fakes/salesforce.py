@@ -180,6 +180,9 @@ class SalesforceOrg:
     token_lifetime: float = 3600.0
     api_limit: int = 100_000
     api_usage: int = 0
+    #: When set, the daily limit is reached after this many more record-writing requests
+    #: (sObject Collections, Bulk API): a test spends the quota mid-run deterministically.
+    writes_left: int | None = None
     #: Polls of a closed bulk job that still answer ``InProgress``.
     bulk_polls: int = 1
     #: (method, path) of every request, in arrival order.
@@ -525,13 +528,17 @@ class _Handler(BaseHTTPRequestHandler):
         if expires is None or expires < time.monotonic():
             raise RequestError(401, "INVALID_SESSION_ID", "Session expired or invalid")
 
-    def _count(self) -> None:
+    def _count(self, rest: str) -> None:
         org = self.org
         with org.lock:
             if org._blips:
                 status = org._blips.pop(0)
                 raise RequestError(status, "SERVER_UNAVAILABLE",
                                    "Service temporarily unavailable, please retry")
+            if org.writes_left is not None and rest.startswith(("/composite", "/jobs")):
+                if org.writes_left <= 0:
+                    org.api_limit = org.api_usage
+                org.writes_left -= 1
             if org.api_usage >= org.api_limit:
                 raise RequestError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             org.api_usage += 1
@@ -541,8 +548,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith(prefix):
             raise RequestError(404, "NOT_FOUND", "The requested resource does not exist")
         self._authorize()
-        self._count()
         rest = unquote(path[len(prefix):]).rstrip("/")
+        self._count(rest)
         with self.org.lock:
             return self._route(self.command, rest, query, body)
 
