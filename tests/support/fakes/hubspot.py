@@ -91,9 +91,13 @@ class ObjectType:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Unique property -> value -> record id (HubSpot enforces unique values).
     index: dict[str, dict[str, str]] = field(default_factory=dict)
+    _by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def prop(self, name: str) -> dict[str, Any] | None:
-        return next((p for p in self.properties if p["name"] == name), None)
+        # A dict rebuilt when properties were added: the benchmark asks ~1M times.
+        if len(self._by_name) != len(self.properties):
+            self._by_name = {p["name"]: p for p in self.properties}
+        return self._by_name.get(name)
 
     def find(self, id_property: str | None, value: Any) -> str | None:
         if not id_property or id_property == "hs_object_id":
@@ -102,8 +106,9 @@ class ObjectType:
 
     def apply(self, rid: str, props: dict[str, str]) -> None:
         record = self.records.setdefault(rid, {"hs_object_id": rid})
+        uniques = self.unique_names()
         for name, value in props.items():
-            unique = self.index.setdefault(name, {}) if self._unique(name) else None
+            unique = self.index.setdefault(name, {}) if name in uniques else None
             if unique is not None and record.get(name) is not None:
                 unique.pop(_key(name, record[name]), None)
             if value == "":
@@ -118,9 +123,9 @@ class ObjectType:
         for name, value in record.items():
             self.index.get(name, {}).pop(_key(name, value), None)
 
-    def _unique(self, name: str) -> bool:
-        spec = self.prop(name)
-        return bool(spec and spec["hasUniqueValue"]) and name != "hs_object_id"
+    def unique_names(self) -> set[str]:
+        return {p["name"] for p in self.properties
+                if p["hasUniqueValue"] and p["name"] != "hs_object_id"}
 
 
 def _key(name: str, value: str) -> str:
@@ -197,9 +202,19 @@ class HubSpotFake(FakeServer):
         return best
 
     # -- HTTP --------------------------------------------------------------------------------
+    def stats(self, seconds: float) -> dict[str, Any]:
+        """What the benchmark reads from a fake in another process."""
+        with self.lock:
+            return {"records": {n: len(o.records) for n, o in self.objects.items()},
+                    "requests": len(self.requests), "throttled": self.throttled,
+                    "peak": self.peak_window(seconds)}
+
     def route(self, request: Incoming) -> Reply:
         if request.path == "/oauth/v1/token" and request.method == "POST":
             return self._token(request.body)
+        if request.path == "/__fake/stats":  # the benchmark's window on the fake
+            window = self.rate_limit[1] if self.rate_limit else 10.0
+            return Reply(200, self.stats(window))
         try:
             self._authorize(request)
             limits = self._count(request)

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any, ClassVar
 
 import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, SecretStr, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
@@ -130,10 +133,26 @@ class HubSpotWriter(SaasWriter):
             item["idProperty"] = key
         return item
 
+    def records(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
+        """Every value as HubSpot's text, converted a column at a time; a null is ""
+        (HubSpot's way to clear a property) except where the mapping keeps the value."""
+        columns = []
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            text = _text_column(column)
+            if name not in self.ctx.keep_on_null and name not in self.ctx.lookups:
+                text = pc.fill_null(text, "")
+            columns.append(text)
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pylist()
+
     def _properties(self, record: dict[str, Any]) -> dict[str, str]:
-        return {name: _text(value) for name, value in record.items()
-                if name != self.ctx.key_field and name not in self.ctx.lookups
-                and not (value is None and name in self.ctx.keep_on_null)}
+        skip = self._skip
+        return {name: value for name, value in record.items()
+                if name not in skip and value is not None}
+
+    @cached_property
+    def _skip(self) -> frozenset[str]:
+        """Fields that are not properties: the key (sent as the id) and the lookups."""
+        return frozenset({self.ctx.key_field, *self.ctx.lookups})
 
     def results(self, call: Call, response: httpx.Response) -> list[RejectedRecord]:
         if response.status_code not in (200, 201, 207):
@@ -243,6 +262,20 @@ class HubSpotWriter(SaasWriter):
         inputs = [{"properties": {**self._properties(self._records[i]),
                                   key: _text(self._records[i][key])}} for i in indices]
         return Call("POST", f"{path}/create", indices, json={"inputs": inputs}, context="create")
+
+
+def _text_column(column: pa.Array) -> pa.Array:
+    """A column as HubSpot's strings: numbers and booleans by Arrow's cast (1.0 -> "1",
+    True -> "true"); anything else value by value."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        return pc.cast(column, pa.string())
+    if pa.types.is_floating(kind):
+        return pa.array([None if v is None else _text(v) for v in column.to_pylist()],
+                        pa.string())
+    return pa.array([None if v is None else _text(v) for v in column.to_pylist()], pa.string())
 
 
 def _norm(key: str, value: Any) -> str:

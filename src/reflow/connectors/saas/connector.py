@@ -227,14 +227,25 @@ class SaasWriter(BatchWriter):
             raise BatchRejected(reason)
         return [RejectedRecord(i, reason) for i in call.indices]
 
+    def records(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
+        """The batch as the dicts ``calls`` reads. Default: ``json_records``; a vendor
+        that wants every value as text (HubSpot) converts whole columns instead."""
+        return json_records(batch)
+
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
         if self.stopped is not None:
             raise self.stopped
-        records = json_records(batch)
-        items = list(self.calls(records, action))
-        rejected = [i for i in items if isinstance(i, RejectedRecord)]
-        calls = [i for i in items if isinstance(i, Call)]
-        futures = [self._pool.submit(self.send, call, records, action) for call in calls]
+        records = self.records(batch)
+        rejected: list[RejectedRecord] = []
+        calls: list[Call] = []
+        futures = []
+        # Each call goes out as soon as it is built: building the next overlaps sending.
+        for item in self.calls(records, action):
+            if isinstance(item, RejectedRecord):
+                rejected.append(item)
+            else:
+                calls.append(item)
+                futures.append(self._pool.submit(self.send, item, records, action))
         failures: list[tuple[Call, ConnectorError]] = []
         for call, future in zip(calls, futures, strict=True):
             try:
