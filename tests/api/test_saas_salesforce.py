@@ -116,6 +116,8 @@ def test_destination_shows_objects_with_reference_targets(api: httpx.Client, des
     assert fields["AccountId"]["lookup_object"] == "Account"
     assert fields["External_Id__c"]["can_be_upsert_key"] is True
     assert fields["Id"]["createable"] is False and fields["Email"]["lookup_object"] is None
+    assert fields["Email"]["preserve_values_supported"] is True  # read through SOQL
+    assert fields["Id"]["preserve_values_supported"] is False
 
 
 def test_mirror_lands_exactly_then_sends_only_changes(

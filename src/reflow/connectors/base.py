@@ -213,6 +213,11 @@ class DestinationCapabilities:
     #: leaves the record's current value) and ``preserve_values: true`` (a value is
     #: written only where the record's field is empty): it must read current values.
     field_preferences: bool = False
+    #: Whether the writer honours ``sync_null_values: false`` alone, without reading
+    #: current values: it sends each record as a document and leaves a null field out of
+    #: it (SaaS APIs, brokers), so the record keeps its value. ``field_preferences``
+    #: implies it.
+    sync_null_values: bool = False
     #: Whether the writer fills reference fields from ``WriteContext.lookups`` (mappings
     #: with ``lookup_object``/``lookup_field``); elsewhere such mappings are refused.
     lookups: bool = False

@@ -392,17 +392,21 @@ def _check_lookups(
 
 
 def _check_field_preferences(sync: Sync, cls: type[DestinationConnector]) -> None:
-    """``sync_null_values: false`` and ``preserve_values: true`` need a destination that
-    reads the record's current value while writing; elsewhere they are refused rather
-    than silently ignored."""
-    if cls.capabilities.field_preferences:
-        return
+    """``preserve_values: true`` needs a destination that reads the record's current
+    value while writing (``field_preferences``); ``sync_null_values: false`` one that
+    does that or leaves a null out of the record it sends (``sync_null_values``).
+    Elsewhere they are refused rather than silently ignored."""
+    caps = cls.capabilities
+    supported = {"preserve_values": caps.field_preferences,
+                 "sync_null_values": caps.field_preferences or caps.sync_null_values}
     for index, mapping in enumerate(sync.mappings):
         for name, default in (("sync_null_values", True), ("preserve_values", False)):
-            if mapping.get(name, default) != default:
+            if mapping.get(name, default) != default and not supported[name]:
+                why = (" (it cannot read a record's current value)"
+                       if name == "preserve_values" else "")
                 raise BadRequest(
                     f"mappings[{index}].{name}: {cls.label} does not support"
-                    f" {name}: {str(not default).lower()}"
+                    f" {name}: {str(not default).lower()}{why}"
                 )
 
 

@@ -64,7 +64,9 @@ class SQLiteDestination(DestinationConnector):
     label = "SQLite"
     documentation_slug = "sqlite"
     config_model = SQLiteConfig
-    capabilities = DestinationCapabilities(operations=TABLE_OPERATIONS, batch_size=50_000)
+    capabilities = DestinationCapabilities(
+        operations=TABLE_OPERATIONS, batch_size=50_000, field_preferences=True
+    )
     config: SQLiteConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -165,7 +167,31 @@ class SQLiteWriter(BatchWriter):
 
     def _merge_sql(self, columns: tuple[str, ...], action: Action) -> str:
         merge = Merge.of(self.target, self.stage, columns, self.ctx.key_field, quote_ident)
+        others = [c for c in columns if c != self.ctx.key_field]
+        if others and action in ("upsert", "update") and (
+                self.ctx.keep_on_null or self.ctx.set_if_empty):
+            if action == "update":
+                sets = ", ".join(f"{quote_ident(c)} = {self._assigned(c, 's', 't.')}"
+                                 for c in others)
+                return (f"UPDATE {self.target} AS t SET {sets} FROM {self.stage} AS s"
+                        f" WHERE t.{merge.key} = s.{merge.key}")
+            # In an upsert's DO UPDATE a bare column is the existing row's.
+            sets = ", ".join(f"{quote_ident(c)} = {self._assigned(c, 'excluded', '')}"
+                             for c in others)
+            return f"{_MERGE.append(merge)} ON CONFLICT ({merge.key}) DO UPDATE SET {sets}"
         return _MERGE.statement(merge, action)
+
+    def _assigned(self, column: str, new_alias: str, current_prefix: str) -> str:
+        """What an update writes into ``column``: the new value, except where the mapping
+        keeps the current one (a null under ``sync_null_values: false``; anything but an
+        empty field under ``preserve_values``)."""
+        new = f"{new_alias}.{quote_ident(column)}"
+        current = f"{current_prefix}{quote_ident(column)}"
+        if column in self.ctx.set_if_empty:
+            return f"COALESCE({current}, {new})"
+        if column in self.ctx.keep_on_null:
+            return f"COALESCE({new}, {current})"
+        return new
 
     def close(self) -> None:
         self.conn.close()
