@@ -202,7 +202,8 @@ class BrazeDestination(SaasDestination):
                 Limit(20_000, 60.0, "users_delete", paths=("/users/delete",))),
         batch_size=75, concurrency=8)
     capabilities = DestinationCapabilities(
-        operations=("upsert", "update", "mirror", "delete", "append"), batch_size=7_500)
+        operations=("upsert", "update", "mirror", "delete", "append"), batch_size=7_500,
+        sync_null_values=True)
     writer_class = BrazeWriter
     config: BrazeConfig
 

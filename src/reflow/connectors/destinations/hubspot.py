@@ -304,7 +304,8 @@ class HubSpotDestination(SaasDestination):
     vendor = Vendor("HubSpot", PRODUCTION_URL, limits=(Limit(100, 10.0, "ten_secondly"),),
                     batch_size=100, concurrency=8)
     capabilities = DestinationCapabilities(operations=OPERATIONS, batch_size=5_000,
-                                           rate_limit_per_second=10.0, lookups=True)
+                                           rate_limit_per_second=10.0, lookups=True,
+                                           sync_null_values=True)
     writer_class = HubSpotWriter
     config: HubSpotConfig
 

@@ -148,7 +148,8 @@ class SegmentDestination(SaasDestination):
     # No hard limit is documented; Segment asks for contact above ~500 requests a second.
     vendor = Vendor("Segment", PRODUCTION_URL, limits=(Limit(500, 1.0, "batch"),),
                     batch_size=1000, concurrency=4)
-    capabilities = DestinationCapabilities(operations=("upsert", "append"), batch_size=5_000)
+    capabilities = DestinationCapabilities(operations=("upsert", "append"), batch_size=5_000,
+                                           sync_null_values=True)
     writer_class = SegmentWriter
     config: SegmentConfig
 
