@@ -235,6 +235,30 @@ def test_hubspot_oauth_token_is_kept_and_a_revoked_one_says_reconnect(
     assert "Reconnect the destination" in first_step(shown)["error"]["message"]
 
 
+def test_hubspot_sync_all_properties_creates_the_missing_ones(
+    api: httpx.Client, source: int, hubspot: HubSpotFake,
+) -> None:
+    dest = destination(api, "hubspot", hubspot.credentials())
+    model_id = model(api, source, "SELECT 'all' || email AS email, first AS firstname,"
+                     " revenue AS lifetime_value, id % 2 = 0 AS is_vip FROM people"
+                     " WHERE id <= 4", name="hs_all_properties")
+    sync_id = create_sync(api, source, model_id, dest["id"], "contacts", "upsert",
+                          [col("email", key=True)], field_behavior="sync_all_properties")
+    try:
+        run(api, sync_id)
+        props = {p["name"]: p for p in hubspot.objects["contacts"].properties}
+        assert (props["lifetime_value"]["type"], props["is_vip"]["type"]) == ("number", "bool")
+        got = {r["email"]: (r["firstname"], r["lifetime_value"], r["is_vip"])
+               for r in hubspot.rows("contacts") if r["email"].startswith("all")}
+        assert got == {f"allp{i}@example.com": (f"First{i}", str(i * 1000),
+                                                 "true" if i % 2 == 0 else "false")
+                       for i in range(1, 5)}
+    finally:
+        hubspot.objects["contacts"].properties[:] = [
+            p for p in hubspot.objects["contacts"].properties
+            if p["name"] not in ("lifetime_value", "is_vip")]
+
+
 # --- Braze --------------------------------------------------------------------------------
 
 

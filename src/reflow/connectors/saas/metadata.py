@@ -24,11 +24,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, TypeVar, runtime_checkable
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from reflow.connectors.base import DestinationField, DestinationObject
+
+if TYPE_CHECKING:  # the engine imports this module: it must not cost an httpx import
+    import httpx
 
 T = TypeVar("T")
 
@@ -51,6 +52,19 @@ def field_type(vendor_type: str | None, extra: Mapping[str, str] | None = None) 
     accepts the text form of anything)."""
     word = (vendor_type or "string").lower()
     return (extra or {}).get(word) or COMMON_TYPES.get(word, "string")
+
+
+#: Words of source column types (any dialect) -> Reflow field types, for created fields.
+_SQL_WORDS = (("bool", "boolean"), ("timestamp", "date_time"), ("datetime", "date_time"),
+              ("date", "date"), ("int", "integer"), ("numeric", "decimal"),
+              ("decimal", "decimal"), ("double", "float"), ("float", "float"),
+              ("real", "float"), ("json", "object"))
+
+
+def sql_field_type(column_type: str) -> str:
+    """The Reflow field type a new field gets for a source column of ``column_type``."""
+    lowered = column_type.lower()
+    return next((kind for word, kind in _SQL_WORDS if word in lowered), "string")
 
 
 def paginate(
