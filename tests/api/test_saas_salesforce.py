@@ -276,6 +276,10 @@ def test_revoked_refresh_token_fails_the_run_and_says_reconnect(
     created = destination(api, salesforce.credentials(refresh_token="5Aep-second-user"))
     sync_id = account_sync(api, source, created["id"], "upsert")
     run(api, sync_id)
+    run(api, sync_id, force_full_sync=True)
+    # One token for the connection test, the sync's checks and two runs: the token was
+    # stored (encrypted, with the instance URL) and reused by every later connector.
+    assert org.grants.count("5Aep-second-user") == 1
     org.refresh_tokens.discard("5Aep-second-user")  # the user revoked the app's access
     org.expire_tokens()
     failed = wait_for_run(api, start(api, sync_id, force_full_sync=True))

@@ -185,6 +185,8 @@ class SalesforceOrg:
     writes_left: int | None = None
     #: Polls of a closed bulk job that still answer ``InProgress``.
     bulk_polls: int = 1
+    #: The refresh token of every access token granted, in order.
+    grants: list[str] = field(default_factory=list)
     #: (method, path) of every request, in arrival order.
     requests: list[tuple[str, str]] = field(default_factory=list)
     #: Validation rules: object -> [(predicate on the record, message)].
@@ -516,6 +518,7 @@ class _Handler(BaseHTTPRequestHandler):
         token = f"00D-access-{next(org._ids)}"
         with org.lock:
             org.tokens[token] = time.monotonic() + org.token_lifetime
+            org.grants.append(form["refresh_token"])
         return 200, {"access_token": token, "instance_url": self.base_url,
                      "id": f"{self.base_url}/id/00D000000000001/005000000000001",
                      "token_type": "Bearer", "scope": "api refresh_token",
