@@ -38,7 +38,7 @@ def org(server: SalesforceFake) -> Iterator[SalesforceOrg]:
         org.rules.clear()
         org.requests.clear()
         org.jobs.clear()
-        org.api_limit, org.api_usage = 100_000, 0
+        org.api_limit, org.api_usage, org.query_page_size = 100_000, 0, 2000
         org.refresh_tokens = {"5Aep-refresh-token"}
     yield org
 
@@ -170,6 +170,19 @@ def test_update_and_delete_by_external_id_find_the_records(
     assert write(dest, [{"External_Id__c": "A-2"}, {"External_Id__c": "A-8"}], "delete",
                  obj="Account") == []
     assert sorted(org.by("Account", "External_Id__c")) == ["A-1", "A-3"]
+
+
+def test_query_answers_are_followed_page_by_page(server: SalesforceFake,
+                                                 org: SalesforceOrg) -> None:
+    dest = connector(server)
+    keys = [f"A-{i}" for i in range(150)]
+    accounts(dest, *keys)
+    org.query_page_size = 40  # 150 keys in one query: four pages
+    rows = [{"External_Id__c": k, "Name": "Renamed"} for k in keys + ["A-999"]]
+    assert write(dest, rows, "update", obj="Account") == [
+        (150, "NOT_FOUND: no Account with External_Id__c = 'A-999'")]
+    assert {r["Name"] for r in org.rows("Account")} == {"Renamed"}
+    assert len(org.requests_to("/query/")) == 3
 
 
 def test_nulls_left_out_and_set_if_empty(server: SalesforceFake, org: SalesforceOrg) -> None:

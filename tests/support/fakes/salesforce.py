@@ -183,6 +183,11 @@ class SalesforceOrg:
     #: When set, the daily limit is reached after this many more record-writing requests
     #: (sObject Collections, Bulk API): a test spends the quota mid-run deterministically.
     writes_left: int | None = None
+    #: Records per page of a query answer (Salesforce: 2,000); the rest follows through
+    #: ``nextRecordsUrl``.
+    query_page_size: int = 2000
+    #: Query cursors: id -> the records still to serve.
+    cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: Polls of a closed bulk job that still answer ``InProgress``.
     bulk_polls: int = 1
     #: The refresh token of every access token granted, in order.
@@ -395,7 +400,16 @@ class SalesforceOrg:
             rows = [r for r in rows if where and str(r.get(where["name"])) in wanted]
         records = [{"attributes": {"type": obj}, **{s["name"]: r.get(s["name"])
                                                    for s in specs if s}} for r in rows]
-        return {"totalSize": len(records), "done": True, "records": records}
+        return self.page(f"01g{next(self._ids):015d}", records, len(records))
+
+    def page(self, cursor: str, records: list[dict[str, Any]], total: int) -> dict[str, Any]:
+        """One page of a query answer; the rest waits under ``cursor``."""
+        first, rest = records[:self.query_page_size], records[self.query_page_size:]
+        answer: dict[str, Any] = {"totalSize": total, "done": not rest, "records": first}
+        if rest:
+            self.cursors[cursor] = rest
+            answer["nextRecordsUrl"] = f"/services/data/v{API_VERSION}/query/{cursor}"
+        return answer
 
     # -- bulk ----------------------------------------------------------------------------
     def run_job(self, job: BulkJob) -> None:
@@ -565,6 +579,9 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, org.describe(m.group(1)), js
         if rest == "/query" and method == "GET":
             return 200, org.query(query.get("q", [""])[0]), js
+        if (m := re.fullmatch(r"/query/(\w+)", rest)) and m.group(1) in org.cursors:
+            records = org.cursors.pop(m.group(1))
+            return 200, org.page(m.group(1), records, len(records)), js
         if rest == "/limits" and method == "GET":
             return 200, {"DailyApiRequests": {"Max": org.api_limit,
                                               "Remaining": org.api_limit - org.api_usage}}, js
