@@ -185,6 +185,27 @@ def test_query_answers_are_followed_page_by_page(server: SalesforceFake,
     assert len(org.requests_to("/query/")) == 3
 
 
+def test_bulk_update_delete_and_create_by_external_id(server: SalesforceFake,
+                                                      org: SalesforceOrg) -> None:
+    dest = connector(server)
+    bulk = {"options": {"bulk_threshold": 1}}
+    assert write(dest, [{"External_Id__c": f"A-{i}", "Name": f"N{i}"} for i in range(5)],
+                 "insert", obj="Account", **bulk) == []
+    assert write(dest, [{"External_Id__c": "A-1", "Name": "Changed"},
+                        {"External_Id__c": "A-7", "Name": "New"}],
+                 "insert", obj="Account", **bulk) == []  # create never overwrites
+    assert write(dest, [{"External_Id__c": "A-2", "Name": "Renamed"},
+                        {"External_Id__c": "A-8", "Name": "Nobody"}],
+                 "update", obj="Account", **bulk) == [
+        (1, "NOT_FOUND: no Account with External_Id__c = 'A-8'")]
+    assert write(dest, [{"External_Id__c": "A-3"}, {"External_Id__c": "A-9"}], "delete",
+                 obj="Account", **bulk) == []
+    names = {k: r["Name"] for k, r in org.by("Account", "External_Id__c").items()}
+    assert names == {"A-0": "N0", "A-1": "N1", "A-2": "Renamed", "A-4": "N4", "A-7": "New"}
+    assert [j.operation for j in org.jobs.values()] == ["insert", "insert", "update", "delete"]
+    assert not org.requests_to("/composite/sobjects")
+
+
 def test_nulls_left_out_and_set_if_empty(server: SalesforceFake, org: SalesforceOrg) -> None:
     dest = connector(server)
     write(dest, [{"External_Id__c": "C-1", "LastName": "L", "FirstName": "Ada",

@@ -262,13 +262,18 @@ class SalesforceWriter(SaasWriter):
         lookups become relationship references, ``sync_null_values: false`` drops nulls,
         ``preserve_values`` drops fields the record already has, and update/delete by an
         external id learn each record's ``Id`` (a record Salesforce does not have is
-        rejected for update and already gone for delete)."""
+        rejected for update and already gone for delete). Create never overwrites: a
+        record Salesforce already has is left alone and counts as delivered."""
         needs_ids = not self.by_id and action in ("update", "delete")
-        current = self._current(records) if needs_ids or self._preserving(action) else {}
+        creating = not self.by_id and action == "insert"
+        lookup = needs_ids or creating or self._preserving(action)
+        current = self._current(records) if lookup else {}
         out, rejected = [], []
         for index, record in enumerate(records):
             key = record.get(self.ctx.key_field)
             found = current.get(_text(key))
+            if creating and found is not None:
+                continue
             if needs_ids and found is None:
                 if action == "update":
                     rejected.append(RejectedRecord(
