@@ -13,7 +13,7 @@ import pytest
 
 from reflow.connectors.base import WriteContext
 from reflow.connectors.destinations.salesforce import SalesforceConfig, SalesforceDestination
-from reflow.connectors.errors import ObjectNotFound
+from reflow.connectors.errors import BatchRejected, ObjectNotFound
 from reflow.connectors.saas.auth import ReconnectRequired
 from reflow.connectors.saas.client import QuotaExhausted
 from reflow.connectors.saas.hooks import ConnectionHooks
@@ -204,6 +204,16 @@ def test_bulk_update_delete_and_create_by_external_id(server: SalesforceFake,
     assert names == {"A-0": "N0", "A-1": "N1", "A-2": "Renamed", "A-4": "N4", "A-7": "New"}
     assert [j.operation for j in org.jobs.values()] == ["insert", "insert", "update", "delete"]
     assert not org.requests_to("/composite/sobjects")
+
+
+def test_a_failed_bulk_job_refuses_the_batch_with_salesforces_message(
+        server: SalesforceFake, org: SalesforceOrg) -> None:
+    # The engine splits a refused batch: below the threshold its parts go through
+    # sObject Collections, which name the record.
+    with pytest.raises(BatchRejected, match="InvalidBatch : Field name not found : Colour__c"):
+        write(connector(server), [{"External_Id__c": "A-1", "Name": "n", "Colour__c": "red"}],
+              obj="Account", options={"bulk_threshold": 1})
+    assert [j.state for j in org.jobs.values()] == ["Failed"]
 
 
 def test_nulls_left_out_and_set_if_empty(server: SalesforceFake, org: SalesforceOrg) -> None:

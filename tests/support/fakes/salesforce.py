@@ -149,6 +149,7 @@ class BulkJob:
     state: str = "Open"
     csv_text: str = ""
     polls_left: int = 0
+    error: str | None = None
     successful: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
@@ -162,6 +163,7 @@ class BulkJob:
             "numberRecordsProcessed": len(self.successful) + len(self.failed)
             if self.state == "JobComplete" else 0,
             "numberRecordsFailed": len(self.failed) if self.state == "JobComplete" else 0,
+            **({"errorMessage": self.error} if self.state == "Failed" else {}),
         }
 
 
@@ -415,6 +417,12 @@ class SalesforceOrg:
     def run_job(self, job: BulkJob) -> None:
         rows = list(csv.DictReader(io.StringIO(job.csv_text)))
         job.columns = list(rows[0].keys()) if rows else []
+        for column in job.columns:  # a header Salesforce cannot map fails the whole job
+            name = column.partition(".")[0]
+            if (self._field_spec(job.object, name) is None
+                    and self._relationship(job.object, name) is None):
+                job.error = f"InvalidBatch : Field name not found : {column}"
+                return
         for row in reversed(rows):  # Salesforce does not keep the upload order
             try:
                 result = self._bulk_row(job, row)
@@ -648,7 +656,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, job.info(), js
         if tail is None and method == "GET":
             if job.state in ("UploadComplete", "InProgress"):
-                job.state = "InProgress" if job.polls_left > 0 else "JobComplete"
+                done = "Failed" if job.error else "JobComplete"
+                job.state = "InProgress" if job.polls_left > 0 else done
                 job.polls_left -= 1
             return 200, job.info(), js
         if tail in ("/successfulResults", "/failedResults") and method == "GET":
