@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from reflow.connectors.base import (
@@ -245,7 +246,7 @@ class SalesforceWriter(SaasWriter):
         #: The current write's prepared bodies by record index (``call_for`` reads them).
         self._bodies: dict[int, dict[str, Any]] = {}
 
-    def write(self, batch: Any, action: Action) -> WriteResult:
+    def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
         if self.stopped is not None:
             raise self.stopped
         if batch.num_rows >= self.bulk_threshold:
