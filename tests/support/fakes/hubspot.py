@@ -205,9 +205,11 @@ class HubSpotFake(FakeServer):
     def stats(self, seconds: float) -> dict[str, Any]:
         """What the benchmark reads from a fake in another process."""
         with self.lock:
+            writes = [t for t, _, path in self.requests if "/batch/" in path]
             return {"records": {n: len(o.records) for n, o in self.objects.items()},
                     "requests": len(self.requests), "throttled": self.throttled,
-                    "peak": self.peak_window(seconds)}
+                    "peak": self.peak_window(seconds), "writes": len(writes),
+                    "write_span": writes[-1] - writes[0] if len(writes) > 1 else 0.0}
 
     def route(self, request: Incoming) -> Reply:
         if request.path == "/oauth/v1/token" and request.method == "POST":

@@ -303,7 +303,9 @@ class HubSpotDestination(SaasDestination):
     config_model: ClassVar[type[ConnectorConfig]] = HubSpotConfig
     vendor = Vendor("HubSpot", PRODUCTION_URL, limits=(Limit(100, 10.0, "ten_secondly"),),
                     batch_size=100, concurrency=8)
-    capabilities = DestinationCapabilities(operations=OPERATIONS, batch_size=5_000,
+    # Large writes: the requests of one write are paced back to back, and the pause
+    # between two writes (snapshot commit, progress) is time the limit goes unused.
+    capabilities = DestinationCapabilities(operations=OPERATIONS, batch_size=20_000,
                                            rate_limit_per_second=10.0, lookups=True,
                                            sync_null_values=True)
     writer_class = HubSpotWriter
