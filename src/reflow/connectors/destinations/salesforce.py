@@ -48,7 +48,7 @@ from reflow.connectors.saas.connector import (
     chunks,
     json_records,
 )
-from reflow.connectors.saas.metadata import MetadataCache, field_type
+from reflow.connectors.saas.metadata import field_type
 
 LOGIN_URL = "https://login.salesforce.com"
 API_VERSION = "62.0"
@@ -113,9 +113,11 @@ class SalesforceDestination(SaasDestination):
         self.instance: str | None = (config.instance_url or "").rstrip("/") or None
         #: (used, max) from the last ``Sforce-Limit-Info`` header.
         self.api_usage: tuple[int, int] | None = None
-        #: Raw describes, apart from ``metadata``: its loaders call ``describe`` while
-        #: holding that cache's lock.
-        self.describes = MetadataCache()
+        #: Raw describes by object, apart from ``metadata`` (whose one lock is held while
+        #: its loaders call ``describe``, and would serialize the describes of
+        #: ``load_objects``). A connector lives for one request or run; two racing loads
+        #: of one object store the same answer.
+        self.describes: dict[str, dict[str, Any]] = {}
 
     # -- connection ----------------------------------------------------------------------
     def base_url(self) -> str:
@@ -183,7 +185,11 @@ class SalesforceDestination(SaasDestination):
     def load_objects(self) -> list[DestinationObject]:
         names = [o["name"] for o in self.call("GET", self.api("/sobjects")).json()["sobjects"]
                  if o.get("createable") and o.get("updateable")]
-        return [to_object(self.describe(name)) for name in names]
+        # One describe per object (an org has hundreds): several in flight at once.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8, thread_name_prefix="sf-describe") as pool:
+            return [to_object(d) for d in pool.map(self.describe, names)]
 
     def describe(self, name: str) -> dict[str, Any]:
         def load() -> dict[str, Any]:
@@ -194,7 +200,10 @@ class SalesforceDestination(SaasDestination):
             if response.status_code >= 400:
                 raise TerminalError(f"Salesforce: {self.error_message(response)}")
             return dict(response.json())
-        return self.describes.get(name, load)
+        hit = self.describes.get(name)
+        if hit is None:
+            hit = self.describes[name] = load()
+        return hit
 
     def get_object(self, full_name: str) -> DestinationObject:
         if not re.fullmatch(r"\w+", full_name):
