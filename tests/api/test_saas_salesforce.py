@@ -142,6 +142,21 @@ def test_mirror_lands_exactly_then_sends_only_changes(
     run(api, sync_id)  # the contacts below look their accounts up
 
 
+def test_sync_all_properties_maps_same_named_fields(
+        api: httpx.Client, source: int, dest: int, org: SalesforceOrg) -> None:
+    # Salesforce fields are not created (no Metadata API): a column without a field of
+    # that name (case-insensitive, as Salesforce's names) is left out.
+    model_id = model(api, source, "SELECT 'S-' || id AS ext, name, revenue AS annualrevenue,"
+                     " 'blue' AS colour FROM companies WHERE id <= 3", name="sf_all")
+    sync_id = create_sync(api, source, model_id, dest, "Account", "upsert",
+                          [col("ext", "External_Id__c", key=True)],
+                          field_behavior="sync_all_properties")
+    assert run(api, sync_id)["records_updated"] == 3
+    got = {k: r for k, r in org.by("Account", "External_Id__c").items() if k.startswith("S-")}
+    assert {k: (r["Name"], r["AnnualRevenue"]) for k, r in got.items()} == {
+        f"S-{i}": (f"Company {i}", float(i * 1000)) for i in (1, 2, 3)}
+
+
 def contact_mappings() -> list[dict[str, Any]]:
     return [col("ext", "External_Id__c", key=True), col("last", "LastName"),
             {**col("first", "FirstName"), "sync_null_values": False},
