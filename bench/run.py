@@ -158,6 +158,9 @@ def main() -> None:
     parser.add_argument("--rss-engine-side", action="store_true",
                         help="also measure the engine-side diff at --rss-rows (slow)")
     parser.add_argument("--profile", help="write cProfile files of the Reflow runs here")
+    parser.add_argument("--skip-hubspot", action="store_true",
+                        help="leave out the HubSpot lines (bench.hubspot)")
+    parser.add_argument("--hubspot-rows", type=int, default=100_000)
     args = parser.parse_args()
     if args.quick:
         args.rows, args.rss_rows = 100_000, 500_000
@@ -231,6 +234,10 @@ def run(args: argparse.Namespace, db: str, tmp: Path, prof: Path | None) -> None
     resync(db, tmp, "changed", "changed", p, adv_home, adv_dest)
 
     rss(args, db, tmp, {"advanced": adv["peak_rss_mb"], "basic": basic["peak_rss_mb"]})
+    if not args.skip_hubspot:
+        from bench import hubspot
+
+        hubspot.run(db, tmp, args.hubspot_rows)
 
 
 def rss(args: argparse.Namespace, db: str, tmp: Path, small: dict[str, float]) -> None:

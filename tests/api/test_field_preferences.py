@@ -1,6 +1,7 @@
 """Per-mapping ``sync_null_values: false`` (a null leaves the record's value) and
 ``preserve_values: true`` (written only where the record's field is empty), through
-the API into PostgreSQL; refused with 400 where a destination cannot honour them."""
+the API into PostgreSQL and SQLite; refused with 400 where a destination cannot honour
+them (DuckDB)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,20 @@ SOURCE = """
 """
 
 
+EXISTING = "(1, 'old1', NULL), (2, 'old2', 'keep'), (3, 'old3', 'keep')"
+
+
+def _expected(operation: str) -> list[tuple[Any, ...]]:
+    expected = [
+        (1, "old1", "pro"),  # null nickname kept the old one; empty plan was filled
+        (2, "new2", "keep"),  # a value overwrites; an existing plan is preserved
+        (3, "old3", "keep"),
+    ]
+    if operation == "upsert":
+        expected.append((4, None, "free"))  # a new record takes the values as they are
+    return expected
+
+
 def _mappings() -> list[dict[str, Any]]:
     return [
         col("id", key=True),
@@ -35,8 +50,7 @@ def test_nulls_kept_and_values_preserved(
 ) -> None:
     table = f'"{pg_schema}".people'
     pg_conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, nickname text, plan text)")
-    pg_conn.execute(f"INSERT INTO {table} VALUES (1, 'old1', NULL), (2, 'old2', 'keep'),"
-                    " (3, 'old3', 'keep')")
+    pg_conn.execute(f"INSERT INTO {table} VALUES {EXISTING}")
     source_id, dest_id = connections(api, pg_database)
     model_id = model(api, source_id, SOURCE)
     sync_id = create_sync(api, source_id, model_id, dest_id, f"{pg_schema}.people", operation,
@@ -47,25 +61,41 @@ def test_nulls_kept_and_values_preserved(
 
     result = run(api, sync_id)
     assert result["status"] == "completed", result
-    expected = [
-        (1, "old1", "pro"),  # null nickname kept the old one; empty plan was filled
-        (2, "new2", "keep"),  # a value overwrites; an existing plan is preserved
-        (3, "old3", "keep"),
-    ]
-    if operation == "upsert":
-        expected.append((4, None, "free"))  # a new record takes the values as they are
-    assert rows(pg_conn, f"SELECT * FROM {table} ORDER BY id") == expected
+    assert rows(pg_conn, f"SELECT * FROM {table} ORDER BY id") == _expected(operation)
+
+
+@pytest.mark.parametrize("operation", ["upsert", "update"])
+def test_nulls_kept_and_values_preserved_in_sqlite(
+    api: httpx.Client, pg_database: str, tmp_path: Path, operation: str,
+) -> None:
+    path = tmp_path / "crm.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, nickname TEXT, plan TEXT)")
+        conn.execute(f"INSERT INTO people VALUES {EXISTING}")
+    conn.close()
+    source_id, _ = connections(api, pg_database)
+    dest = api.post("/destinations", json={"service_connection": {
+        "type": "sqlite", "name": "Local", "credentials": {"path": str(path)}}})
+    assert dest.status_code == 201, dest.text
+    sync_id = create_sync(api, source_id, model(api, source_id, SOURCE),
+                          dest.json()["data"]["id"], "people", operation, _mappings())
+    assert run(api, sync_id)["status"] == "completed"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT * FROM people ORDER BY id").fetchall() == _expected(operation)
+    conn.close()
 
 
 def test_refused_where_the_destination_cannot_honour_them(
     api: httpx.Client, pg_database: str, tmp_path: Path
 ) -> None:
-    path = tmp_path / "crm.sqlite"
-    with sqlite3.connect(path) as conn:
+    import duckdb
+
+    path = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(path)) as conn:
         conn.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, nickname TEXT, plan TEXT)")
     source_id, _ = connections(api, pg_database)
     dest = api.post("/destinations", json={"service_connection": {
-        "type": "sqlite", "name": "Local", "credentials": {"path": str(path)}}})
+        "type": "duckdb", "name": "Local", "credentials": {"path": str(path)}}})
     assert dest.status_code == 201, dest.text
     model_id = model(api, source_id, SOURCE)
     before = api.get("/syncs").json()["pagination"]["total_records"]

@@ -217,7 +217,7 @@ def test_sync_all_properties_and_unsupported_mappings(
          "mappings[1].from: a segment_membership mapping needs a segment as the sync's"
          " source (source_attributes.object.type = segment)"),
         ({**col("extra", "full_name"), "lookup_object": "user", "lookup_field": "name"},
-         "mappings[1].lookup_object: lookup mappings are not supported yet"),
+         "mappings[1].lookup_object: Postgres does not support lookups"),
     ]:
         refused = api.post("/syncs", json=sync_body(
             source_id, model_id, dest_id, obj, "upsert", [col("pid", "id", key=True), mapping]))

@@ -115,6 +115,22 @@ class TestRabbitMQDestination(DestinationConformance):
         assert {p.headers["reflow-operation"] for p, _ in messages} == {"upsert"}
         assert {p.content_type for p, _ in messages} == {"application/json"}
 
+    def test_nulls_of_keep_on_null_fields_are_left_out(
+        self, destination: RabbitMQDestination, amqp: Any, rabbit_queue: str
+    ) -> None:
+        batch = seed_batch(SEED_ROWS[3:5])  # id 4: amount and active null; id 5: name null
+        ctx = WriteContext(1, 1, f"queue:{rabbit_queue}", "id", tuple(batch.schema.names),
+                           keep_on_null=frozenset({"name", "amount"}))
+        writer = destination.open_writer(ctx)
+        try:
+            writer.write(batch, "upsert")
+        finally:
+            writer.close()
+        assert [body for _, body in drain(amqp, rabbit_queue)] == [
+            {"id": 4, "name": "", "active": None},  # sync_null_values stays true for active
+            {"id": 5, "amount": 1e6, "active": False},
+        ]
+
     def test_bad_password_fails_with_the_brokers_message(
         self, bad_destination: RabbitMQDestination
     ) -> None:

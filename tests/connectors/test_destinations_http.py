@@ -427,6 +427,19 @@ def test_webhook_unwrapped_sends_only_records(server: Server) -> None:
     assert server.bodies() == [[{"unique_id": r["id"], **r} for r in SEED_ROWS[:2]]]
 
 
+def test_webhook_leaves_out_nulls_of_keep_on_null_fields(server: Server) -> None:
+    ctx = WriteContext(sync_id=42, run_id=9, object_name="webhook", key_field="id",
+                       fields=("id", "name", "amount", "active"),
+                       keep_on_null=frozenset({"name", "amount"}))
+    writer = hook_dest(server.url, wrap_data_objects=False, batch_size=10).open_writer(ctx)
+    try:
+        writer.write(seed_batch(SEED_ROWS[3:5]), "upsert")
+    finally:
+        writer.close()
+    assert server.bodies() == [[{"unique_id": 4, "id": 4, "name": "", "active": None},
+                                {"unique_id": 5, "id": 5, "amount": 1e6, "active": False}]]
+
+
 def test_webhook_rejections_and_retries_follow_http_request(server: Server) -> None:
     server.script = [(502, {}, "gateway"), (422, {}, "nope")]
     clock = FakeClock()

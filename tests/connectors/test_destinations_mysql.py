@@ -179,3 +179,28 @@ def test_read_only_table_is_not_an_object_and_writing_it_is_terminal(
     with pytest.raises(TerminalError, match="denied"):
         _write(dest, table, seed_batch().select(["id", "name"]), "upsert")
     assert sql(f"SELECT * FROM `{table}`") == []
+
+
+@pytest.mark.parametrize("action", ["upsert", "update"])
+def test_nulls_kept_and_values_preserved(
+    sql: Callable[..., list[dict[str, Any]]], table: str, my_database: str, action: str
+) -> None:
+    sql(f"CREATE TABLE `{table}` (id BIGINT PRIMARY KEY, nickname TEXT, plan TEXT)")
+    sql(f"INSERT INTO `{table}` VALUES (1, 'old1', NULL), (2, 'old2', 'keep'),"
+        " (3, 'old3', 'keep')")
+    batch = pa.RecordBatch.from_pylist([
+        {"id": 1, "nickname": None, "plan": "pro"}, {"id": 2, "nickname": "new2", "plan": "pro"},
+        {"id": 3, "nickname": None, "plan": None}, {"id": 4, "nickname": None, "plan": "free"},
+    ], schema=pa.schema([("id", pa.int64()), ("nickname", pa.string()), ("plan", pa.string())]))
+    ctx = WriteContext(1, 1, f"{my_database}.{table}", "id", tuple(batch.schema.names),
+                       keep_on_null=frozenset({"nickname"}), set_if_empty=frozenset({"plan"}))
+    writer = _destination(my_database).open_writer(ctx)
+    try:
+        writer.write(batch, action)  # type: ignore[arg-type]
+    finally:
+        writer.close()
+    expected = [(1, "old1", "pro"), (2, "new2", "keep"), (3, "old3", "keep")]
+    if action == "upsert":
+        expected.append((4, None, "free"))
+    got = sql(f"SELECT id, nickname, plan FROM `{table}` ORDER BY id")
+    assert [(r["id"], r["nickname"], r["plan"]) for r in got] == expected

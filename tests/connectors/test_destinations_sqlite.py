@@ -98,3 +98,34 @@ def test_single_column_unique_index_is_an_identifier(db: sqlite3.Connection, db_
         "c": False,
         "d": False,
     }
+
+
+def test_lookup_fills_a_foreign_key_from_the_parents_unique_field(
+    db: sqlite3.Connection, db_path: Path
+) -> None:
+    db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, ext TEXT UNIQUE, name TEXT)")
+    db.execute("INSERT INTO accounts VALUES (10, 'A-1', 'Acme'), (20, 'A-2', 'Beta')")
+    db.execute("CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT,"
+               " account_id INTEGER REFERENCES accounts (id))")
+    db.execute("INSERT INTO contacts VALUES (3, 'Old', 10)")
+    dest = _destination(db_path)
+    field = dest.get_object("contacts").field("account_id")
+    assert field is not None and field.lookup_object == "accounts"
+    assert type(dest).capabilities.lookups
+    batch = pa.RecordBatch.from_pylist([
+        {"id": 1, "name": "One", "account_id": "A-2"},
+        {"id": 2, "name": "Two", "account_id": "A-9"},
+        {"id": 3, "name": "Three", "account_id": None},
+    ])
+    ctx = WriteContext(1, 1, "contacts", "id", tuple(batch.schema.names),
+                       lookups={"account_id": ("accounts", "ext")},
+                       keep_on_null=frozenset({"account_id"}))
+    writer = dest.open_writer(ctx)
+    try:
+        result = writer.write(batch, "upsert")
+    finally:
+        writer.close()
+    assert [(r.index, r.reason) for r in result.rejected] == [
+        (1, "account_id: no accounts with ext = 'A-9'")]
+    assert [tuple(r) for r in db.execute("SELECT * FROM contacts ORDER BY id")] == [
+        (1, "One", 20), (3, "Three", 10)]  # a null under sync_null_values: false kept 10

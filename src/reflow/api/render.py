@@ -98,13 +98,16 @@ def destination(row: Destination, objects: list[DestinationObject] | None = None
         "connection_details": row.connection_details,
         "is_file_system": bool(cls and cls.capabilities.file_system),
         "objects": [
-            destination_object(o, getattr(cls, "sync_options_model", None)) for o in objects or []
+            destination_object(o, getattr(cls, "sync_options_model", None),
+                               preserve_values=bool(cls and cls.capabilities.field_preferences))
+            for o in objects or []
         ],
     }
 
 
 def destination_object(
-    obj: DestinationObject, options_model: type[BaseModel] | None = None
+    obj: DestinationObject, options_model: type[BaseModel] | None = None,
+    *, preserve_values: bool = False,
 ) -> dict[str, Any]:
     """``options_model``: the destination's ``sync_options_model``, rendered as the
     object's ``advanced_configuration_field_definitions``."""
@@ -127,7 +130,8 @@ def destination_object(
                 "updateable": f.updateable,
                 "operations": ["overwrite"],
                 "array": False,
-                "preserve_values_supported": False,
+                # The destination reads current values (``field_preferences``).
+                "preserve_values_supported": preserve_values and f.updateable,
                 "required_for_mapping": f.required,
                 "can_be_upsert_key": f.identifier,
                 "can_be_update_key": f.identifier,

@@ -213,6 +213,14 @@ class DestinationCapabilities:
     #: leaves the record's current value) and ``preserve_values: true`` (a value is
     #: written only where the record's field is empty): it must read current values.
     field_preferences: bool = False
+    #: Whether the writer honours ``sync_null_values: false`` alone, without reading
+    #: current values: it sends each record as a document and leaves a null field out of
+    #: it (SaaS APIs, brokers), so the record keeps its value. ``field_preferences``
+    #: implies it.
+    sync_null_values: bool = False
+    #: Whether the writer fills reference fields from ``WriteContext.lookups`` (mappings
+    #: with ``lookup_object``/``lookup_field``); elsewhere such mappings are refused.
+    lookups: bool = False
 
 
 @dataclass
@@ -246,6 +254,10 @@ class WriteContext:
     keep_on_null: frozenset[str] = frozenset()
     #: Fields written only where the record's value is empty (``preserve_values``).
     set_if_empty: frozenset[str] = frozenset()
+    #: Reference fields filled by another object's identifier: field -> (lookup object,
+    #: its identifying field) from mappings with ``lookup_object``/``lookup_field``. The
+    #: field's value is the parent's identifier, which the writer resolves.
+    lookups: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class BatchWriter(abc.ABC):

@@ -38,6 +38,10 @@ _BUILTIN_DESTINATIONS: dict[str, str] = {
     "rabbitmq": "reflow.connectors.destinations.rabbitmq:RabbitMQDestination",
     "nats": "reflow.connectors.destinations.nats:NatsDestination",
     "redis": "reflow.connectors.destinations.redis_streams:RedisStreamsDestination",
+    "salesforce": "reflow.connectors.destinations.salesforce:SalesforceDestination",
+    "hubspot": "reflow.connectors.destinations.hubspot:HubSpotDestination",
+    "braze": "reflow.connectors.destinations.braze:BrazeDestination",
+    "segment": "reflow.connectors.destinations.segment:SegmentDestination",
 }
 
 

@@ -21,10 +21,18 @@ import pyarrow as pa
 
 from reflow.connectors.base import BatchWriter, DestinationConnector, SourceConnector, WriteContext
 from reflow.connectors.errors import ConnectorError, TerminalError
+from reflow.connectors.saas.metadata import FieldCreator, sql_field_type
 from reflow.db.tables import Sync, SyncRun, utcnow
 from reflow.db.tables_sources import FilterSegment
 from reflow.engine import appending, memory, progress
-from reflow.engine.mapping import auto_mappings, coerce, field_types, map_batch, source_column
+from reflow.engine.mapping import (
+    auto_mappings,
+    coerce,
+    field_types,
+    map_batch,
+    normalize_name,
+    source_column,
+)
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.engine.warehouse_diff import open_store
@@ -157,20 +165,39 @@ def _resolve_fields(plan: Plan) -> None:
     if not plan.destination.capabilities.file_system:
         obj = plan.destination.get_object(plan.sync.destination_object)
     if plan.settings.get("field_behavior") == "sync_all_properties":
-        columns = [c.name for c in plan.source.query_columns(plan.query)]
+        described = plan.source.query_columns(plan.query)
+        columns = [c.name for c in described]
         names = None
         if obj is not None and not obj.allow_custom_fields:
             names = [f.full_name for f in obj.fields]
-        added, skipped = auto_mappings(
-            plan.mappings, columns, names, plan.settings.get("field_normalization")
-        )
+        normalization = plan.settings.get("field_normalization")
+        added, skipped = auto_mappings(plan.mappings, columns, names, normalization)
+        if skipped and obj is not None and isinstance(plan.destination, FieldCreator):
+            obj = _create_fields(plan, obj, [c for c in described if c.name in skipped])
+            names = [f.full_name for f in obj.fields]
+            added, skipped = auto_mappings(plan.mappings, columns, names, normalization)
         plan.mappings += added
         if skipped:
             log.warning("sync %s: source columns without a destination field are not synced: %s",
                         plan.sync.id, ", ".join(skipped))
     if obj is not None:
-        targets = {m["to"] for m in plan.mappings}
+        # A lookup's value is the parent's identifier, not of the reference field's type.
+        targets = {m["to"] for m in plan.mappings if not m.get("lookup_object")}
         plan.types = {k: v for k, v in field_types(obj.fields).items() if k in targets}
+
+
+def _create_fields(plan: Plan, obj: Any, columns: list[Any]) -> Any:
+    """``sync_all_properties`` into a destination that can add fields (HubSpot
+    properties): one field per source column it lacks, typed from the column. A field
+    the destination refuses is logged and its column left out, as before."""
+    creator: Any = plan.destination
+    for column in columns:
+        name = normalize_name(column.name, plan.settings.get("field_normalization"))
+        try:
+            creator.create_field(obj.full_name, name, sql_field_type(column.type))
+        except ConnectorError as exc:
+            log.warning("sync %s: could not create field %r: %s", plan.sync.id, name, exc)
+    return plan.destination.get_object(obj.full_name)
 
 
 def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
@@ -332,6 +359,8 @@ def _deliver(
             m["to"] for m in plan.mappings if m.get("sync_null_values", True) is False
         ),
         set_if_empty=frozenset(m["to"] for m in plan.mappings if m.get("preserve_values")),
+        lookups={m["to"]: (m["lookup_object"], m["lookup_field"])
+                 for m in plan.mappings if m.get("lookup_object")},
     )
     writer: BatchWriter = plan.destination.open_writer(ctx)
     d = Delivery(runtime, plan.run.id, writer, store, stop, counts,

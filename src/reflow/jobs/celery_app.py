@@ -53,6 +53,7 @@ class CeleryExecutor:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.app = make_celery(runtime.settings)
+        share_saas_limits(runtime.settings.broker_url)
 
     def submit(self, run_id: int) -> None:
         self.app.send_task(TASK_NAME, args=[run_id], queue=self.runtime.settings.celery_queue)
@@ -100,3 +101,13 @@ def run_worker(runtime: Runtime, *, concurrency: int) -> None:
         "--without-mingle",
         "--without-heartbeat",
     ])
+
+
+def share_saas_limits(broker_url: str) -> None:
+    """SaaS vendors limit a connection, not a process: with runs on several processes,
+    their rate-limit buckets live in Redis (the broker's, when the broker is Redis;
+    with RabbitMQ each process paces alone and 429s are still honoured)."""
+    from reflow.connectors.saas.ratelimit import share_through_redis
+
+    if broker_url.startswith(("redis://", "rediss://")):
+        share_through_redis(broker_url)

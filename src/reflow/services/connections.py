@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from reflow.connectors import outbound
 from reflow.connectors.base import (
@@ -101,7 +101,7 @@ def save_credentials(
     connection test; returns the validated config, if any."""
     config = apply_credentials(row, cls=cls, credentials=credentials, vault=vault, merge=merge)
     if config is not None:
-        run_test(row, cls=cls, config=config)
+        run_test(row, cls=cls, config=config, vault=vault)
     return config
 
 
@@ -150,10 +150,13 @@ def _known_public(
     return {k: v for k, v in credentials.items() if k in public}
 
 
-def run_test(row: Connection, *, cls: ConnectorClass, config: ConnectorConfig) -> None:
+def run_test(
+    row: Connection, *, cls: ConnectorClass, config: ConnectorConfig, vault: Vault | None = None
+) -> None:
     """Run the connector's test. An address the outbound policy refuses is a 400 naming
     the address and the setting; the connection is not saved."""
     connector = cls(config)
+    attach_hooks(connector, row, vault)
     with outbound.watching() as refused:
         try:
             steps = connector.test_connection()
@@ -180,7 +183,46 @@ def build_connector(row: Connection, *, catalogue: Mapping[str, Any], vault: Vau
     """The connector for a stored connection, credentials decrypted only here."""
     cls = catalogue[row.type]
     config = cls.config_model.model_validate(vault.decrypt(row.credentials_encrypted))
-    return cls(config)
+    connector = cls(config)
+    attach_hooks(connector, row, vault)
+    return connector
+
+
+def attach_hooks(connector: Any, row: Connection, vault: Vault | None) -> None:
+    """Give a connector that changes its own connection (a SaaS connector renewing an
+    OAuth token, or finding it revoked) the means to record it: on the row while it
+    is in a session (its unit of work commits it), else in a short transaction of its
+    own (a run's connector outlives the session that built it)."""
+    if not hasattr(connector, "attach_hooks"):
+        return
+    from reflow.connectors.saas.hooks import ConnectionHooks
+
+    session = object_session(row)
+    bind = session.get_bind() if session is not None else None
+
+    row_id = getattr(row, "id", None)
+
+    def change(mutate: Any) -> None:
+        if object_session(row) is not None or bind is None or row_id is None:
+            mutate(row)
+            return
+        with Session(bind) as own, own.begin():
+            fresh = own.get(type(row), row_id)
+            if fresh is not None:
+                mutate(fresh)
+
+    def save_credentials(updates: Mapping[str, Any]) -> None:
+        def mutate(target: Connection) -> None:
+            if vault is not None and target.credentials_encrypted:
+                stored = vault.decrypt(target.credentials_encrypted)
+                target.credentials_encrypted = vault.encrypt({**stored, **updates})
+        change(mutate)
+
+    def mark_failed(message: str) -> None:
+        change(lambda target: record_test(
+            target, [TestStep("Verify connectivity", "failed", message)]))
+
+    connector.attach_hooks(ConnectionHooks(save_credentials, mark_failed))
 
 
 def configuration_fields(config_model: type[ConnectorConfig]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +15,8 @@ from reflow.connectors.base import DestinationConnector, DestinationObject, opti
 from reflow.crypto import Vault
 from reflow.db.engine import after_commit
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
-from reflow.errors import BadRequest
+from reflow.db.tables import Source, SourceModel, Sync, SyncRun, SyncRunRecord
+from reflow.errors import BadRequest, NotFound
 from reflow.services import destinations, models, sources, sync_cleanup, sync_columns
 
 if TYPE_CHECKING:
@@ -288,9 +289,7 @@ def _mapping(raw: Any, index: int) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadRequest(f"{where} must be an object")
     src, to = raw.get("from"), raw.get("to")
-    for lookup in ("lookup_object", "lookup_field"):
-        if raw.get(lookup) not in (None, ""):
-            raise BadRequest(f"{where}.{lookup}: lookup mappings are not supported yet")
+    lookup_object, lookup_field = _lookup(raw, where)
     if not isinstance(src, dict) or src.get("type") not in MAPPING_TYPES:
         raise BadRequest(f"{where}.from.type must be one of: {', '.join(MAPPING_TYPES)}")
     if not isinstance(to, str) or not to:
@@ -304,8 +303,8 @@ def _mapping(raw: Any, index: int) -> dict[str, Any]:
         "preserve_values": _flag(raw, "preserve_values", False, where),
         "operation": _mapping_operation(raw, where),
         "sync_null_values": _flag(raw, "sync_null_values", True, where),
-        "lookup_object": raw.get("lookup_object"),
-        "lookup_field": raw.get("lookup_field"),
+        "lookup_object": lookup_object,
+        "lookup_field": lookup_field,
     }
 
 
@@ -315,6 +314,23 @@ def _mapping_operation(raw: dict[str, Any], where: str) -> str | None:
         raise BadRequest(f"{where}.operation must be one of: {', '.join(MAPPING_OPERATIONS)}"
                          " (or null)")
     return value
+
+
+def _lookup(raw: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+    """``lookup_object``/``lookup_field``: both names, or neither."""
+    values = []
+    for name in ("lookup_object", "lookup_field"):
+        value = raw.get(name)
+        if value in (None, ""):
+            value = None
+        elif not isinstance(value, str):
+            raise BadRequest(f"{where}.{name} must be a string")
+        values.append(value)
+    if (values[0] is None) != (values[1] is None):
+        missing = "lookup_field" if values[1] is None else "lookup_object"
+        raise BadRequest(f"{where}.{missing} is required with a lookup"
+                         " (lookup_object and lookup_field go together)")
+    return values[0], values[1]
 
 
 def _flag(raw: dict[str, Any], name: str, default: bool, where: str) -> bool:
@@ -402,22 +418,63 @@ def _check_against_destination(session: Session, sync: Sync, vault: Vault) -> No
         )
     obj = destinations.get_object(destination, vault=vault, full_name=sync.destination_object)
     _check_fields(obj, sync, keys[0]["to"])
+    _check_lookups(sync, cls, obj, lambda name: destinations.get_object(
+        destination, vault=vault, full_name=name))
     _check_field_preferences(sync, cls)
     _check_sync_options(sync, cls)
 
 
+def _check_lookups(
+    sync: Sync, cls: type[DestinationConnector], obj: DestinationObject,
+    find: Callable[[str], DestinationObject],
+) -> None:
+    """A lookup mapping fills a reference field of ``obj`` with the record of
+    ``lookup_object`` whose ``lookup_field`` holds the mapped value: the destination must
+    resolve lookups, the field must reference that object, and the field must identify
+    that object's records (an external id, a unique key)."""
+    for index, mapping in enumerate(sync.mappings):
+        name = mapping.get("lookup_object")
+        if not name:
+            continue
+        where = f"mappings[{index}]"
+        if not cls.capabilities.lookups:
+            raise BadRequest(f"{where}.lookup_object: {cls.label} does not support lookups")
+        if mapping["is_primary_identifier"]:
+            raise BadRequest(f"{where}: a lookup mapping cannot be the primary identifier")
+        target = obj.field(mapping["to"])
+        if target is not None and target.lookup_object not in (None, name):
+            raise BadRequest(f"{where}.lookup_object: {obj.full_name}.{target.full_name}"
+                             f" references {target.lookup_object}, not {name}")
+        if target is not None and target.lookup_object is None:
+            raise BadRequest(f"{where}.to: {obj.full_name}.{target.full_name} is not a"
+                             " reference field")
+        try:
+            parent = find(name)
+        except NotFound:
+            raise BadRequest(f"{where}.lookup_object: the destination has no object"
+                             f" {name!r}") from None
+        key = parent.field(mapping["lookup_field"])
+        if key is None or not key.identifier:
+            raise BadRequest(f"{where}.lookup_field: {parent.full_name} has no external id"
+                             f" or unique field {mapping['lookup_field']!r}")
+
+
 def _check_field_preferences(sync: Sync, cls: type[DestinationConnector]) -> None:
-    """``sync_null_values: false`` and ``preserve_values: true`` need a destination that
-    reads the record's current value while writing; elsewhere they are refused rather
-    than silently ignored."""
-    if cls.capabilities.field_preferences:
-        return
+    """``preserve_values: true`` needs a destination that reads the record's current
+    value while writing (``field_preferences``); ``sync_null_values: false`` one that
+    does that or leaves a null out of the record it sends (``sync_null_values``).
+    Elsewhere they are refused rather than silently ignored."""
+    caps = cls.capabilities
+    supported = {"preserve_values": caps.field_preferences,
+                 "sync_null_values": caps.field_preferences or caps.sync_null_values}
     for index, mapping in enumerate(sync.mappings):
         for name, default in (("sync_null_values", True), ("preserve_values", False)):
-            if mapping.get(name, default) != default:
+            if mapping.get(name, default) != default and not supported[name]:
+                why = (" (it cannot read a record's current value)"
+                       if name == "preserve_values" else "")
                 raise BadRequest(
                     f"mappings[{index}].{name}: {cls.label} does not support"
-                    f" {name}: {str(not default).lower()}"
+                    f" {name}: {str(not default).lower()}{why}"
                 )
 
 

@@ -134,7 +134,9 @@ def list_destination_objects(
     options = getattr(cls, "sync_options_model", None)
     start = (params.page - 1) * params.per_page
     page = Page(objects[start : start + params.per_page], len(objects), params)
-    return listing(request, page, [render.destination_object(o, options) for o in page.items])
+    preserve = cls.capabilities.field_preferences
+    return listing(request, page, [render.destination_object(o, options, preserve_values=preserve)
+                                   for o in page.items])
 
 
 @router.get(
@@ -150,4 +152,5 @@ def get_destination_object(
     obj = destinations.get_object(destination, vault=ctx.vault, full_name=full_name)
     cls = destinations.connector_class(destination, vault=ctx.vault)
     options = getattr(cls, "sync_options_model", None)
-    return ok(render.destination_object(obj, options))
+    return ok(render.destination_object(
+        obj, options, preserve_values=cls.capabilities.field_preferences))

@@ -39,9 +39,11 @@ class Message:
 
 
 def encode_messages(
-    batch: pa.RecordBatch, key_field: str
+    batch: pa.RecordBatch, key_field: str, omit_nulls: frozenset[str] = frozenset()
 ) -> tuple[list[Message], list[RejectedRecord]]:
-    """One JSON message per record; records that cannot be sent are rejected."""
+    """One JSON message per record; records that cannot be sent are rejected. A null
+    in ``omit_nulls`` (``sync_null_values: false``) is left out of the message, so a
+    consumer merging messages keeps the value it has."""
     messages: list[Message] = []
     rejected: list[RejectedRecord] = []
     for index, row in enumerate(batch.to_pylist()):
@@ -49,6 +51,8 @@ def encode_messages(
         if key is None:
             rejected.append(RejectedRecord(index, f"the sync key {key_field!r} is null"))
             continue
+        if omit_nulls:
+            row = {k: v for k, v in row.items() if v is not None or k not in omit_nulls}
         try:
             body = json.dumps(row, default=_json_default, ensure_ascii=False, allow_nan=False)
         except ValueError as exc:  # NaN or Infinity: not representable in JSON

@@ -115,7 +115,9 @@ class MySQLDestination(DestinationConnector):
     label = "MySQL"
     documentation_slug = "mysql"
     config_model = MySQLConfig
-    capabilities = DestinationCapabilities(operations=TABLE_OPERATIONS, batch_size=100_000)
+    capabilities = DestinationCapabilities(
+        operations=TABLE_OPERATIONS, batch_size=100_000, field_preferences=True
+    )
     config: MySQLConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -223,7 +225,32 @@ class MySQLWriter(BatchWriter):
 
     def _merge_sql(self, columns: tuple[str, ...], action: Action) -> str:
         merge = Merge.of(self.target, self.stage, columns, self.ctx.key_field, quote_ident)
+        others = [c for c in columns if c != self.ctx.key_field]
+        if others and action in ("upsert", "update") and (
+                self.ctx.keep_on_null or self.ctx.set_if_empty):
+            if action == "update":
+                sets = ", ".join(f"t.{quote_ident(c)} = {self._assigned(c, 's.', 't.')}"
+                                 for c in others)
+                return (f"UPDATE {self.target} AS t JOIN {self.stage} AS s"
+                        f" ON t.{merge.key} = s.{merge.key} SET {sets}")
+            # The existing row by the table's name: the stage is aliased ``s`` beside it.
+            sets = ", ".join(f"{quote_ident(c)} = {self._assigned(c, 'VALUES', self.target + '.')}"
+                             for c in others)
+            return f"{_MERGE.append(merge)} ON DUPLICATE KEY UPDATE {sets}"
         return _MERGE.statement(merge, action)
+
+    def _assigned(self, column: str, new_prefix: str, current_prefix: str) -> str:
+        """What an update writes into ``column``: the new value, except where the mapping
+        keeps the current one (a null under ``sync_null_values: false``; anything but an
+        empty field under ``preserve_values``)."""
+        quoted = quote_ident(column)
+        new = f"VALUES({quoted})" if new_prefix == "VALUES" else f"{new_prefix}{quoted}"
+        current = f"{current_prefix}{quoted}"
+        if column in self.ctx.set_if_empty:
+            return f"COALESCE({current}, {new})"
+        if column in self.ctx.keep_on_null:
+            return f"COALESCE({new}, {current})"
+        return new
 
     def close(self) -> None:
         self.conn.close()

@@ -80,7 +80,9 @@ class NatsDestination(DestinationConnector):
     label = "NATS JetStream"
     documentation_slug = "nats"
     config_model = NatsConfig
-    capabilities = DestinationCapabilities(operations=BROKER_OPERATIONS, batch_size=5_000)
+    capabilities = DestinationCapabilities(
+        operations=BROKER_OPERATIONS, batch_size=5_000, sync_null_values=True
+    )
     config: NatsConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -138,7 +140,8 @@ class NatsWriter(BatchWriter):
         self.ctx = ctx
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
-        messages, rejected = encode_messages(batch, self.ctx.key_field)
+        messages, rejected = encode_messages(batch, self.ctx.key_field,
+                                              self.ctx.keep_on_null)
 
         async def publish_all(nc: Any) -> None:
             js = nc.jetstream(timeout=_TIMEOUT)

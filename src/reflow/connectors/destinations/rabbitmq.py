@@ -97,7 +97,9 @@ class RabbitMQDestination(DestinationConnector):
     documentation_slug = "rabbitmq"
     config_model = RabbitMQConfig
     # Each publish waits for its confirm, so big batches only delay the first result.
-    capabilities = DestinationCapabilities(operations=BROKER_OPERATIONS, batch_size=5_000)
+    capabilities = DestinationCapabilities(
+        operations=BROKER_OPERATIONS, batch_size=5_000, sync_null_values=True
+    )
     config: RabbitMQConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -153,7 +155,8 @@ class RabbitMQWriter(BatchWriter):
         self.channel: Any = None
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
-        messages, rejected = encode_messages(batch, self.ctx.key_field)
+        messages, rejected = encode_messages(batch, self.ctx.key_field,
+                                              self.ctx.keep_on_null)
         channel = self._channel()
         for message in messages:
             reason = self._publish(channel, message, action)

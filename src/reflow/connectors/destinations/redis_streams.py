@@ -77,7 +77,9 @@ class RedisStreamsDestination(DestinationConnector):
     label = "Redis Streams"
     documentation_slug = "redis-streams"
     config_model = RedisStreamsConfig
-    capabilities = DestinationCapabilities(operations=BROKER_OPERATIONS, batch_size=10_000)
+    capabilities = DestinationCapabilities(
+        operations=BROKER_OPERATIONS, batch_size=10_000, sync_null_values=True
+    )
     config: RedisStreamsConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -124,7 +126,8 @@ class RedisStreamsWriter(BatchWriter):
         self.client = connect(config)
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
-        messages, rejected = encode_messages(batch, self.ctx.key_field)
+        messages, rejected = encode_messages(batch, self.ctx.key_field,
+                                              self.ctx.keep_on_null)
         for start in range(0, len(messages), _PIPELINE_SIZE):
             chunk = messages[start : start + _PIPELINE_SIZE]
             rejected.extend(self._add(chunk, action))

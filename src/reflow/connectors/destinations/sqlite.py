@@ -34,6 +34,7 @@ from reflow.connectors.base import (
     DestinationConnector,
     DestinationField,
     DestinationObject,
+    RejectedRecord,
     TestStep,
     WriteContext,
     WriteResult,
@@ -64,7 +65,9 @@ class SQLiteDestination(DestinationConnector):
     label = "SQLite"
     documentation_slug = "sqlite"
     config_model = SQLiteConfig
-    capabilities = DestinationCapabilities(operations=TABLE_OPERATIONS, batch_size=50_000)
+    capabilities = DestinationCapabilities(
+        operations=TABLE_OPERATIONS, batch_size=50_000, field_preferences=True, lookups=True
+    )
     config: SQLiteConfig
 
     def test_connection(self) -> list[TestStep]:
@@ -141,6 +144,7 @@ class SQLiteWriter(BatchWriter):
                     f"INSERT INTO {self.stage} ({_cols(columns)}) VALUES ({placeholders})",
                     _rows(batch),
                 )
+                rejected = self._resolve_lookups(batch, columns)
                 self.conn.execute(self._merge_sql(columns, action))
                 self.conn.execute(f"DELETE FROM {self.stage}")
             except BaseException:
@@ -151,7 +155,53 @@ class SQLiteWriter(BatchWriter):
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise _classify(exc) from exc
-        return WriteResult()
+        return WriteResult(rejected)
+
+    def _resolve_lookups(
+        self, batch: pa.RecordBatch, columns: tuple[str, ...]
+    ) -> list[RejectedRecord]:
+        """Lookup mappings: the staged value is the parent's ``lookup_field``; it becomes
+        the key the foreign key references. A value no parent has rejects its record
+        (taken out of the stage), as a CRM refuses an unknown parent."""
+        rejected: list[RejectedRecord] = []
+        key = quote_ident(self.ctx.key_field)
+        for column, (parent, parent_field) in self.ctx.lookups.items():
+            if column not in columns:
+                continue
+            col, ref = quote_ident(column), self._referenced(column, parent)
+            source = f"main.{quote_ident(parent)} AS p WHERE p.{quote_ident(parent_field)}"
+            missing = self.conn.execute(
+                f"SELECT {key}, {col} FROM {self.stage} AS s WHERE {col} IS NOT NULL"
+                f" AND NOT EXISTS (SELECT 1 FROM {source} = s.{col})").fetchall()
+            rejected += self._not_found(batch, missing, column, parent, parent_field)
+            if missing:
+                self.conn.executemany(f"DELETE FROM {self.stage} WHERE {key} = ?",
+                                      [(k,) for k, _ in missing])
+            self.conn.execute(f"UPDATE {self.stage} AS s SET {col} = (SELECT p.{ref} FROM"
+                              f" {source} = s.{col}) WHERE {col} IS NOT NULL")
+        return sorted(rejected, key=lambda r: r.index)
+
+    def _referenced(self, column: str, parent: str) -> str:
+        """The parent column ``column``'s foreign key points at (its primary key when the
+        key names none)."""
+        table = split_name(self.ctx.object_name)
+        for fk_parent, fk_column, fk_to in _foreign_keys(self.conn, table):
+            if fk_column == column and fk_parent == parent and fk_to:
+                return quote_ident(fk_to)
+        pk = [r[1] for r in self.conn.execute(f"PRAGMA main.table_info({quote_ident(parent)})")
+              if r[5]]
+        return quote_ident(pk[0] if len(pk) == 1 else "rowid")
+
+    def _not_found(
+        self, batch: pa.RecordBatch, missing: list[tuple[Any, Any]], column: str, parent: str,
+        parent_field: str,
+    ) -> list[RejectedRecord]:
+        if not missing:
+            return []
+        keys = batch.column(self.ctx.key_field).to_pylist()
+        where = {k: i for i, k in enumerate(keys)}
+        return [RejectedRecord(where[k], f"{column}: no {parent} with {parent_field} = {v!r}")
+                for k, v in missing if k in where]
 
     def _stage(self, columns: tuple[str, ...]) -> None:
         if self._staged_columns == columns:
@@ -165,7 +215,31 @@ class SQLiteWriter(BatchWriter):
 
     def _merge_sql(self, columns: tuple[str, ...], action: Action) -> str:
         merge = Merge.of(self.target, self.stage, columns, self.ctx.key_field, quote_ident)
+        others = [c for c in columns if c != self.ctx.key_field]
+        if others and action in ("upsert", "update") and (
+                self.ctx.keep_on_null or self.ctx.set_if_empty):
+            if action == "update":
+                sets = ", ".join(f"{quote_ident(c)} = {self._assigned(c, 's', 't.')}"
+                                 for c in others)
+                return (f"UPDATE {self.target} AS t SET {sets} FROM {self.stage} AS s"
+                        f" WHERE t.{merge.key} = s.{merge.key}")
+            # In an upsert's DO UPDATE a bare column is the existing row's.
+            sets = ", ".join(f"{quote_ident(c)} = {self._assigned(c, 'excluded', '')}"
+                             for c in others)
+            return f"{_MERGE.append(merge)} ON CONFLICT ({merge.key}) DO UPDATE SET {sets}"
         return _MERGE.statement(merge, action)
+
+    def _assigned(self, column: str, new_alias: str, current_prefix: str) -> str:
+        """What an update writes into ``column``: the new value, except where the mapping
+        keeps the current one (a null under ``sync_null_values: false``; anything but an
+        empty field under ``preserve_values``)."""
+        new = f"{new_alias}.{quote_ident(column)}"
+        current = f"{current_prefix}{quote_ident(column)}"
+        if column in self.ctx.set_if_empty:
+            return f"COALESCE({current}, {new})"
+        if column in self.ctx.keep_on_null:
+            return f"COALESCE({new}, {current})"
+        return new
 
     def close(self) -> None:
         self.conn.close()
@@ -230,6 +304,7 @@ class _closing:
 
 def _describe(conn: sqlite3.Connection, table: str) -> DestinationObject:
     unique = _single_column_keys(conn, table)
+    references = {column: parent for parent, column, _ in _foreign_keys(conn, table)}
     fields = []
     # table_info: cid, name, type, notnull, dflt_value, pk
     for _, name, dtype, notnull, default, pk in conn.execute(
@@ -244,9 +319,21 @@ def _describe(conn: sqlite3.Connection, table: str) -> DestinationObject:
                 type=dtype or "ANY",
                 required=bool(notnull) and default is None and not rowid,
                 identifier=name in unique,
+                lookup_object=references.get(name),
             )
         )
     return DestinationObject(table, table, TABLE_OPERATIONS, tuple(fields))
+
+
+def _foreign_keys(conn: sqlite3.Connection, table: str) -> list[tuple[str, str, str | None]]:
+    """(parent table, column, parent column or None for its primary key) of each
+    single-column foreign key."""
+    # foreign_key_list: id, seq, table, from, to, on_update, on_delete, match
+    rows = list(conn.execute(f"PRAGMA main.foreign_key_list({quote_ident(table)})"))
+    sizes: dict[int, int] = {}
+    for row in rows:
+        sizes[row[0]] = sizes.get(row[0], 0) + 1
+    return [(r[2], r[3], r[4]) for r in rows if sizes[r[0]] == 1]
 
 
 def _single_column_keys(conn: sqlite3.Connection, table: str) -> set[str]:

@@ -158,6 +158,8 @@ class WebhookWriter(BatchWriter):
         key = row.get(self.ctx.key_field)
         if deleted and not self.full_deletes:
             return {"unique_id": key}
+        if self.ctx.keep_on_null:  # sync_null_values: false leaves the null out
+            row = {k: v for k, v in row.items() if v is not None or k not in self.ctx.keep_on_null}
         return {"unique_id": key, **row}
 
     def _request(self, records: list[dict[str, Any]], indices: list[int],
@@ -193,7 +195,7 @@ class WebhookDestination(DestinationConnector):
     config_model = WebhookConfig
     sync_options_model = WebhookSyncOptions
     capabilities = DestinationCapabilities(
-        operations=("upsert", "append", "mirror"), batch_size=1000
+        operations=("upsert", "append", "mirror"), batch_size=1000, sync_null_values=True
     )
     config: WebhookConfig
     #: A Webhook sync has no destination object in Census; this one name stands for it.
