@@ -15,7 +15,7 @@ from reflow.connectors.base import DestinationConnector, DestinationObject, opti
 from reflow.crypto import Vault
 from reflow.db.engine import after_commit
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
-from reflow.db.tables import Source, SourceModel, Sync, SyncRun, SyncRunRecord
+from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
 from reflow.errors import BadRequest, NotFound
 from reflow.services import destinations, models, sources, sync_cleanup, sync_columns
 
