@@ -32,6 +32,7 @@ from reflow.api.routers import records as records_router
 from reflow.api.routers import segments as segments_router
 from reflow.api.routers import source_catalog as source_catalog_router
 from reflow.api.routers import webhooks as webhooks_router
+from reflow.console import routes as console_routes
 from reflow.errors import ReflowError
 from reflow.runtime import Runtime
 
@@ -85,6 +86,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(topics.ingest_router)  # POST /ingest/{source_id}/{topic}
     app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
+    app.include_router(console_routes.router)  # the web console at / (issue 13)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
