@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from reflow.api.deps import get_runtime, get_session
 from reflow.console import (
     pages_connections,
+    pages_models,
     pages_settings,
     pages_syncs,
     pages_wizard,
@@ -49,7 +50,8 @@ router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 @router.get("/static/{name:path}")
 def static(name: str) -> FileResponse:
     path = (STATIC / name).resolve()
-    if not path.is_file() or STATIC.resolve() not in path.parents or path.suffix not in _STATIC_TYPES:
+    inside = STATIC.resolve() in path.parents
+    if not inside or not path.is_file() or path.suffix not in _STATIC_TYPES:
         raise NotFound(f"no static file {name}")
     return FileResponse(path, media_type=_STATIC_TYPES[path.suffix],
                         headers={"Cache-Control": "public, max-age=3600"})
@@ -100,8 +102,8 @@ def signin(
 ) -> Response:
     target = _safe_next(form.get("next"))
     if not cookies.same_token(request.cookies.get(cookies.SIGNIN_COOKIE), form.get("csrf")):
-        return _signin_form(request, runtime, target, {"form": "The sign-in form expired; try again."},
-                            status=400)
+        expired = {"form": "The sign-in form expired; try again."}
+        return _signin_form(request, runtime, target, expired, status=400)
     try:
         state = _authenticate(session, form)
     except ReflowError as exc:
@@ -169,5 +171,6 @@ def switch_workspace(
     return response
 
 
-for _module in (pages_syncs, pages_connections, pages_wizard, pages_settings):
+# The wizard first: its /syncs/new must match before /syncs/{sync_id}.
+for _module in (pages_wizard, pages_syncs, pages_connections, pages_models, pages_settings):
     router.include_router(_module.router)

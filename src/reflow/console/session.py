@@ -47,7 +47,8 @@ def new_session(kind: str, subject_id: int, workspace_id: int) -> ConsoleSession
 def encode(secret_key: str, value: ConsoleSession, *, at: float | None = None) -> str:
     """``at`` backdates the cookie (tests of expiry)."""
     data = json.dumps(asdict(value)).encode()
-    return _fernet(secret_key).encrypt_at_time(data, int(at if at is not None else time.time())).decode()
+    moment = int(at if at is not None else time.time())
+    return _fernet(secret_key).encrypt_at_time(data, moment).decode()
 
 
 def decode(secret_key: str, cookie: str | None) -> ConsoleSession | None:

@@ -25,8 +25,8 @@ STATUSES = {
     "NULL": ("warn", "Null key", "!"),
     "DUPLICATE": ("warn", "Duplicate key", "!"),
     "succeeded": ("ok", "Succeeded", "✓"),
-    "passed": ("ok", "Passed", "✓"),
-    "skipped_step": ("muted", "Skipped", "–"),
+    "success": ("ok", "Passed", "✓"),
+    "warning": ("warn", "Warning", "!"),
 }
 
 
