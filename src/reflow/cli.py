@@ -110,6 +110,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             result = initialize(runtime.engine)
             _print_init(result, as_json=False)
             base = f"http://{args.host}:{args.port}/api/v1"
+            print(f"\nWeb console: http://{args.host}:{args.port}/ (sign in with the "
+                  "workspace_token)", flush=True)
             print(f'\nTry:\n  curl -H "Authorization: Bearer {result.workspace_token}" '
                   f"{base}/sources\n", flush=True)
     elif not migrate.is_up_to_date(runtime.engine):
