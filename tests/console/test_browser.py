@@ -139,6 +139,9 @@ def test_create_run_and_debug_a_sync(served: Served, browser: Browser,
     context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(20_000)
+    problems: list[str] = []  # CSP violations, script errors, failed loads
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
 
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/signin\?next=%2F$"))
@@ -202,6 +205,7 @@ def test_create_run_and_debug_a_sync(served: Served, browser: Browser,
         page.goto(path)
         _shot(page, name)
 
+    assert not problems, problems
     phone = browser.new_context(base_url=served.base_url, viewport={"width": 390, "height": 844},
                                 storage_state=context.storage_state())
     small = phone.new_page()
