@@ -206,6 +206,7 @@ def test_create_run_and_debug_a_sync(served: Served, browser: Browser,
         _shot(page, name)
 
     assert not problems, problems
+    _demo_sync(page, served.home)
     phone = browser.new_context(base_url=served.base_url, viewport={"width": 390, "height": 844},
                                 storage_state=context.storage_state())
     small = phone.new_page()
@@ -219,6 +220,41 @@ def test_create_run_and_debug_a_sync(served: Served, browser: Browser,
     with sqlite3.connect(crm) as conn:
         assert conn.execute("SELECT count(*) FROM contacts").fetchone()[0] == 41
     conn.close()
+
+
+def test_connect_link_page_uses_the_console_look(served: Served, browser: Browser) -> None:
+    api = httpx.Client(base_url=served.base_url + "/api/v1",
+                       headers={"Authorization": f"Bearer {served.token}"})
+    link = api.post("/source_connect_links", json={"type": "postgres"}).json()["data"]
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.goto(link["uri"])
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connect postgres")
+    expect(page.locator('link[href="/static/console.css"]')).to_have_count(1)
+    expect(page.locator('input[name="credentials.password"]')).to_have_attribute("type",
+                                                                                 "password")
+    _shot(page, "13-connect-link")
+    context.close()
+
+
+def _demo_sync(page: Page, home: Path) -> None:
+    """The demo sync run twice, 25 customers changed in between: the page the README
+    shows (docs/img/console.png)."""
+    page.goto("/syncs")
+    page.get_by_role("link", name="Customers to the demo CRM").click()
+    for changed in (0, 25):
+        with sqlite3.connect(home / "state" / "demo-1" / "warehouse.sqlite") as conn:
+            conn.execute("UPDATE customers SET plan = 'pro' WHERE id <= ?", (changed,))
+        conn.close()
+        page.get_by_role("button", name="Run now").click()
+        expect(page.locator("#run-live")).to_have_attribute("data-status", "completed",
+                                                            timeout=30_000)
+        page.go_back()
+        page.reload()
+    expect(page.locator("figure.chart svg rect.bar")).to_have_count(2)
+    page.set_viewport_size({"width": 1100, "height": 760})
+    page.screenshot(path=str(_artifacts() / "00-readme.png"))
+    page.set_viewport_size({"width": 1280, "height": 860})
 
 
 def _wizard(page: Page) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from reflow.db.tables import SyncRun
 
-WIDTH, HEIGHT, PAD = 640, 140, 18
+WIDTH, HEIGHT, PAD = 960, 150, 18
 MAX_SLOT = 40  # a few runs draw narrow bars from the left, not one wide block
 
 

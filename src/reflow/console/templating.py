@@ -99,6 +99,11 @@ SECURITY_HEADERS = {
 }
 
 
+#: Connect pages post, then redirect to the partner's redirect_uri: no form-action limit.
+CONNECT_HEADERS = {"Content-Security-Policy": SECURITY_HEADERS["Content-Security-Policy"]
+                   .replace("form-action 'self'; ", "")}
+
+
 def render(template: str, *, status: int = 200, headers: dict[str, str] | None = None,
            **values: Any) -> HTMLResponse:
     html = environment().get_template(template).render(**values)
