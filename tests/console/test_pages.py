@@ -258,3 +258,50 @@ def test_invited_user_signs_in_with_a_password_and_sees_only_their_role(app: App
     out = viewer.post("/signout", data={"csrf": csrf_of(listing)}, follow_redirects=False)
     assert out.headers["location"] == "/signin"
     assert viewer.get("/syncs", follow_redirects=False).status_code == 303
+
+
+def _wizard_post(client: TestClient, app: App, **fields: str) -> tuple[int, str]:
+    base = {"source_id": str(app.demo.source_id), "source_object": f"model:{app.demo.model_id}",
+            "destination_id": str(app.demo.destination_id), "destination_object": "customers"}
+    csrf = csrf_of(client.get("/syncs/new").text)
+    answer = client.post("/syncs/new", data={"csrf": csrf, **base, **fields},
+                         follow_redirects=False)
+    return answer.status_code, answer.text if answer.status_code != 303 else \
+        answer.headers["location"]
+
+
+def test_wizard_constants_templates_and_a_mapping_error_beside_its_row(app: App) -> None:
+    client = app.signed_in()
+    status, page = _wizard_post(client, app, action="next")
+    assert status == 200
+    rows = {name: i for i, name in re.findall(
+        r'name="kind_(\d+)" aria-label="Value of (\w+) from"', page)}
+    assert set(rows) == {"id", "email", "name", "plan", "lifetime_value"}
+    assert re.search(r'name="key" value="id"[^>]*checked', page)  # matched by name
+    mapping = {"mapped": "1", "key": "id", "label": "Wizard sync", "operation": "upsert",
+               "frequency": "daily", "hour": "6", "minute": "30"}
+    for name, i in rows.items():
+        mapping[f"kind_{i}"], mapping[f"value_{i}"] = "column", name
+    mapping[f"kind_{rows['plan']}"], mapping[f"value_{rows['plan']}"] = "constant", "gold"
+    mapping[f"kind_{rows['name']}"] = "template"
+    mapping[f"value_{rows['name']}"] = "{{ record.email | upcase"  # does not parse
+    status, page = _wizard_post(client, app, action="preview", **mapping)
+    assert status == 400
+    assert re.search(r'id="err-map:name" role="alert">[^<]*liquid_template', page), page
+    mapping[f"value_{rows['name']}"] = "{{ record.email | upcase }}"
+    status, page = _wizard_post(client, app, action="preview", **mapping)
+    assert status == 200 and "Dry run" in page
+    assert re.search(r"Rows in the source</dt><dd>50</dd>", page)
+    status, location = _wizard_post(client, app, action="save", **mapping)
+    assert status == 303 and location.startswith("/syncs/")
+    with app.runtime.sessions() as s:
+        sync = syncs.get(s, workspace_id=app.demo.workspace_id,
+                         sync_id=int(location.rsplit("/", 1)[1]))
+        by_to = {m["to"]: m for m in sync.mappings}
+        assert by_to["plan"]["from"] == {"type": "constant_value",
+                                         "data": {"value": "gold", "basic_type": "text"}}
+        assert by_to["name"]["from"]["type"] == "liquid_template"
+        assert by_to["id"]["is_primary_identifier"] is True
+        assert sync.mode["triggers"]["schedule"] == {"frequency": "daily", "hour": 6, "minute": 30}
+    detail = client.get(location).text
+    assert "Daily at 06:30 UTC" in detail and "constant" in detail and "template" in detail

@@ -90,7 +90,7 @@ def _create(ui: Console, kind: Kind, form: dict[str, str]) -> Response:
     if type_name not in types:
         return _new(ui, kind, None)
     cls = types[type_name]
-    fields = forms.credential_fields(cls.config_model)
+    fields = forms.credential_fields(cls.config_model)  # type: ignore[attr-defined]
     known = {f["id"] for f in fields} | {"name"}
     try:
         row = _save(ui, kind, type_name, forms.parse_credentials(fields, form),

@@ -127,15 +127,14 @@ def _authenticate(session: Session, form: dict[str, str]) -> cookies.ConsoleSess
             row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
             assert row is not None
             return cookies.new_session("token", row.id, principal.workspace_id)
-        user = organization.acting_user(session, principal=principal)
-        return _user_session(session, user)
+        return _user_session(session, organization.acting_user(session, principal=principal))
     email, password = form.get("email", "").strip(), form.get("password", "")
     if not email or not password:
         raise Unauthorized("enter an API token, or an email and password")
-    user = organization.user_by_password(session, email=email, password=password)
-    if user is None:
+    found = organization.user_by_password(session, email=email, password=password)
+    if found is None:
         raise Unauthorized("unknown email or wrong password")
-    return _user_session(session, user)
+    return _user_session(session, found)
 
 
 def _user_session(session: Session, user: User) -> cookies.ConsoleSession:
