@@ -305,3 +305,22 @@ def test_wizard_constants_templates_and_a_mapping_error_beside_its_row(app: App)
         assert sync.mode["triggers"]["schedule"] == {"frequency": "daily", "hour": 6, "minute": 30}
     detail = client.get(location).text
     assert "Daily at 06:30 UTC" in detail and "constant" in detail and "template" in detail
+
+
+def test_syncs_search_and_health_filter(app: App) -> None:
+    client = app.signed_in()
+    assert "Customers to the demo CRM" in client.get("/syncs?q=DEMO+crm").text
+    assert "No sync matches" in client.get("/syncs?q=no-such-sync").text
+    assert "No sync matches" in client.get("/syncs?show=paused").text
+    with app.runtime.session() as s:
+        sync = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
+        syncs.update(s, sync=sync, vault=app.runtime.vault, body={"paused": True})
+    try:
+        paused = client.get("/syncs?show=paused").text
+        assert "Customers to the demo CRM" in paused and "Paused" in paused
+    finally:
+        csrf = csrf_of(client.get(f"/syncs/{app.demo.sync_id}").text)
+        client.post(f"/syncs/{app.demo.sync_id}/pause", data={"csrf": csrf, "paused": "0"})
+    with app.runtime.sessions() as s:
+        assert syncs.get(s, workspace_id=app.demo.workspace_id,
+                         sync_id=app.demo.sync_id).paused is False  # resumed by the form

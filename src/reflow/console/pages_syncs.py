@@ -66,6 +66,8 @@ def health(sync: Sync, last: SyncRun | None) -> str:
         return "Ready"
     if last.status in runs.ACTIVE:
         return last.status
+    if last.status == "completed" and (last.records_failed or last.source_record_invalids):
+        return "partial"
     return {"failed": "Failing", "completed": "Up to Date"}.get(last.status, "Ready")
 
 
@@ -108,7 +110,7 @@ def list_syncs(q: str = Query(""), show: str = Query("all"),
         rows = [r for r in rows if needle in " ".join(
             [r.sync.label or "", r.sync.destination_object, r.source_name, r.destination_name,
              str(r.sync.id)]).lower()]
-    if show in ("Failing", "paused", "Up to Date", "Ready"):
+    if show in ("Failing", "partial", "paused", "Up to Date", "Ready"):
         rows = [r for r in rows if r.health == show]
     return ui.page("syncs.html", rows=rows, total=total, q=q, show=show, now=now)
 

@@ -18,6 +18,7 @@ STATUSES = {
     "skipped": ("muted", "Skipped", "–"),
     "Up to Date": ("ok", "Healthy", "✓"),
     "Failing": ("bad", "Failing", "✕"),
+    "partial": ("warn", "Some records failed", "!"),
     "Ready": ("muted", "Never run", "○"),
     "paused": ("muted", "Paused", "❚❚"),
     "rejected": ("bad", "Rejected", "✕"),
