@@ -110,14 +110,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             result = initialize(runtime.engine)
             _print_init(result, as_json=False)
             base = f"http://{args.host}:{args.port}/api/v1"
-            print(f"\nWeb console: http://{args.host}:{args.port}/ (sign in with the "
-                  "workspace_token)", flush=True)
             print(f'\nTry:\n  curl -H "Authorization: Bearer {result.workspace_token}" '
                   f"{base}/sources\n", flush=True)
     elif not migrate.is_up_to_date(runtime.engine):
         migrate.upgrade(runtime.engine)
     runtime.executor = make_executor(runtime)
     app = create_app(runtime)
+    print(f"Reflow console: http://{args.host}:{args.port}/  (API under /api/v1)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
     return 0
 

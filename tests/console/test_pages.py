@@ -324,3 +324,15 @@ def test_syncs_search_and_health_filter(app: App) -> None:
     with app.runtime.sessions() as s:
         assert syncs.get(s, workspace_id=app.demo.workspace_id,
                          sync_id=app.demo.sync_id).paused is False  # resumed by the form
+
+
+def test_a_personal_access_token_session_ends_with_its_token(app: App) -> None:
+    with app.runtime.session() as s:
+        org_id = s.get(ApiToken, 1).organization_id  # type: ignore[union-attr]
+        user, token = organization.create_user(s, organization_id=org_id,
+                                               email="ops@example.com", role="admin")
+    client = app.signed_in(token)
+    assert "ops@example.com · owner" in client.get("/syncs").text  # admins own workspaces
+    with app.runtime.session() as s:
+        s.execute(ApiToken.__table__.delete().where(ApiToken.user_id == user.id))
+    assert client.get("/syncs", follow_redirects=False).status_code == 303

@@ -47,6 +47,8 @@ class Console:
     role: str
     csrf: str
     user: User | None = None
+    kind: str = "token"  # what signed in: "token" (workspace key), "pat" or "user"
+    subject_id: int = 0
 
     @property
     def vault(self) -> Any:
@@ -97,15 +99,27 @@ def console(
         if token is None or token.kind != "workspace" or token.workspace_id != workspace.id:
             raise SignInRequired()  # revoked since sign-in
         return Console(request, session, runtime, workspace.id, workspace.name,
-                       f"API key of {workspace.name}", "owner", state.csrf)
-    user = session.get(User, state.subject_id)
+                       f"API key of {workspace.name}", "owner", state.csrf, None, "token",
+                       state.subject_id)
+    user = _user_of(session, state)
     if user is None or user.organization_id != workspace.organization_id:
         raise SignInRequired()
     role = organization.workspace_role(session, user=user, workspace_id=workspace.id)
     if role is None:
         raise SignInRequired()
     return Console(request, session, runtime, workspace.id, workspace.name, user.email, role,
-                   state.csrf, user)
+                   state.csrf, user, state.kind, state.subject_id)
+
+
+def _user_of(session: Session, state: cookies.ConsoleSession) -> User | None:
+    """A password session names the user; a personal-access-token session names the
+    token, so revoking or deleting the token ends the console session too."""
+    if state.kind == "user":
+        return session.get(User, state.subject_id)
+    token = session.get(ApiToken, state.subject_id)
+    if token is None or token.kind != "organization" or token.user_id is None:
+        return None
+    return session.get(User, token.user_id)
 
 
 async def form_data(request: Request) -> dict[str, str]:

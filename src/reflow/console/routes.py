@@ -127,7 +127,10 @@ def _authenticate(session: Session, form: dict[str, str]) -> cookies.ConsoleSess
             row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
             assert row is not None
             return cookies.new_session("token", row.id, principal.workspace_id)
-        return _user_session(session, organization.acting_user(session, principal=principal))
+        user = organization.acting_user(session, principal=principal)
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        assert row is not None
+        return cookies.new_session("pat", row.id, _first_workspace(session, user))
     email, password = form.get("email", "").strip(), form.get("password", "")
     if not email or not password:
         raise Unauthorized("enter an API token, or an email and password")
@@ -138,8 +141,12 @@ def _authenticate(session: Session, form: dict[str, str]) -> cookies.ConsoleSess
 
 
 def _user_session(session: Session, user: User) -> cookies.ConsoleSession:
+    return cookies.new_session("user", user.id, _first_workspace(session, user))
+
+
+def _first_workspace(session: Session, user: User) -> int:
     for workspace_id in workspaces_of(session, user):
-        return cookies.new_session("user", user.id, workspace_id)
+        return workspace_id
     raise Unauthorized(f"user {user.email} has no access to any workspace")
 
 
@@ -162,7 +169,7 @@ def switch_workspace(
     wanted = form.get("workspace_id", "")
     if not wanted.isdigit() or int(wanted) not in workspaces_of(ui.session, ui.user):
         raise NotFound(f"workspace {wanted} not found")
-    state = cookies.new_session("user", ui.user.id, int(wanted))
+    state = cookies.new_session(ui.kind, ui.subject_id, int(wanted))
     response = RedirectResponse("/syncs", status_code=303)
     response.set_cookie(cookies.COOKIE, cookies.encode(secret_key(ui.runtime), state),
                         httponly=True, samesite="lax", secure=_secure(request, ui.runtime),

@@ -28,8 +28,9 @@ MAX_AGE_SECONDS = 12 * 3600
 
 @dataclass(frozen=True)
 class ConsoleSession:
-    kind: str  # "token": a workspace API key | "user": an organization user
-    subject_id: int  # api_tokens.id or users.id
+    #: "token": a workspace API key | "pat": a personal access token | "user": a password
+    kind: str
+    subject_id: int  # api_tokens.id, or users.id for "user"
     workspace_id: int
     csrf: str
 
