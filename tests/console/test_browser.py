@@ -237,6 +237,21 @@ def test_connect_link_page_uses_the_console_look(served: Served, browser: Browse
     context.close()
 
 
+def test_the_console_works_without_javascript(served: Served, browser: Browser) -> None:
+    """Read-only pages and plain forms: sign in, open a sync, run it, see the run."""
+    context = browser.new_context(base_url=served.base_url, java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/syncs")
+    page.fill("#token", served.token)
+    page.get_by_role("button", name="Sign in with token").click()
+    page.get_by_role("link", name="Customers to the demo CRM").click()
+    expect(page.locator("dl.facts")).to_contain_text("customers")
+    page.get_by_role("button", name="Run now").click()
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    expect(page.locator(".stages")).to_contain_text("Extracted")
+    context.close()
+
+
 def _demo_sync(page: Page, home: Path) -> None:
     """The demo sync run twice, 25 customers changed in between: the page the README
     shows (docs/img/console.png)."""
