@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from reflow.api.deps import get_runtime, get_session
 from reflow.console import session as cookies
 from reflow.console.templating import render
+from reflow.db.repo import Page, PageParams
 from reflow.db.tables import ApiToken, Workspace
 from reflow.db.tables_org import WORKSPACE_ROLES, User
 from reflow.errors import Forbidden, ReflowError
@@ -77,6 +78,18 @@ def workspaces_of(session: Session, user: User) -> list[int]:
     ids = session.scalars(select(Workspace.id).where(
         Workspace.organization_id == user.organization_id).order_by(Workspace.id))
     return [i for i in ids if organization.workspace_role(session, user=user, workspace_id=i)]
+
+
+def every(fetch: Callable[[PageParams], Page]) -> list[Any]:
+    """Every item of a paginated service listing (a workspace's syncs, sources and
+    models fit in memory; the console filters and counts them itself)."""
+    items, page = [], 1
+    while True:
+        chunk = fetch(PageParams(page=page, per_page=100, order="asc"))
+        items += chunk.items
+        if page >= chunk.last_page:
+            return items
+        page += 1
 
 
 def secret_key(runtime: Runtime) -> str:

@@ -11,8 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from reflow.connectors import registry
 from reflow.console import forms
-from reflow.console.deps import Console, ConsoleRoute, checked_form, console
-from reflow.console.pages_syncs import _all
+from reflow.console.deps import Console, ConsoleRoute, checked_form, console, every
 from reflow.db.repo import PageParams
 from reflow.errors import ReflowError
 from reflow.services import (
@@ -52,7 +51,7 @@ def _types(ui: Console, kind: Kind) -> dict[str, type]:
 
 def _rows(ui: Console, kind: Kind) -> list[Any]:
     service = sources if kind is SOURCE else destinations
-    return _all(lambda p: service.list_(ui.session, workspace_id=ui.workspace_id, params=p))
+    return every(lambda p: service.list_(ui.session, workspace_id=ui.workspace_id, params=p))
 
 
 def _get(ui: Console, kind: Kind, row_id: int) -> Any:

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import RedirectResponse, Response
 
 from reflow.console import forms
-from reflow.console.deps import Console, ConsoleRoute, checked_form, console
-from reflow.console.pages_syncs import _all
+from reflow.console.deps import Console, ConsoleRoute, checked_form, console, every
 from reflow.db.repo import get_scoped
 from reflow.db.tables import Source, SourceModel
 from reflow.errors import ReflowError
@@ -20,7 +19,7 @@ FIELDS = {"source_id", "name", "query", "description"}
 
 
 def _sources(ui: Console) -> list[Source]:
-    return _all(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
+    return every(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
 
 
 def _model(ui: Console, model_id: int) -> tuple[SourceModel, Source]:
@@ -31,9 +30,12 @@ def _model(ui: Console, model_id: int) -> tuple[SourceModel, Source]:
 
 @router.get("/models")
 def list_models(ui: Console = Depends(console)) -> Response:
-    rows = [(s, m) for s in _sources(ui) for m in _all(
-        lambda p, s=s: models.list_(ui.session, source=s, params=p))]
+    rows = [(s, m) for s in _sources(ui) for m in _models_of(ui, s)]
     return ui.page("models.html", rows=rows)
+
+
+def _models_of(ui: Console, source: Source) -> list[SourceModel]:
+    return every(lambda p: models.list_(ui.session, source=source, params=p))
 
 
 def _editor(ui: Console, values: dict[str, str], *, model: SourceModel | None = None,

@@ -15,7 +15,7 @@ from reflow.console import forms
 from reflow.console.deps import Console, ConsoleRoute, checked_form, console
 from reflow.db.repo import PageParams
 from reflow.db.tables import Workspace
-from reflow.db.tables_org import User
+from reflow.db.tables_org import Invitation, User
 from reflow.errors import BadRequest, Forbidden, ReflowError
 from reflow.services import alerts, api_keys, invitations, organization, webhooks, workspace_admin
 
@@ -52,8 +52,6 @@ def _invite_emails(ui: Console) -> dict[int, tuple[str, bool]]:
     out = {}
     page = invitations.list_for_workspace(ui.session, workspace_id=ui.workspace_id, params=_PAGE)
     for grant in page.items:
-        from reflow.db.tables_org import Invitation
-
         inv = ui.session.get(Invitation, grant.invitation_id)
         if inv is not None:
             out[grant.id] = (inv.email, inv.claimed_at is not None)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import RedirectResponse, Response
 
 from reflow.console import charts
-from reflow.console.deps import Console, ConsoleRoute, checked_form, console
+from reflow.console.deps import Console, ConsoleRoute, checked_form, console, every
 from reflow.db.engine import after_commit
 from reflow.db.repo import PageParams
 from reflow.db.tables import Sync, SyncRun
@@ -78,21 +78,10 @@ def _row(ui: Console, sync: Sync, now: dt.datetime, names: dict[tuple[str, int],
                    next_run(sync, now))
 
 
-def _all(fetch: Any) -> list[Any]:
-    """Every item of a paginated service listing (a workspace's syncs fit in memory)."""
-    items, page = [], 1
-    while True:
-        chunk = fetch(PageParams(page=page, per_page=100, order="asc"))
-        items += chunk.items
-        if page >= chunk.last_page:
-            return items
-        page += 1
-
-
 def connection_names(ui: Console) -> dict[tuple[str, int], str]:
-    names = {("s", s.id): s.label or s.name for s in _all(
+    names = {("s", s.id): s.label or s.name for s in every(
         lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))}
-    names.update({("d", d.id): d.name for d in _all(
+    names.update({("d", d.id): d.name for d in every(
         lambda p: destinations.list_(ui.session, workspace_id=ui.workspace_id, params=p))})
     return names
 
@@ -102,7 +91,7 @@ def list_syncs(q: str = Query(""), show: str = Query("all"),
                ui: Console = Depends(console)) -> Response:
     now = dt.datetime.now(dt.UTC)
     names = connection_names(ui)
-    rows = [_row(ui, s, now, names) for s in reversed(_all(
+    rows = [_row(ui, s, now, names) for s in reversed(every(
         lambda p: syncs.list_(ui.session, workspace_id=ui.workspace_id, params=p)))]
     total = len(rows)
     needle = q.strip().lower()

@@ -18,8 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from reflow.connectors.base import DestinationObject
 from reflow.console import forms
-from reflow.console.deps import Console, ConsoleRoute, checked_form, console
-from reflow.console.pages_syncs import _all
+from reflow.console.deps import Console, ConsoleRoute, checked_form, console, every
 from reflow.db.tables import Destination, Source
 from reflow.errors import BadRequest, ReflowError
 from reflow.jobs.schedule import DAYS, FREQUENCIES
@@ -62,7 +61,7 @@ def _norm(name: str) -> str:
 
 
 def _source_objects(ui: Console, source: Source) -> list[tuple[str, str]]:
-    out = [(f"model:{m.id}", f"Model · {m.name}") for m in _all(
+    out = [(f"model:{m.id}", f"Model · {m.name}") for m in every(
         lambda p: models.list_(ui.session, source=source, params=p))]
     tables = source_catalog.list_tables(ui.session, runtime=ui.runtime, source=source,
                                         params=_params())
@@ -106,7 +105,7 @@ def _source_object(ui: Console, source: Source, value: str) -> SourceChoice:
 
 def _load(ui: Console, wiz: Wizard) -> tuple[dict[str, Any] | None, str | None]:
     """Fill the choices each step offers; returns the source object and model query."""
-    wiz.sources = _all(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
+    wiz.sources = every(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     source = _chosen_source(ui, wiz)
     if source is None:
         return None, None
@@ -115,7 +114,7 @@ def _load(ui: Console, wiz: Wizard) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     obj, wiz.columns, query = _source_object(ui, source, wiz.get("source_object"))
     wiz.step = 2
-    wiz.destinations = _all(
+    wiz.destinations = every(
         lambda p: destinations.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     raw = wiz.get("destination_id")
     if not raw.isdigit():
