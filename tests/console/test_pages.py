@@ -336,3 +336,17 @@ def test_a_personal_access_token_session_ends_with_its_token(app: App) -> None:
     with app.runtime.session() as s:
         s.execute(ApiToken.__table__.delete().where(ApiToken.user_id == user.id))
     assert client.get("/syncs", follow_redirects=False).status_code == 303
+
+
+def test_sync_page_lists_its_alert_configuration(app: App) -> None:
+    with app.runtime.session() as s:
+        sync = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
+        syncs.update(s, sync=sync, vault=app.runtime.vault,
+                     body={"alert_attributes": [{"type": "FailureAlertConfiguration"}]})
+    try:
+        page = app.signed_in().get(f"/syncs/{app.demo.sync_id}").text
+        assert "<h2>Alerts</h2>" in page and "FailureAlertConfiguration" in page
+    finally:
+        with app.runtime.session() as s:
+            sync = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
+            syncs.update(s, sync=sync, vault=app.runtime.vault, body={"alert_attributes": []})

@@ -18,7 +18,7 @@ from reflow.db.engine import after_commit
 from reflow.db.repo import PageParams
 from reflow.db.tables import Sync, SyncRun
 from reflow.errors import BadRequest
-from reflow.services import destinations, records, runs, sources, syncs
+from reflow.services import alerts, destinations, records, runs, sources, syncs
 from reflow.services.schedules import schedule_fields
 from reflow.services.source_objects import describe
 
@@ -118,6 +118,8 @@ def sync_detail(sync_id: int, page: int = Query(1), ui: Console = Depends(consol
                                      destination_id=sync.destination_id),
         health=health(sync, last), last_run=last, schedule=schedule_text(sync.mode),
         next_run=next_run(sync, now), active=last is not None and last.status in runs.ACTIVE,
+        alerts=alerts.list_instances(ui.session, workspace_id=ui.workspace_id, sync_id=sync.id,
+                                     params=PageParams(1, 5)).items,
     )
 
 
