@@ -350,3 +350,35 @@ def test_sync_page_lists_its_alert_configuration(app: App) -> None:
         with app.runtime.session() as s:
             sync = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
             syncs.update(s, sync=sync, vault=app.runtime.vault, body={"alert_attributes": []})
+
+
+def test_wizard_reads_a_table_and_run_records_are_paginated(app: App) -> None:
+    client = app.signed_in()
+    csrf = csrf_of(client.get("/syncs/new").text)
+    table = None
+    for _ in range(100):  # the table list loads in the background on first use
+        page = client.post("/syncs/new", data={"csrf": csrf, "action": "next",
+                                                "source_id": str(app.demo.source_id)}).text
+        table = re.search(r'<option value="(table:\d+)">Table · [\w.]*customers</option>', page)
+        if table:
+            break
+        time.sleep(0.1)
+    assert table, page
+    status, page = _wizard_post(client, app, source_object=table.group(1), action="preview",
+                                mapped="1", key="id", kind_0="column", value_0="id")
+    assert status == 200 and re.search(r"Rows in the source</dt><dd>50</dd>", page), page
+
+    with app.runtime.session() as s:
+        run = SyncRun(workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id,
+                      status="failed", records_failed=30)
+        s.add(run)
+        s.flush()
+        s.add_all(SyncRunRecord(run_id=run.id, identifier=str(i), status="rejected",
+                                status_message=f"reason {i}") for i in range(30))
+        run_id = run.id
+    first = client.get(f"/runs/{run_id}").text
+    assert "reason 0<" in first and "reason 24<" in first and "reason 25<" not in first
+    assert f'href="/runs/{run_id}?status=rejected&amp;page=2"' in first
+    second = client.get(f"/runs/{run_id}?status=rejected&page=2").text
+    assert "reason 25<" in second and "reason 29<" in second and "reason 0<" not in second
+    assert len(client.get(f"/runs/{run_id}/failures.json").json()) == 30
