@@ -382,3 +382,19 @@ def test_wizard_reads_a_table_and_run_records_are_paginated(app: App) -> None:
     second = client.get(f"/runs/{run_id}?status=rejected&page=2").text
     assert "reason 25<" in second and "reason 29<" in second and "reason 0<" not in second
     assert len(client.get(f"/runs/{run_id}/failures.json").json()) == 30
+
+
+def test_a_failed_connection_test_lists_its_steps_and_never_echoes_the_secret(app: App) -> None:
+    client = app.signed_in()
+    csrf = csrf_of(client.get("/sources/new?type=postgres").text)
+    answer = client.post("/sources/new", data={
+        "csrf": csrf, "type": "postgres", "name": "Nope",
+        "credentials.hostname": "127.0.0.1", "credentials.port": "5432",
+        "credentials.user": "postgres", "credentials.password": "s3cret-never-echoed",
+        "credentials.database": "reflow_console_no_such_db"})
+    assert answer.status_code == 400
+    assert "The connection test failed" in answer.text and "badge bad" in answer.text
+    assert "reflow_console_no_such_db" in answer.text  # the database's own message
+    assert "s3cret-never-echoed" not in answer.text
+    assert re.search(r'type="password" name="credentials.password"[^>]*>', answer.text)
+    assert 'value="127.0.0.1"' in answer.text  # non-secret input kept for the retry

@@ -72,14 +72,15 @@ def _new(ui: Console, kind: Kind, type_name: str | None) -> Response:
 
 
 def _form(ui: Console, kind: Kind, type_name: str, cls: type, values: dict[str, str],
-          errors: dict[str, str], status: int = 200) -> Response:
+          errors: dict[str, str], status: int = 200,
+          steps: list[dict[str, Any]] | None = None) -> Response:
     fields = forms.credential_fields(cls.config_model)  # type: ignore[attr-defined]
     for field in fields:
         field["value"] = "" if field["is_password_type_field"] else values.get(
             field["input_name"], forms.shown_value(field, None))
     return ui.page("connection_form.html", status=status, kind=kind, type_name=type_name,
                    label=getattr(cls, "label", type_name), fields=fields, errors=errors,
-                   name=values.get("name", ""))
+                   name=values.get("name", ""), steps=steps or [])
 
 
 def _create(ui: Console, kind: Kind, form: dict[str, str]) -> Response:
@@ -101,7 +102,8 @@ def _create(ui: Console, kind: Kind, form: dict[str, str]) -> Response:
     if not row.last_test_succeeded:
         steps = (row.last_test_results or {}).get("steps", [])
         ui.session.rollback()  # a connection that does not work is not kept
-        return _form(ui, kind, type_name, cls, form, forms.test_errors(steps, known), status=400)
+        return _form(ui, kind, type_name, cls, form, forms.test_errors(steps, known), status=400,
+                     steps=steps)
     ui.session.commit()
     return RedirectResponse(f"{kind.base}/{row.id}", status_code=303)
 
