@@ -398,3 +398,18 @@ def test_a_failed_connection_test_lists_its_steps_and_never_echoes_the_secret(ap
     assert "s3cret-never-echoed" not in answer.text
     assert re.search(r'type="password" name="credentials.password"[^>]*>', answer.text)
     assert 'value="127.0.0.1"' in answer.text  # non-secret input kept for the retry
+
+
+def test_failures_are_pages_never_tracebacks(app: App, monkeypatch: object) -> None:
+    client = app.signed_in()
+    answer = client.get("/syncs/not-a-number")
+    assert answer.status_code == 404 and "text/html" in answer.headers["content-type"]
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(syncs, "list_", broken)  # type: ignore[attr-defined]
+    answer = client.get("/syncs")
+    assert answer.status_code == 500 and "text/html" in answer.headers["content-type"]
+    assert "Something went wrong" in answer.text
+    assert "secret internals" not in answer.text and "Traceback" not in answer.text

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import select
@@ -171,6 +172,10 @@ class ConsoleRoute(APIRoute):
             except ReflowError as exc:
                 return render("error.html", status=exc.status_code, request=request,
                               message=exc.message, code=exc.status_code, console=None)
+            except RequestValidationError:
+                # A malformed path or query (``/syncs/abc``): no such page.
+                return render("error.html", status=404, request=request, code=404,
+                              message=f"no page at {request.url.path}", console=None)
             except Exception:
                 log.exception("console page %s failed", request.url.path)
                 return render("error.html", status=500, request=request, code=500,
