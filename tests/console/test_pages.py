@@ -413,3 +413,28 @@ def test_failures_are_pages_never_tracebacks(app: App, monkeypatch: object) -> N
     assert answer.status_code == 500 and "text/html" in answer.headers["content-type"]
     assert "Something went wrong" in answer.text
     assert "secret internals" not in answer.text and "Traceback" not in answer.text
+
+
+def test_an_organization_user_switches_between_their_workspaces(app: App) -> None:
+    from reflow.services import workspace_admin
+
+    with app.runtime.session() as s:
+        other = organization.create_organization(s, name="Two spaces", vault=app.runtime.vault,
+                                                 owner_email="two@example.com")
+        owner = organization.get_user(s, organization_id=other.organization_id,
+                                      user_id=other.owner_id)
+        second, _ = workspace_admin.create_workspace(
+            s, organization_id=other.organization_id, creator=owner, name="Second <b>space</b>",
+            notification_emails=[], vault=app.runtime.vault)
+        second_id = second.id
+    client = app.signed_in(other.owner_token)
+    page = client.get("/syncs").text
+    assert f'<option value="{second_id}">Second &lt;b&gt;space&lt;/b&gt;</option>' in page
+    answer = client.post("/workspace", data={"csrf": csrf_of(page), "workspace_id": str(second_id)},
+                         follow_redirects=False)
+    assert answer.status_code == 303
+    page = client.get("/syncs").text
+    assert f'<option value="{second_id}" selected>' in page
+    refused = client.post("/workspace", data={"csrf": csrf_of(page),
+                                              "workspace_id": str(app.demo.workspace_id)})
+    assert refused.status_code == 404  # another organization's workspace
