@@ -438,3 +438,12 @@ def test_an_organization_user_switches_between_their_workspaces(app: App) -> Non
     refused = client.post("/workspace", data={"csrf": csrf_of(page),
                                               "workspace_id": str(app.demo.workspace_id)})
     assert refused.status_code == 404  # another organization's workspace
+
+
+def test_a_polled_fragment_sends_an_expired_page_to_sign_in(app: App) -> None:
+    client = TestClient(app.client.app)
+    answer = client.get("/runs/1/live", headers={
+        "HX-Request": "true", "HX-Current-URL": "http://testserver/runs/1?status=invalid"},
+        follow_redirects=False)
+    assert answer.status_code == 200 and answer.text == ""
+    assert answer.headers["HX-Redirect"] == "/signin?next=%2Fruns%2F1%3Fstatus%3Dinvalid"

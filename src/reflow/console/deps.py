@@ -166,6 +166,13 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except SignInRequired:
+                if request.headers.get("HX-Request"):
+                    # A polled fragment: send the whole page to sign-in and back, rather
+                    # than swapping the sign-in form into a corner of the page.
+                    back = request.headers.get("HX-Current-URL", "")
+                    path = "/" + back.split("://", 1)[-1].partition("/")[2] if back else "/"
+                    target = f"/signin?next={quote(path, safe='')}"
+                    return Response(status_code=200, headers={"HX-Redirect": target})
                 if request.method != "GET":
                     return RedirectResponse("/signin", status_code=303)
                 return RedirectResponse(sign_in_url(request), status_code=303)
