@@ -447,3 +447,32 @@ def test_a_polled_fragment_sends_an_expired_page_to_sign_in(app: App) -> None:
         follow_redirects=False)
     assert answer.status_code == 200 and answer.text == ""
     assert answer.headers["HX-Redirect"] == "/signin?next=%2Fruns%2F1%3Fstatus%3Dinvalid"
+
+
+def test_an_invitee_opens_the_link_chooses_a_password_and_is_signed_in(app: App) -> None:
+    assert app.demo.organization_token is not None
+    admin = app.signed_in(app.demo.organization_token)
+    csrf = csrf_of(admin.get("/settings").text)
+    page = admin.post("/settings/invitations",
+                      data={"csrf": csrf, "emails": "lin@example.com", "role": "editor"}).text
+    links = re.findall(r'value="(http://testserver/invitations/accept\?code=[^"]+)"', page)
+    assert links, page
+    link = links[-1].replace("http://testserver", "")
+
+    invitee = TestClient(app.client.app)
+    form = invitee.get(link)
+    assert form.status_code == 200 and "lin@example.com" in form.text
+    code = re.search(r'name="code" value="([^"]+)"', form.text)
+    assert code
+    data = {"csrf": csrf_of(form.text), "code": code.group(1)}
+    differ = invitee.post("/invitations/accept",
+                          data={**data, "password": "a long password", "confirm": "another one"})
+    assert differ.status_code == 400 and 'id="err-confirm"' in differ.text
+    done = invitee.post("/invitations/accept",
+                        data={**data, "password": "a long password", "confirm": "a long password"})
+    assert done.status_code == 200 and "secret-token:" in done.text
+    assert "lin@example.com · editor" in invitee.get("/syncs").text  # signed in
+    again = TestClient(app.client.app).get(link)
+    assert again.status_code == 410 and "already accepted" in again.text
+    forged = TestClient(app.client.app).get("/invitations/accept?code=forged")
+    assert forged.status_code == 410

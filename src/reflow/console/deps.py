@@ -97,6 +97,19 @@ def secret_key(runtime: Runtime) -> str:
     return runtime.settings.resolved_secret_key()
 
 
+def secure(request: Request, runtime: Runtime) -> bool:
+    """Secure cookies when served over HTTPS (directly, or as the public URL says)."""
+    public = runtime.settings.public_url or ""
+    return request.url.scheme == "https" or public.startswith("https://")
+
+
+def set_session_cookie(response: Response, request: Request, runtime: Runtime,
+                       state: cookies.ConsoleSession) -> None:
+    response.set_cookie(cookies.COOKIE, cookies.encode(secret_key(runtime), state),
+                        httponly=True, samesite="lax", secure=secure(request, runtime),
+                        max_age=cookies.MAX_AGE_SECONDS, path="/")
+
+
 def console(
     request: Request,
     session: Session = Depends(get_session),

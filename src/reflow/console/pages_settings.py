@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse, Response
 
 from reflow.console import forms
-from reflow.console.deps import Console, ConsoleRoute, checked_form, console
+from reflow.console import session as cookies
+from reflow.console.deps import Console, ConsoleRoute, checked_form, console, secret_key
 from reflow.db.repo import PageParams
 from reflow.db.tables import Workspace
 from reflow.db.tables_org import Invitation, User
@@ -47,14 +48,19 @@ def _settings(ui: Console, status: int = 200, **extra: Any) -> Response:
     )
 
 
-def _invite_emails(ui: Console) -> dict[int, tuple[str, bool]]:
-    """Workspace invitation id -> (email, claimed)."""
+def _invite_emails(ui: Console) -> dict[int, tuple[str, bool, str]]:
+    """Workspace invitation id -> (email, claimed, acceptance link). Only organization
+    admins get links: a link lets its holder do what accepting on their behalf does."""
     out = {}
     page = invitations.list_for_workspace(ui.session, workspace_id=ui.workspace_id, params=_PAGE)
+    admin = ui.user is not None and ui.user.role == "admin"
+    base = (ui.runtime.settings.public_url or str(ui.request.base_url)).rstrip("/")
     for grant in page.items:
         inv = ui.session.get(Invitation, grant.invitation_id)
         if inv is not None:
-            out[grant.id] = (inv.email, inv.claimed_at is not None)
+            code = cookies.invite_code(secret_key(ui.runtime), inv.id) if admin else ""
+            link = f"{base}/invitations/accept?code={code}" if code else ""
+            out[grant.id] = (inv.email, inv.claimed_at is not None, link)
     return out
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from reflow.api.deps import get_runtime, get_session
 from reflow.console import (
     pages_connections,
+    pages_invite,
     pages_models,
     pages_settings,
     pages_syncs,
@@ -28,7 +29,8 @@ from reflow.console.deps import (
     checked_form,
     console,
     form_data,
-    secret_key,
+    secure,
+    set_session_cookie,
     workspaces_of,
 )
 from reflow.console.templating import render
@@ -69,11 +71,6 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
-def _secure(request: Request, runtime: Runtime) -> bool:
-    public = runtime.settings.public_url or ""
-    return request.url.scheme == "https" or public.startswith("https://")
-
-
 @router.get("/signin")
 def signin_page(
     request: Request, next: str | None = Query(None), runtime: Runtime = Depends(get_runtime)
@@ -89,7 +86,7 @@ def _signin_form(
     response = render("signin.html", status=status, request=request, console=None, next=target,
                       csrf=nonce, errors=errors or {}, values=values or {})
     response.set_cookie(cookies.SIGNIN_COOKIE, nonce, httponly=True, samesite="lax",
-                        secure=_secure(request, runtime), path="/signin")
+                        secure=secure(request, runtime), path="/signin")
     return response
 
 
@@ -112,9 +109,7 @@ def signin(
                             {"email": form.get("email", "")}, status=exc.status_code)
     session.commit()
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(cookies.COOKIE, cookies.encode(secret_key(runtime), state), httponly=True,
-                        samesite="lax", secure=_secure(request, runtime),
-                        max_age=cookies.MAX_AGE_SECONDS, path="/")
+    set_session_cookie(response, request, runtime, state)
     response.delete_cookie(cookies.SIGNIN_COOKIE, path="/signin")
     return response
 
@@ -171,12 +166,11 @@ def switch_workspace(
         raise NotFound(f"workspace {wanted} not found")
     state = cookies.new_session(ui.kind, ui.subject_id, int(wanted))
     response = RedirectResponse("/syncs", status_code=303)
-    response.set_cookie(cookies.COOKIE, cookies.encode(secret_key(ui.runtime), state),
-                        httponly=True, samesite="lax", secure=_secure(request, ui.runtime),
-                        max_age=cookies.MAX_AGE_SECONDS, path="/")
+    set_session_cookie(response, request, ui.runtime, state)
     return response
 
 
 # The wizard first: its /syncs/new must match before /syncs/{sync_id}.
-for _module in (pages_wizard, pages_syncs, pages_connections, pages_models, pages_settings):
+for _module in (pages_wizard, pages_syncs, pages_connections, pages_models, pages_settings,
+                pages_invite):
     router.include_router(_module.router)

@@ -67,3 +67,30 @@ def decode(secret_key: str, cookie: str | None) -> ConsoleSession | None:
 
 def same_token(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
+
+
+# -- invitation links -------------------------------------------------------------------
+
+INVITE_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+
+def _invite_fernet(secret_key: str) -> Fernet:
+    digest = hashlib.sha256(b"reflow-console-invitation\0" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def invite_code(secret_key: str, invitation_id: int) -> str:
+    """The code of an invitation's acceptance link. It needs no storage: it works until
+    the invitation is claimed (accepting checks that) or for a week, whichever is first."""
+    return _invite_fernet(secret_key).encrypt(json.dumps({"i": invitation_id}).encode()).decode()
+
+
+def read_invite_code(secret_key: str, code: str | None) -> int | None:
+    if not code:
+        return None
+    try:
+        raw = json.loads(_invite_fernet(secret_key).decrypt(code.encode(),
+                                                            ttl=INVITE_MAX_AGE_SECONDS))
+        return int(raw["i"])
+    except (InvalidToken, ValueError, KeyError, TypeError):
+        return None
