@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,6 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-from tests.api.conftest import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,6 +40,12 @@ class Served:
     base_url: str
     token: str
     home: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _artifacts() -> Path:
@@ -58,8 +64,6 @@ def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) ->
                 return
         except httpx.HTTPError:
             pass
-        import time
-
         time.sleep(0.1)
     pytest.fail(f"reflow serve did not start: {log.read_text(errors='replace')}")
 
