@@ -476,3 +476,25 @@ def test_an_invitee_opens_the_link_chooses_a_password_and_is_signed_in(app: App)
     assert again.status_code == 410 and "already accepted" in again.text
     forged = TestClient(app.client.app).get("/invitations/accept?code=forged")
     assert forged.status_code == 410
+
+
+def test_full_resync_and_cancel_forms(app: App) -> None:
+    client = app.signed_in()
+    with app.runtime.session() as s:  # a queued run nobody picks up: cancel ends it at once
+        sync = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
+        queued = runs.trigger(s, sync=sync).id
+    csrf = csrf_of(client.get(f"/syncs/{app.demo.sync_id}").text)
+    assert f'action="/runs/{queued}/cancel"' in client.get(f"/syncs/{app.demo.sync_id}").text
+    answer = client.post(f"/runs/{queued}/cancel", data={"csrf": csrf}, follow_redirects=False)
+    assert answer.headers["location"] == f"/runs/{queued}"
+    with app.runtime.sessions() as s:
+        run = s.get(SyncRun, queued)
+        assert run is not None and run.canceled and run.status == "failed"
+    answer = client.post(f"/syncs/{app.demo.sync_id}/trigger", data={"csrf": csrf, "full": "1"},
+                         follow_redirects=False)
+    run_id = int(answer.headers["location"].rsplit("/", 1)[1])
+    with app.runtime.sessions() as s:
+        run = s.get(SyncRun, run_id)
+        assert run is not None and run.force_full_sync
+        assert run.sync_trigger_reason == {"ui_tag": "Console",
+                                           "ui_detail": "Triggered by API key of Default workspace"}
