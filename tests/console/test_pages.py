@@ -154,7 +154,7 @@ def _hostile_run(app: App) -> int:
                       records_failed=1)
         s.add(run)
         s.flush()
-        s.add(SyncRunRecord(run_id=run.id, identifier="7", status="rejected",
+        s.add(SyncRunRecord(run_id=run.id, identifier="=HYPERLINK(1)", status="rejected",
                             status_message=f"refused: {SCRIPT}", record_payload={"name": SCRIPT}))
         return run.id
 
@@ -172,6 +172,7 @@ def test_values_from_users_and_warehouses_are_escaped(app: App) -> None:
     assert "\\u003cscript\\u003e" in html  # the payload's JSON is escaped too
     csv = client.get(f"/runs/{run_id}/failures.csv")
     assert csv.headers["content-type"].startswith("text/csv") and "refused:" in csv.text
+    assert "'=HYPERLINK(1)" in csv.text  # never a live spreadsheet formula
     with app.runtime.session() as s:
         sync = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
         syncs.update(s, sync=sync, vault=app.runtime.vault,

@@ -212,6 +212,12 @@ def _failures(ui: Console, run: SyncRun) -> list[dict[str, Any]]:
     return out
 
 
+def _cell(value: Any) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (warehouse data is untrusted)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 @router.get("/runs/{run_id}/failures.{fmt}")
 def download(run_id: int, fmt: str, ui: Console = Depends(console)) -> Response:
     """Invalid and rejected records with their reasons, as CSV or JSON."""
@@ -228,6 +234,7 @@ def download(run_id: int, fmt: str, ui: Console = Depends(console)) -> Response:
     writer = csv.writer(buf)
     writer.writerow(["identifier", "status", "operation", "status_message", "record_payload"])
     for r in rows:
-        writer.writerow([r["identifier"], r["status"], r["operation"], r["status_message"],
-                         json.dumps(r["record_payload"], default=str)])
+        writer.writerow([_cell(r["identifier"]), r["status"], r["operation"],
+                         _cell(r["status_message"]), _cell(json.dumps(r["record_payload"],
+                                                                      default=str))])
     return Response(buf.getvalue(), media_type="text/csv", headers=headers)
