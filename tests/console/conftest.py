@@ -1,5 +1,6 @@
-"""Console fixtures: one in-process app over a fresh store (TestClient tests), and one
-``reflow serve`` on a free loopback port driven by Debian's Chromium (browser tests)."""
+"""Console fixtures for the tests without a browser: one in-process app over a fresh
+store with the demo workspace, shared by the module (the browser tests start their own
+``reflow serve`` in test_browser.py)."""
 
 from __future__ import annotations
 

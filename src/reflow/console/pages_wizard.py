@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from reflow.connectors.base import DestinationObject
 from reflow.console import forms
 from reflow.console.deps import Console, ConsoleRoute, checked_form, console, every
+from reflow.db.repo import PageParams
 from reflow.db.tables import Destination, Source
 from reflow.errors import BadRequest, ReflowError
 from reflow.jobs.schedule import DAYS, FREQUENCIES
@@ -64,17 +65,11 @@ def _source_objects(ui: Console, source: Source) -> list[tuple[str, str]]:
     out = [(f"model:{m.id}", f"Model · {m.name}") for m in every(
         lambda p: models.list_(ui.session, source=source, params=p))]
     tables = source_catalog.list_tables(ui.session, runtime=ui.runtime, source=source,
-                                        params=_params())
+                                        params=PageParams(1, 100, "asc"))
     ui.session.commit()  # a first listing starts loading the tables, as the API does
     out += [(f"table:{t.id}", f"Table · {t.table_schema}.{t.table_name}")
             for t in tables.page.items]
     return out
-
-
-def _params() -> Any:
-    from reflow.db.repo import PageParams
-
-    return PageParams(1, 100, "asc")
 
 
 def _chosen_source(ui: Console, wiz: Wizard) -> Source | None:
