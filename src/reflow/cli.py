@@ -133,6 +133,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     install_outbound_policy(settings, serving_host=args.host)
     runtime.executor = make_executor(runtime)
     app = create_app(runtime)
+    print(f"Reflow console: http://{args.host}:{args.port}/  (API under /api/v1)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
     return 0
 

@@ -39,6 +39,7 @@ from reflow.api.routers import segments as segments_router
 from reflow.api.routers import source_catalog as source_catalog_router
 from reflow.api.routers import webhooks as webhooks_router
 from reflow.api.schemas.common import ERRORS
+from reflow.console import routes as console_routes
 from reflow.errors import ReflowError
 from reflow.runtime import Runtime
 
@@ -120,6 +121,7 @@ def _include_routers(app: FastAPI) -> None:
     api(managed.router)  # config as code, issue 16
     app.include_router(topics.ingest_router, responses=ERRORS)  # POST /ingest/{source_id}/{topic}
     app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
+    app.include_router(console_routes.router)  # the web console at / (issue 13)
 
 
 def _embedded_scheduler(runtime: Runtime) -> Scheduler | None:

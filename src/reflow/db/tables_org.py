@@ -25,6 +25,8 @@ class User(Timestamped, Base):
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     email: Mapped[str] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(String(20))
+    #: The console password's scrypt hash (services/passwords.py); None: token sign-in only.
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class WorkspaceMember(Timestamped, Base):

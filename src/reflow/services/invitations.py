@@ -145,8 +145,11 @@ def revoke(session: Session, *, invitation: Invitation) -> None:
     session.flush()
 
 
-def accept(session: Session, *, invitation: Invitation) -> tuple[User, str]:
-    """Create the invitee's user with the invited roles and their first token."""
+def accept(
+    session: Session, *, invitation: Invitation, password: str | None = None
+) -> tuple[User, str]:
+    """Create the invitee's user with the invited roles and their first token; with a
+    ``password``, also their console password (the console's accept form sets one)."""
     _unclaimed(invitation)
     user, token = organization.create_user(
         session,
@@ -154,6 +157,8 @@ def accept(session: Session, *, invitation: Invitation) -> tuple[User, str]:
         email=invitation.email,
         role=invitation.role,
     )
+    if password is not None:
+        organization.set_password(session, user=user, password=password)
     _claim(session, invitation=invitation, user=user)
     return user, token
 

@@ -197,6 +197,32 @@ def create_user(
     return user, token
 
 
+def set_password(session: Session, *, user: User, password: str) -> None:
+    """The user's console password, stored as an scrypt hash only."""
+    from reflow.services import passwords
+
+    user.password_hash = passwords.hash_password(passwords.parse_password(password))
+    session.flush()
+
+
+def user_by_password(session: Session, *, email: str, password: str) -> User | None:
+    """The user with this email and password, in any organization (emails are unique
+    per organization; the first match whose password fits wins). None: no such pair."""
+    from reflow.services import passwords
+
+    candidates = session.scalars(
+        select(User).where(User.email == email.strip().lower(), User.password_hash.is_not(None))
+    )
+    for user in candidates:
+        if passwords.check_password(password, user.password_hash):
+            return user
+    passwords.check_password(password, _DUMMY_HASH)  # same cost when the email is unknown
+    return None
+
+
+_DUMMY_HASH = "scrypt$32768$8$1$00$00"
+
+
 # -- organizations --------------------------------------------------------------------
 
 

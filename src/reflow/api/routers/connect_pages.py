@@ -14,7 +14,6 @@ Unknown tokens answer 404; revoked, expired or used links 410; both as HTML.
 from __future__ import annotations
 
 import json
-from html import escape
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,6 +21,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from reflow.api.deps import get_runtime, get_session
+from reflow.console.forms import shown_value
+from reflow.console.templating import CONNECT_HEADERS, render
 from reflow.db.tables_links import ConnectLink
 from reflow.errors import ReflowError
 from reflow.runtime import Runtime
@@ -30,23 +31,18 @@ from reflow.services import connect_links, connections
 router = APIRouter(tags=["connect links"], include_in_schema=False)
 
 PREFIX = "credentials."
-_STYLE = (
-    "body{font-family:sans-serif;max-width:40rem;margin:2rem auto}label{display:block;"
-    "margin-top:1rem;font-weight:bold}input,select,textarea{width:100%;padding:.3rem}"
-    ".hint{color:#555;font-size:.85rem}.error{color:#a00;border:1px solid #a00;padding:.5rem}"
-)
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
-    )
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+def _page(title: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """The console's templates and stylesheet (autoescaped), without its navigation. Forms
+    may redirect to the link's redirect_uri, so CSP form-action is not limited to here."""
+    values = {"error": None, "message": None, **values}
+    return render("connect.html", status=status, headers=CONNECT_HEADERS, request=None,
+                  console=None, title=title, **values)
 
 
 def _error_page(exc: ReflowError) -> HTMLResponse:
-    return _page("Link unavailable", f"<p class='error'>{escape(exc.message)}</p>", exc.status_code)
+    return _page("Link unavailable", exc.status_code, error=exc.message)
 
 
 def _fields(session: Session, link: ConnectLink, runtime: Runtime) -> list[dict[str, Any]]:
@@ -65,30 +61,6 @@ def _json_kind(prop: dict[str, Any]) -> bool:
     return bool(kinds & {"object", "array"})
 
 
-def _input(field: dict[str, Any], current: Any) -> str:
-    name = escape(PREFIX + field["id"], quote=True)
-    required = " required" if "required" in field["rules"] and current is None else ""
-    if field["is_password_type_field"]:
-        return f"<input type='password' name='{name}' autocomplete='off'{required}>"
-    value = current if current is not None else field.get("default")
-    if field["type"] == "boolean" or field.get("possible_values"):
-        options = ["true", "false"] if field["type"] == "boolean" else field["possible_values"]
-        chosen = json.dumps(value) if isinstance(value, bool) else value
-        opts = "<option value=''></option>" + "".join(
-            f"<option{' selected' if str(o) == str(chosen) else ''}>{escape(str(o))}</option>"
-            for o in options
-        )
-        return f"<select name='{name}'{required}>{opts}</select>"
-    shown = "" if value is None else (json.dumps(value) if field["json"] else str(value))
-    if field["json"]:
-        return f"<textarea name='{name}'{required}>{escape(shown)}</textarea>"
-    kind = "number" if field["type"] in ("integer", "float") else "text"
-    step = " step='any'" if field["type"] == "float" else ""
-    return (
-        f"<input type='{kind}'{step} name='{name}' value='{escape(shown, quote=True)}'{required}>"
-    )
-
-
 def _form(
     session: Session,
     link: ConnectLink,
@@ -103,27 +75,15 @@ def _form(
     if link.reauthorize:
         conn = connect_links.existing(session, link)
         current, name = (dict(conn.connection_details), conn.name) if conn else ({}, "")
-    rows = [
-        "<label for='name'>Name</label>"
-        f"<input id='name' name='name' value='{escape(name, quote=True)}'>"
-    ]
     for field in fields:
-        hint = field.get("hint") or ""
-        if field["is_password_type_field"] and link.reauthorize:
-            hint = (hint + " " if hint else "") + "Leave blank to keep the stored value."
-        rows.append(
-            f"<label>{escape(field['label'])}</label>{_input(field, current.get(field['id']))}"
-            + (f"<div class='hint'>{escape(hint)}</div>" if hint else "")
-        )
+        field["input_name"] = PREFIX + field["id"]
+        field["value"] = shown_value(field, current.get(field["id"]))
+        if link.reauthorize and field["is_password_type_field"]:
+            field["rules"] = []  # blank keeps the stored secret
     action = "Re-authorize" if link.reauthorize else "Connect"
-    err = f"<p class='error'>{escape(error)}</p>" if error else ""
-    body = (
-        f"{err}<p>{action} a {escape(link.type)} {link.kind}.</p>"
-        f"<form method='post' action='?auth={escape(token, quote=True)}'>"
-        + "".join(rows)
-        + f"<p><button type='submit'>{action}</button></p></form>"
-    )
-    return _page(f"{action} {link.type}", body, status)
+    return _page(f"{action} {link.type}", status, error=error, fields=fields, name=name,
+                 token=token, action=action, reauthorize=link.reauthorize, field_errors={},
+                 message=f"{action} a {link.type} {link.kind}.")
 
 
 @router.get(connect_links.PAGE_PATH)
@@ -203,7 +163,5 @@ def submit_connect_page(
         return _form(session, link, runtime, token, exc.message, 400)
     if link.redirect_uri:
         return RedirectResponse(link.redirect_uri, status_code=303)
-    return _page(
-        "Connected",
-        f"<p>The {escape(link.type)} {link.kind} is connected. You can close this page.</p>",
-    )
+    return _page("Connected",
+                 message=f"The {link.type} {link.kind} is connected. You can close this page.")
