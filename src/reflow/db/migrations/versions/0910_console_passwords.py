@@ -6,7 +6,7 @@ web console with their email and that password. Only an scrypt hash is stored
 user created before this revision, the initial owner) signs in with an API token.
 
 Revision ID: 0910_console_passwords
-Revises: 0800_installation
+Revises: 0900_ids_never_reused
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0910_console_passwords"
-down_revision = "0800_installation"
+down_revision = "0900_ids_never_reused"
 branch_labels = None
 depends_on = None
 

@@ -5,7 +5,7 @@ marks what it created as managed. A side table keeps the Census resource tables 
 they are (their wire keys do not change; ``slug``/``managed_by`` are extra keys).
 
 Revision ID: 0930_managed_objects
-Revises: 0800_installation
+Revises: 0910_console_passwords
 Create Date: 2026-12-03
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0930_managed_objects"
-down_revision = "0800_installation"
+down_revision = "0910_console_passwords"
 branch_labels = None
 depends_on = None
 
@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("workspace_id", "kind", "object_id"),
         sa.UniqueConstraint("workspace_id", "kind", "slug"),
+        sqlite_autoincrement=True,  # ids are never reused (0900_ids_never_reused)
     )
     op.create_index("ix_managed_objects_workspace_id", "managed_objects", ["workspace_id"])
 
