@@ -154,7 +154,7 @@ def test_part_way_failure_reports_what_was_applied(
     project = tmp_path / "project"
     shutil.copytree(exported, project)
     (project / "models" / "emails.yml").write_text(
-        "source_id: demo-warehouse\nname: Emails\nquery: SELECT id, email FROM customers\n")
+        "source_id: demo-warehouse\nname: Emails\nquery: SELECT * FROM customers\n")
     sync = (project / "syncs" / "customers-to-the-demo-crm.yml").read_text()
     (project / "syncs" / "emails.yml").write_text(
         sync.replace("id: customers", "id: emails").replace("to: plan", "to: no_such_field")
