@@ -78,7 +78,13 @@ class RedactingFilter(logging.Filter):
         elif isinstance(args, dict):
             record.args = {k: redact(v) if isinstance(v, str) else _redact_other(v)
                            for k, v in args.items()}
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text: a traceback's messages are redacted too.
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 def _redact_other(value: object) -> object:
@@ -109,7 +115,7 @@ class JsonFormatter(logging.Formatter):
             "run_id": getattr(record, "run_id", None),
         }
         if record.exc_info:
-            data["exc_info"] = self.formatException(record.exc_info)
+            data["exc_info"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(data, default=str)
 
 
