@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import httpx
 
 from reflow.connectors.errors import TerminalError, TransientError
+from reflow.connectors.outbound_http import outbound_client
 from reflow.connectors.saas.auth import Auth
 from reflow.connectors.saas.ratelimit import RateLimiter
 
@@ -42,9 +43,10 @@ def open_client(
     *, base_url: str = "", timeout: float = 60.0, headers: Mapping[str, str] | None = None,
     max_connections: int = 32,
 ) -> httpx.Client:
-    """Every outbound HTTP client of a SaaS connector is opened here, so that one
-    policy (allowed addresses, proxies) applies to all of them."""
-    return httpx.Client(
+    """Every outbound HTTP client of a SaaS connector is opened here, so that the
+    outbound address policy (connectors/outbound.py) judges every connection, pinned to
+    the judged address."""
+    return outbound_client(
         base_url=base_url,
         timeout=timeout,
         headers={"User-Agent": USER_AGENT, **(headers or {})},
