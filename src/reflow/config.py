@@ -91,7 +91,10 @@ class Settings(BaseSettings):
         1_048_576, ge=1, description="Largest request body /api/v1 accepts (413 above)."
     )
     max_ingest_bytes: int = Field(
-        10_485_760, ge=1, description="Largest body topic ingestion (/ingest) accepts (413 above)."
+        5_242_880,
+        ge=1,
+        description="Largest body topic ingestion (/ingest) accepts (413 above); room for a "
+        "full batch of 10,000 typical events.",
     )
     max_json_depth: int = Field(64, ge=1, description="Deepest JSON nesting a body may have (400).")
     max_model_query_chars: int = Field(

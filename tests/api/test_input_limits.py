@@ -71,7 +71,8 @@ def test_unauthenticated_large_body_is_401_without_reading_it(
 
 
 def test_ingestion_checks_its_secret_before_reading_the_body(server: Server) -> None:
-    head = _head("POST", "/ingest/1/events", length=TEN_MB, auth="Bearer wrong-secret")
+    # 4 MiB: under the ingestion limit, so only the secret can answer before the body
+    head = _head("POST", "/ingest/1/events", length=4 * 1024 * 1024, auth="Bearer wrong-secret")
     status, body = _raw_request(server, head)
     assert status == 401 and "secret" in body["message"]
 
@@ -82,6 +83,22 @@ def test_declared_body_above_the_limit_is_413_at_once(server: Server) -> None:
     assert status == 413
     assert body == {"status": "error", "message": body["message"]}
     assert "1048576 bytes" in body["message"]
+
+
+def test_ingestion_refuses_a_10_mb_body_with_a_valid_secret(
+    server: Server, api: httpx.Client
+) -> None:
+    source = api.post("/sources", json={"connection": {
+        "type": "http_request", "name": "Events", "credentials": {}}}).json()["data"]
+    topic = api.post(f"/sources/{source['id']}/topics", json={
+        "name": "big", "sample_message": {"id": 1}}).json()["data"]
+    path = urlsplit(topic["ingestion_url"]).path
+    head = _head("POST", path, length=TEN_MB, auth=f"Bearer {topic['ingestion_secret']}")
+    status, body = _raw_request(server, head)
+    assert status == 413 and "5242880 bytes" in body["message"]
+    small = httpx.post(topic["ingestion_url"], json={"id": 2},
+                       headers={"Authorization": f"Bearer {topic['ingestion_secret']}"})
+    assert small.status_code == 202
 
 
 def test_streamed_body_above_the_limit_is_413(api: httpx.Client) -> None:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reflow.errors import BadRequest, PayloadTooLarge, ReflowError, Unauthorized
 from reflow.runtime import Runtime
-from reflow.services.auth import Principal, authenticate
+from reflow.services.auth import MISSING_TOKEN, Principal, authenticate
 
 #: /api/v1 routes a capability token in the URL authorises instead of an API token.
 _PUBLIC = re.compile(
@@ -67,7 +67,10 @@ class EdgeGuard:
         headers = Headers(scope=scope)
         try:
             if needs_token(scope["path"]):
-                principal = await anyio.to_thread.run_sync(self._authenticate, headers)
+                token = token_from_header(headers.get("authorization", ""))
+                if not token:  # refused without a thread or a database session
+                    raise Unauthorized(MISSING_TOKEN)
+                principal = await anyio.to_thread.run_sync(self._authenticate, token)
                 scope.setdefault("state", {})["principal"] = principal
             limit = self._limit(scope["path"])
             _check_declared_length(headers, limit)
@@ -76,8 +79,7 @@ class EdgeGuard:
             return
         await self.app(scope, _counting(receive, limit), send)
 
-    def _authenticate(self, headers: Headers) -> Principal:
-        token = token_from_header(headers.get("authorization", ""))
+    def _authenticate(self, token: str) -> Principal:
         with self.runtime.sessions() as session:
             return authenticate(session, token=token)
 

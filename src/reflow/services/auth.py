@@ -22,9 +22,12 @@ class Principal:
     user_id: int | None = None
 
 
+MISSING_TOKEN = "missing API token: send Authorization: Bearer <token>"
+
+
 def authenticate(session: Session, *, token: str | None) -> Principal:
     if not token:
-        raise Unauthorized("missing API token: send Authorization: Bearer <token>")
+        raise Unauthorized(MISSING_TOKEN)
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None:
         raise Unauthorized("invalid API token")
