@@ -45,6 +45,7 @@ from reflow.engine.writing import (
     deliver,
     finish_writer,
 )
+from reflow.errors import run_error_code
 from reflow.runtime import Runtime
 from reflow.services import destinations, sources
 from reflow.services.source_objects import query_for
@@ -106,7 +107,8 @@ def execute(runtime: Runtime, run_id: int, stop: threading.Event | None = None) 
         progress.finish(runtime, run_id, status="failed", canceled=exc.by_user,
                         error_message=str(exc), **exc.stats)
     except ConnectorError as exc:
-        progress.finish(runtime, run_id, status="failed", error_code=type(exc).__name__,
+        progress.finish(runtime, run_id, status="failed",
+                        error_code=run_error_code(type(exc).__name__),
                         error_message=str(exc))
     except Exception as exc:  # the run must end failed, never stay working
         log.exception("run %s failed", run_id)
