@@ -92,6 +92,12 @@ class HubSpotConfig(ConnectorConfig):
     def identifying_value(self) -> str | None:
         return self.base_url or "api.hubapi.com"
 
+    def connection_details(self) -> dict[str, Any]:
+        # The renewed token's expiry is Reflow's bookkeeping, not a setting to show.
+        details = super().connection_details()
+        details.pop("access_token_expires_at", None)
+        return details
+
 
 class HubSpotWriter(SaasWriter):
     """One batch request per 100 records; deletes and inserts read the keys first."""
