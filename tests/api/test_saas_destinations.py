@@ -259,6 +259,47 @@ def test_hubspot_sync_all_properties_creates_the_missing_ones(
             if p["name"] not in ("lifetime_value", "is_vip")]
 
 
+def lookup(column: str, to: str, obj: str, field: str) -> dict[str, Any]:
+    return {**col(column, to), "lookup_object": obj, "lookup_field": field}
+
+
+def test_hubspot_lookup_associates_contacts_with_companies(
+    api: httpx.Client, source: int, hubspot: HubSpotFake,
+) -> None:
+    dest = destination(api, "hubspot", hubspot.credentials())
+    companies = model(api, source, "SELECT 'co' || (id % 3) AS company_key,"
+                      " 'Company ' || (id % 3) AS name FROM people WHERE id <= 3",
+                      name="hs_companies")
+    run(api, create_sync(api, source, companies, dest["id"], "companies", "upsert",
+                         [col("company_key", key=True), col("name")]))
+    people = model(api, source, "SELECT 'lk' || email AS email, 'co' || (id % 4) AS company"
+                   " FROM people WHERE id <= 8", name="hs_lookup")
+    refused = api.post("/syncs", json=sync_body(source, people, dest["id"], "contacts",
+                                                "upsert", [col("email", key=True),
+                                                           lookup("company", "associated_company",
+                                                                  "companies", "name")]))
+    assert refused.status_code == 400
+    assert "lookup_field: companies has no external id or unique field 'name'" in \
+        refused.json()["message"]
+    sync_id = create_sync(api, source, people, dest["id"], "contacts", "upsert", [
+        col("email", key=True), lookup("company", "associated_company", "companies",
+                                       "company_key")])
+    result = run(api, sync_id)
+    # co3 does not exist in HubSpot: those two contacts are written but rejected (their
+    # association is missing), so the next run tries again.
+    assert (result["records_updated"], result["records_failed"]) == (6, 2)
+    reasons = {r["identifier"]: r["status_message"]
+               for r in records(api, result["id"], status="rejected")}
+    assert reasons == {f"lkp{i}@example.com": "HubSpot has no companies record with"
+                       " company_key = 'co3' to associate" for i in (3, 7)}
+    contact = {r["email"]: r["hs_object_id"] for r in hubspot.rows("contacts")}
+    company = {r["company_key"]: r["hs_object_id"] for r in hubspot.rows("companies")}
+    links = {(c, k) for kind, c, _, k in hubspot.associations if kind == "contacts"}
+    assert links >= {(contact[f"lkp{i}@example.com"], company[f"co{i % 4}"])
+                     for i in (1, 2, 4, 5, 6, 8)}
+    assert not any(contact[f"lkp{i}@example.com"] == c for c, _ in links for i in (3, 7))
+
+
 # --- Braze --------------------------------------------------------------------------------
 
 
