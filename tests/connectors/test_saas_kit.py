@@ -122,3 +122,27 @@ def test_concurrent_401s_renew_the_token_once() -> None:
     assert issued == ["tok-0"] and len(saved) == 1
     headers: dict[str, str] = {}
     assert auth.apply(headers) == "tok-0" and headers["Authorization"] == "Bearer tok-0"
+
+
+def test_an_announced_limit_holds_for_the_next_limiter_of_the_connection() -> None:
+    store = LocalStore()
+    key = f"t:{uuid.uuid4().hex}"
+    first = RateLimiter(key, [Limit(100, 10.0, "w")], store=store)
+    first.adopt("w", 1000, 1.0)  # the vendor's headers: this account allows more
+    for _ in range(200):  # a run at the announced rate fills the shared log
+        first.acquire()
+    second = RateLimiter(key, [Limit(100, 10.0, "w")], store=store)  # the next run
+    assert second.limits["w"].requests == 1000
+    started = time.monotonic()
+    second.acquire()
+    assert time.monotonic() - started < 1.0  # not the documented 10 s window
+
+
+def test_redis_remembers_the_announced_limit() -> None:
+    require_service("Redis", 6379)
+    key = f"t:{uuid.uuid4().hex}"
+    RateLimiter(key, [Limit(100, 10.0, "w")],
+                store=RedisStore("redis://127.0.0.1:6379/0")).adopt("w", 150, 10.0)
+    other = RateLimiter(key, [Limit(100, 10.0, "w")],
+                        store=RedisStore("redis://127.0.0.1:6379/0"))
+    assert (other.limits["w"].requests, other.limits["w"].seconds) == (150, 10.0)

@@ -21,9 +21,10 @@ machines draw from one log.
 
 Beyond pacing: ``pause`` makes every user of the connection wait (a 429's
 ``Retry-After``), ``adopt`` replaces a documented limit with the one the vendor's headers
-announce for this account (HubSpot's ``X-HubSpot-RateLimit-Max``). Daily quotas are not
-paced (spacing a day's quota evenly would be absurd): the vendor's headers and 429 body
-say when one is spent, and the client raises ``QuotaExhausted``.
+announce for this account (HubSpot's ``X-HubSpot-RateLimit-Max``), remembered in the store
+so the next limiter of the connection (the next run, another worker) starts with it.
+Daily quotas are not paced (spacing a day's quota evenly would be absurd): the vendor's
+headers and 429 body say when one is spent, and the client raises ``QuotaExhausted``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ class RateStore(Protocol):
     def pause(self, key: str, seconds: float) -> None:
         """No request of ``key`` before ``seconds`` from now."""
 
+    def remember(self, key: str, requests: int, seconds: float) -> None:
+        """The limit the vendor announced for ``key`` (see ``RateLimiter.adopt``)."""
+
+    def recall(self, key: str) -> tuple[int, float] | None:
+        """The limit last announced for ``key``, if any."""
+
 
 class LocalStore:
     """Logs of this process (the embedded default: one process runs every sync)."""
@@ -84,6 +91,7 @@ class LocalStore:
         self.clock = clock
         self._logs: dict[str, deque[float]] = {}
         self._hold: dict[str, float] = {}
+        self._announced: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
     def reserve(self, key: str, seconds: float, allowed: int) -> float:
@@ -102,6 +110,12 @@ class LocalStore:
         with self._lock:
             now = self.clock()
             self._hold[key] = max(self._hold.get(key, now), now + seconds)
+
+    def remember(self, key: str, requests: int, seconds: float) -> None:
+        self._announced[key] = (requests, seconds)
+
+    def recall(self, key: str) -> tuple[int, float] | None:
+        return self._announced.get(key)
 
 
 _RESERVE = """
@@ -154,6 +168,17 @@ class RedisStore:
     def pause(self, key: str, seconds: float) -> None:
         self._pause(keys=[f"{self.prefix}{key}:hold"], args=[int(seconds * 1e6)])
 
+    def remember(self, key: str, requests: int, seconds: float) -> None:
+        self.redis.set(f"{self.prefix}{key}:limit", f"{requests}/{seconds}", ex=86_400)
+
+    def recall(self, key: str) -> tuple[int, float] | None:
+        raw = self.redis.get(f"{self.prefix}{key}:limit")
+        if not raw:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        requests, _, seconds = text.partition("/")
+        return int(requests), float(seconds)
+
 
 _local = LocalStore()
 _shared: RateStore | None = None
@@ -184,7 +209,14 @@ class RateLimiter:
     ) -> None:
         self.key, self.sleep = key, sleep
         self.store = store or default_store()
-        self.limits: dict[str, Limit] = {limit.name: limit for limit in limits}
+        self.limits: dict[str, Limit] = {}
+        for limit in limits:
+            # A limit announced to an earlier limiter of this connection holds from the
+            # first request: the log it shares may be full at that (higher) rate.
+            announced = self.store.recall(f"{key}:{limit.name}")
+            if announced is not None:
+                limit = replace(limit, requests=announced[0], seconds=announced[1])
+            self.limits[limit.name] = limit
 
     def acquire(self, path: str = "") -> None:
         """Block until every limit on ``path`` lets one more request go."""
@@ -212,6 +244,7 @@ class RateLimiter:
         if current is None or (current.requests, current.seconds) != (requests, seconds):
             base = current or Limit(requests, seconds, name)
             self.limits[name] = replace(base, requests=requests, seconds=seconds)
+            self.store.remember(f"{self.key}:{name}", requests, seconds)
 
     def describe(self) -> dict[str, Any]:
         return {n: f"{lim.requests}/{lim.seconds:g}s" for n, lim in self.limits.items()}
