@@ -7,8 +7,9 @@ earliest time at which no window of W seconds holds more than ``allowed`` (N * P
 requests, and sleeps until it. Slots are handed out in time order, so the rule is simply
 "at least W seconds after the slot ``allowed`` places before". A thread that wakes late
 loses only its own time, never another request's turn; after a pause (the engine
-committing a batch) the window's unused room is used at once, so the limit is not
-wasted, yet no window ever holds more than ``allowed``. The 5 % margin absorbs the
+committing a batch) the window's unused room is caught up at up to twice the paced
+rate (never in one burst), so the limit is not
+wasted, yet no window ever holds more than ``allowed``. The 7 % margin absorbs the
 jitter between when we send and when the vendor counts, and a guard of 2 % of the
 window keeps a thread that wakes late from carrying a window's requests into the next.
 
@@ -38,10 +39,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 #: Fraction of a documented limit any window may hold.
-PACE = 0.95
+PACE = 0.93
 #: Slack added to the window (a fraction of it, at least 20 ms): a thread that wakes a
 #: little late must not carry the previous window's requests into the next one.
 GUARD = 0.02
+#: How much faster than the paced rate requests may go while catching up.
+BURST = 2.0
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,18 @@ class Limit:
         """The window the log keeps, guard included."""
         return self.seconds + max(0.02, self.seconds * GUARD)
 
+    @property
+    def gap(self) -> float:
+        """Least time between two requests: twice the paced rate at most, so room left
+        by a pause is caught up smoothly, not in one burst that a late thread or a busy
+        network would push into the next window."""
+        return self.spacing / self.allowed / BURST
+
 
 class RateStore(Protocol):
-    def reserve(self, key: str, seconds: float, allowed: int) -> float:
-        """Reserve the next slot of ``key`` for one request: the seconds until it may go
-        (0: now). The slot is the caller's alone."""
+    def reserve(self, key: str, seconds: float, allowed: int, gap: float = 0.0) -> float:
+        """Reserve the next slot of ``key`` for one request, at least ``gap`` after the
+        previous one: the seconds until it may go (0: now). The slot is the caller's."""
 
     def pause(self, key: str, seconds: float) -> None:
         """No request of ``key`` before ``seconds`` from now."""
@@ -94,13 +104,13 @@ class LocalStore:
         self._announced: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def reserve(self, key: str, seconds: float, allowed: int) -> float:
+    def reserve(self, key: str, seconds: float, allowed: int, gap: float = 0.0) -> float:
         with self._lock:
             now = self.clock()
             log = self._logs.get(key)
             if log is None or log.maxlen != allowed:
                 log = self._logs[key] = deque(log or (), maxlen=allowed)
-            slot = max(now, self._hold.get(key, now), log[-1] if log else now)
+            slot = max(now, self._hold.get(key, now), log[-1] + gap if log else now)
             if len(log) == allowed:
                 slot = max(slot, log[0] + seconds)
             log.append(slot)
@@ -125,7 +135,9 @@ local window = tonumber(ARGV[1])
 local allowed = tonumber(ARGV[2])
 local slot = now
 local last = redis.call('LINDEX', KEYS[1], 0)
-if last and tonumber(last) > slot then slot = tonumber(last) end
+if last and tonumber(last) + tonumber(ARGV[3]) > slot then
+  slot = tonumber(last) + tonumber(ARGV[3])
+end
 local hold = redis.call('GET', KEYS[2])
 if hold and tonumber(hold) > slot then slot = tonumber(hold) end
 local nth = redis.call('LINDEX', KEYS[1], allowed - 1)
@@ -160,9 +172,9 @@ class RedisStore:
         self._reserve = self.redis.register_script(_RESERVE)
         self._pause = self.redis.register_script(_PAUSE)
 
-    def reserve(self, key: str, seconds: float, allowed: int) -> float:
+    def reserve(self, key: str, seconds: float, allowed: int, gap: float = 0.0) -> float:
         keys = [f"{self.prefix}{key}:{allowed}", f"{self.prefix}{key}:hold"]
-        wait = self._reserve(keys=keys, args=[int(seconds * 1e6), allowed])
+        wait = self._reserve(keys=keys, args=[int(seconds * 1e6), allowed, int(gap * 1e6)])
         return int(wait) / 1e6
 
     def pause(self, key: str, seconds: float) -> None:
@@ -227,7 +239,8 @@ class RateLimiter:
                     self.sleep(wait)
 
     def _reserve(self, limit: Limit) -> float:
-        return self.store.reserve(f"{self.key}:{limit.name}", limit.spacing, limit.allowed)
+        return self.store.reserve(f"{self.key}:{limit.name}", limit.spacing, limit.allowed,
+                                  limit.gap)
 
     def pause(self, seconds: float, path: str = "") -> None:
         """Every user of the connection waits ``seconds`` (a 429's Retry-After) before
