@@ -190,7 +190,9 @@ def test_hubspot_daily_quota_mid_run_then_only_the_rest(api: httpx.Client, sourc
         assert "You have reached your daily limit" in failed["error_message"]
         assert "next run" in failed["error_message"]
         arrived = {r["email"] for r in hubspot.rows("contacts") if r["email"].startswith("q")}
-        assert len(arrived) == 200
+        # Two of the four requests (100, 100, 100 and 50 records, in flight together)
+        # were acknowledged before the quota ran out.
+        assert len(arrived) in (150, 200)
     finally:
         hubspot.exhaust_after(None)  # midnight in the portal's time zone
     sent: list[str] = []
