@@ -190,7 +190,9 @@ def test_hubspot_daily_quota_mid_run_then_only_the_rest(api: httpx.Client, sourc
         assert "You have reached your daily limit" in failed["error_message"]
         assert "next run" in failed["error_message"]
         arrived = {r["email"] for r in hubspot.rows("contacts") if r["email"].startswith("q")}
-        assert len(arrived) == 200
+        # Two of the four requests (100, 100, 100 and 50 records, in flight together)
+        # were acknowledged before the quota ran out.
+        assert len(arrived) in (150, 200)
     finally:
         hubspot.exhaust_after(None)  # midnight in the portal's time zone
     sent: list[str] = []
@@ -217,7 +219,7 @@ def test_hubspot_oauth_token_is_kept_and_a_revoked_one_says_reconnect(
     hubspot.access_tokens.clear()
     dest = destination(api, "hubspot", hubspot.oauth_credentials())
     assert dest["last_test_succeeded"], dest
-    assert "refresh_token" not in dest["connection_details"]
+    assert set(dest["connection_details"]) == {"client_id", "base_url"}
     sync_id = hubspot_sync(api, source, dest["id"], "upsert",
                            "SELECT * FROM people WHERE id <= 3")
     run(api, sync_id)
@@ -257,6 +259,47 @@ def test_hubspot_sync_all_properties_creates_the_missing_ones(
         hubspot.objects["contacts"].properties[:] = [
             p for p in hubspot.objects["contacts"].properties
             if p["name"] not in ("lifetime_value", "is_vip")]
+
+
+def lookup(column: str, to: str, obj: str, field: str) -> dict[str, Any]:
+    return {**col(column, to), "lookup_object": obj, "lookup_field": field}
+
+
+def test_hubspot_lookup_associates_contacts_with_companies(
+    api: httpx.Client, source: int, hubspot: HubSpotFake,
+) -> None:
+    dest = destination(api, "hubspot", hubspot.credentials())
+    companies = model(api, source, "SELECT 'co' || (id % 3) AS company_key,"
+                      " 'Company ' || (id % 3) AS name FROM people WHERE id <= 3",
+                      name="hs_companies")
+    run(api, create_sync(api, source, companies, dest["id"], "companies", "upsert",
+                         [col("company_key", key=True), col("name")]))
+    people = model(api, source, "SELECT 'lk' || email AS email, 'co' || (id % 4) AS company"
+                   " FROM people WHERE id <= 8", name="hs_lookup")
+    refused = api.post("/syncs", json=sync_body(source, people, dest["id"], "contacts",
+                                                "upsert", [col("email", key=True),
+                                                           lookup("company", "associated_company",
+                                                                  "companies", "name")]))
+    assert refused.status_code == 400
+    assert "lookup_field: companies has no external id or unique field 'name'" in \
+        refused.json()["message"]
+    sync_id = create_sync(api, source, people, dest["id"], "contacts", "upsert", [
+        col("email", key=True), lookup("company", "associated_company", "companies",
+                                       "company_key")])
+    result = run(api, sync_id)
+    # co3 does not exist in HubSpot: those two contacts are written but rejected (their
+    # association is missing), so the next run tries again.
+    assert (result["records_updated"], result["records_failed"]) == (6, 2)
+    reasons = {r["identifier"]: r["status_message"]
+               for r in records(api, result["id"], status="rejected")}
+    assert reasons == {f"lkp{i}@example.com": "HubSpot has no companies record with"
+                       " company_key = 'co3' to associate" for i in (3, 7)}
+    contact = {r["email"]: r["hs_object_id"] for r in hubspot.rows("contacts")}
+    company = {r["company_key"]: r["hs_object_id"] for r in hubspot.rows("companies")}
+    links = {(c, k) for kind, c, _, k in hubspot.associations if kind == "contacts"}
+    assert links >= {(contact[f"lkp{i}@example.com"], company[f"co{i % 4}"])
+                     for i in (1, 2, 4, 5, 6, 8)}
+    assert not any(contact[f"lkp{i}@example.com"] == c for c, _ in links for i in (3, 7))
 
 
 # --- Braze --------------------------------------------------------------------------------

@@ -115,3 +115,16 @@ def test_rate_limit_429_waits_for_the_reset_and_loses_nothing(fresh: BrazeFake) 
 def test_wrong_key_fails_with_brazes_message(fresh: BrazeFake) -> None:
     steps = connector(fresh, api_key="wrong-key").test_connection()
     assert steps[-1].status == "failed" and "Invalid API key" in (steps[-1].message or "")
+
+
+def test_sync_null_values_false_keeps_the_attribute(fresh: BrazeFake) -> None:
+    dest = connector(fresh)
+    write(dest, [{"external_id": "k", "plan": "pro", "city": "Lyon"}], "upsert", "user",
+          "external_id")
+    batch = pa.RecordBatch.from_pylist([{"external_id": "k", "plan": None, "city": None}])
+    ctx = WriteContext(sync_id=1, run_id=2, object_name="user", key_field="external_id",
+                       fields=("external_id", "plan", "city"), keep_on_null=frozenset({"plan"}))
+    writer = dest.open_writer(ctx)
+    writer.write(batch, "upsert")
+    writer.close()
+    assert fresh.by_external_id()["k"].attributes == {"plan": "pro"}  # city removed by null

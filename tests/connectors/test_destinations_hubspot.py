@@ -238,3 +238,18 @@ def test_a_lookup_to_companies_becomes_an_association(fresh: HubSpotFake) -> Non
         ("contacts", ids["a@x.io"], "companies", company["c1"]),
         ("contacts", ids["b@x.io"], "companies", company["c2"])])
     assert all("associated_company" not in r for r in fresh.rows("contacts"))
+
+
+def test_sync_null_values_false_keeps_the_property(fresh: HubSpotFake) -> None:
+    dest = connector(fresh)
+    write(dest, [{"email": "k@x.io", "firstname": "Kim", "lastname": "Lee"}])
+    batch = pa.RecordBatch.from_pylist([{"email": "k@x.io", "firstname": None,
+                                         "lastname": None}])
+    ctx = WriteContext(sync_id=1, run_id=2, object_name="contacts", key_field="email",
+                       fields=("email", "firstname", "lastname"),
+                       keep_on_null=frozenset({"firstname"}))
+    writer = dest.open_writer(ctx)
+    writer.write(batch, "upsert")
+    writer.close()
+    row = fresh.rows("contacts")[0]
+    assert row.get("firstname") == "Kim" and "lastname" not in row  # "" cleared lastname

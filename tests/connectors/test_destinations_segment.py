@@ -113,3 +113,16 @@ def test_throttling_and_blips_are_retried(fresh: SegmentFake) -> None:
 def test_wrong_write_key_fails_with_segments_message(fresh: SegmentFake) -> None:
     steps = connector(fresh, write_key="wrong").test_connection()
     assert steps[-1].status == "failed" and "Invalid write key" in (steps[-1].message or "")
+
+
+def test_sync_null_values_false_leaves_the_trait_out(fresh: SegmentFake) -> None:
+    dest = connector(fresh)
+    write(dest, [{"user_id": "k", "plan": "pro", "city": "Lyon"}], "upsert", "identify",
+          "user_id")
+    batch = pa.RecordBatch.from_pylist([{"user_id": "k", "plan": None, "city": None}])
+    ctx = WriteContext(sync_id=1, run_id=2, object_name="identify", key_field="user_id",
+                       fields=("user_id", "plan", "city"), keep_on_null=frozenset({"plan"}))
+    writer = dest.open_writer(ctx)
+    writer.write(batch, "upsert")
+    writer.close()
+    assert fresh.users["k"] == {"plan": "pro", "city": None}

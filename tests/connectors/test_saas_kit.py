@@ -27,18 +27,19 @@ def peak(times: list[float], window: float) -> int:
     return best
 
 
-@pytest.mark.parametrize(("requests", "allowed"), [(1, 1), (10, 9), (100, 95), (3000, 2850)])
-def test_a_window_may_hold_95_percent_of_the_limit(requests: int, allowed: int) -> None:
+@pytest.mark.parametrize(("requests", "allowed"), [(1, 1), (10, 9), (100, 93), (3000, 2790)])
+def test_a_window_may_hold_93_percent_of_the_limit(requests: int, allowed: int) -> None:
     assert Limit(requests, 1.0).allowed == allowed
 
 
 def test_room_left_after_a_pause_is_used_at_once() -> None:
     now = [0.0]
     store = LocalStore(clock=lambda: now[0])
-    waits = [store.reserve("k", 1.0, 5) for _ in range(7)]
-    assert waits == [0, 0, 0, 0, 0, 1.0, 1.0]  # five a window, the sixth a window later
-    now[0] = 10.0  # idle: the window is empty again
-    assert [store.reserve("k", 1.0, 5) for _ in range(5)] == [0] * 5
+    waits = [store.reserve("k", 1.0, 5, 0.1) for _ in range(7)]
+    # Five a window, 0.1 s apart at least; the sixth a window after the first.
+    assert waits == pytest.approx([0, 0.1, 0.2, 0.3, 0.4, 1.0, 1.1])
+    now[0] = 10.0  # idle: the window is empty again, its room is used at once
+    assert [store.reserve("k", 1.0, 5, 0.1) for _ in range(3)] == pytest.approx([0, 0.1, 0.2])
 
 
 def hammer(limiters: list[RateLimiter], seconds: float) -> list[float]:
@@ -63,10 +64,10 @@ def test_local_limiters_of_one_connection_share_a_bucket() -> None:
     key = f"t:{uuid.uuid4().hex}"
     limiters = [RateLimiter(key, [Limit(50, 0.5)], store=store) for _ in range(4)]
     stamps = hammer(limiters, 1.2)
-    # 47 a window by the log; what the vendor sees stays under its 50 even with threads
+    # 46 a window by the log; what the vendor sees stays under its 50 even with threads
     # waking late on a loaded machine.
     assert peak(stamps, 0.5) <= 50
-    assert len(stamps) >= 90  # 47 a window, ~2.4 windows: it does not crawl either
+    assert len(stamps) >= 90  # 46 a window, ~2.4 windows: it does not crawl either
 
 
 def test_redis_shares_the_bucket_between_processes() -> None:
@@ -78,7 +79,7 @@ def test_redis_shares_the_bucket_between_processes() -> None:
                 for _ in range(4)]
     stamps = hammer(limiters, 1.2)
     assert peak(stamps, 0.5) <= 40
-    assert len(stamps) >= 70  # 38 a window, ~2.4 windows
+    assert len(stamps) >= 70  # 37 a window, ~2.4 windows
 
 
 def test_pause_holds_every_user_of_the_connection() -> None:
@@ -122,3 +123,27 @@ def test_concurrent_401s_renew_the_token_once() -> None:
     assert issued == ["tok-0"] and len(saved) == 1
     headers: dict[str, str] = {}
     assert auth.apply(headers) == "tok-0" and headers["Authorization"] == "Bearer tok-0"
+
+
+def test_an_announced_limit_holds_for_the_next_limiter_of_the_connection() -> None:
+    store = LocalStore()
+    key = f"t:{uuid.uuid4().hex}"
+    first = RateLimiter(key, [Limit(100, 10.0, "w")], store=store)
+    first.adopt("w", 1000, 1.0)  # the vendor's headers: this account allows more
+    for _ in range(200):  # a run at the announced rate fills the shared log
+        first.acquire()
+    second = RateLimiter(key, [Limit(100, 10.0, "w")], store=store)  # the next run
+    assert second.limits["w"].requests == 1000
+    started = time.monotonic()
+    second.acquire()
+    assert time.monotonic() - started < 1.0  # not the documented 10 s window
+
+
+def test_redis_remembers_the_announced_limit() -> None:
+    require_service("Redis", 6379)
+    key = f"t:{uuid.uuid4().hex}"
+    RateLimiter(key, [Limit(100, 10.0, "w")],
+                store=RedisStore("redis://127.0.0.1:6379/0")).adopt("w", 150, 10.0)
+    other = RateLimiter(key, [Limit(100, 10.0, "w")],
+                        store=RedisStore("redis://127.0.0.1:6379/0"))
+    assert (other.limits["w"].requests, other.limits["w"].seconds) == (150, 10.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +20,9 @@ class Incoming:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    #: When the request line arrived (a vendor counts requests at its edge, before the
+    #: body is read or handled).
+    received: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -75,12 +79,14 @@ class FakeServer:
                 pass
 
             def _handle(self) -> None:
+                received = time.monotonic()
                 url = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 incoming = Incoming(self.command, url.path, query,
-                                    {k.lower(): v for k, v in self.headers.items()}, body)
+                                    {k.lower(): v for k, v in self.headers.items()}, body,
+                                    received)
                 reply = fake.route(incoming)
                 data = b"" if reply.payload is None else json.dumps(reply.payload).encode()
                 self.send_response(reply.status)

@@ -92,6 +92,12 @@ class HubSpotConfig(ConnectorConfig):
     def identifying_value(self) -> str | None:
         return self.base_url or "api.hubapi.com"
 
+    def connection_details(self) -> dict[str, Any]:
+        # The renewed token's expiry is Reflow's bookkeeping, not a setting to show.
+        details = super().connection_details()
+        details.pop("access_token_expires_at", None)
+        return details
+
 
 class HubSpotWriter(SaasWriter):
     """One batch request per 100 records; deletes and inserts read the keys first."""
@@ -114,7 +120,7 @@ class HubSpotWriter(SaasWriter):
     def call_for(self, records: list[dict[str, Any]], indices: list[int], action: Action) -> Call:
         path = f"/crm/v3/objects/{self.object.full_name}/batch"
         if action in ("delete", "insert"):
-            body: dict[str, Any] = {"inputs": [{"id": _text(records[i][self.ctx.key_field])}
+            body: dict[str, Any] = {"inputs": [{"id": records[i][self.ctx.key_field]}
                                                for i in indices],
                                     "properties": sorted({"hs_object_id", self.ctx.key_field})}
             if not self._by_id:
@@ -122,16 +128,14 @@ class HubSpotWriter(SaasWriter):
             return Call("POST", f"{path}/read", indices, json=body, context=action)
         # Upsert by hs_object_id is an update: HubSpot assigns ids itself.
         endpoint = "update" if action == "update" or self._by_id else "upsert"
-        inputs = [self._input(records[i]) for i in indices]
+        key, props = self.ctx.key_field, self._props
+        if self._by_id:
+            inputs = [{"id": records[i][key], "properties": props[i]} for i in indices]
+        else:
+            inputs = [{"id": records[i][key], "idProperty": key, "properties": props[i]}
+                      for i in indices]
         return Call("POST", f"{path}/{endpoint}", indices, json={"inputs": inputs},
                     context=endpoint)
-
-    def _input(self, record: dict[str, Any]) -> dict[str, Any]:
-        key = self.ctx.key_field
-        item = {"id": _text(record[key]), "properties": self._properties(record)}
-        if not self._by_id:
-            item["idProperty"] = key
-        return item
 
     def records(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
         """Every value as HubSpot's text, converted a column at a time; a null is ""
@@ -142,12 +146,14 @@ class HubSpotWriter(SaasWriter):
             if name not in self.ctx.keep_on_null and name not in self.ctx.lookups:
                 text = pc.fill_null(text, "")
             columns.append(text)
-        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pylist()
-
-    def _properties(self, record: dict[str, Any]) -> dict[str, str]:
-        skip = self._skip
-        return {name: value for name, value in record.items()
-                if name not in skip and value is not None}
+        converted = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        # Each record's properties as one dict, built by Arrow; a null left in a column
+        # whose mapping keeps the value on null is left out of the record.
+        names = [n for n in batch.schema.names if n not in self._skip]
+        self._props: list[dict[str, str]] = converted.select(names).to_pylist()
+        if self.ctx.keep_on_null:
+            self._props = [{k: v for k, v in p.items() if v is not None} for p in self._props]
+        return converted.to_pylist()
 
     @cached_property
     def _skip(self) -> frozenset[str]:
@@ -259,8 +265,8 @@ class HubSpotWriter(SaasWriter):
 
     def _create_call(self, path: str, indices: list[int]) -> Call:
         key = self.ctx.key_field
-        inputs = [{"properties": {**self._properties(self._records[i]),
-                                  key: _text(self._records[i][key])}} for i in indices]
+        inputs = [{"properties": {**self._props[i], key: self._records[i][key]}}
+                  for i in indices]
         return Call("POST", f"{path}/create", indices, json={"inputs": inputs}, context="create")
 
 

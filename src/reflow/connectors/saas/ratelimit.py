@@ -7,8 +7,9 @@ earliest time at which no window of W seconds holds more than ``allowed`` (N * P
 requests, and sleeps until it. Slots are handed out in time order, so the rule is simply
 "at least W seconds after the slot ``allowed`` places before". A thread that wakes late
 loses only its own time, never another request's turn; after a pause (the engine
-committing a batch) the window's unused room is used at once, so the limit is not
-wasted, yet no window ever holds more than ``allowed``. The 5 % margin absorbs the
+committing a batch) the window's unused room is caught up at up to twice the paced
+rate (never in one burst), so the limit is not
+wasted, yet no window ever holds more than ``allowed``. The 7 % margin absorbs the
 jitter between when we send and when the vendor counts, and a guard of 2 % of the
 window keeps a thread that wakes late from carrying a window's requests into the next.
 
@@ -21,9 +22,10 @@ machines draw from one log.
 
 Beyond pacing: ``pause`` makes every user of the connection wait (a 429's
 ``Retry-After``), ``adopt`` replaces a documented limit with the one the vendor's headers
-announce for this account (HubSpot's ``X-HubSpot-RateLimit-Max``). Daily quotas are not
-paced (spacing a day's quota evenly would be absurd): the vendor's headers and 429 body
-say when one is spent, and the client raises ``QuotaExhausted``.
+announce for this account (HubSpot's ``X-HubSpot-RateLimit-Max``), remembered in the store
+so the next limiter of the connection (the next run, another worker) starts with it.
+Daily quotas are not paced (spacing a day's quota evenly would be absurd): the vendor's
+headers and 429 body say when one is spent, and the client raises ``QuotaExhausted``.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 #: Fraction of a documented limit any window may hold.
-PACE = 0.95
+PACE = 0.93
 #: Slack added to the window (a fraction of it, at least 20 ms): a thread that wakes a
 #: little late must not carry the previous window's requests into the next one.
 GUARD = 0.02
+#: How much faster than the paced rate requests may go while catching up.
+BURST = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,14 +71,27 @@ class Limit:
         """The window the log keeps, guard included."""
         return self.seconds + max(0.02, self.seconds * GUARD)
 
+    @property
+    def gap(self) -> float:
+        """Least time between two requests: twice the paced rate at most, so room left
+        by a pause is caught up smoothly, not in one burst that a late thread or a busy
+        network would push into the next window."""
+        return self.spacing / self.allowed / BURST
+
 
 class RateStore(Protocol):
-    def reserve(self, key: str, seconds: float, allowed: int) -> float:
-        """Reserve the next slot of ``key`` for one request: the seconds until it may go
-        (0: now). The slot is the caller's alone."""
+    def reserve(self, key: str, seconds: float, allowed: int, gap: float = 0.0) -> float:
+        """Reserve the next slot of ``key`` for one request, at least ``gap`` after the
+        previous one: the seconds until it may go (0: now). The slot is the caller's."""
 
     def pause(self, key: str, seconds: float) -> None:
         """No request of ``key`` before ``seconds`` from now."""
+
+    def remember(self, key: str, requests: int, seconds: float) -> None:
+        """The limit the vendor announced for ``key`` (see ``RateLimiter.adopt``)."""
+
+    def recall(self, key: str) -> tuple[int, float] | None:
+        """The limit last announced for ``key``, if any."""
 
 
 class LocalStore:
@@ -84,15 +101,16 @@ class LocalStore:
         self.clock = clock
         self._logs: dict[str, deque[float]] = {}
         self._hold: dict[str, float] = {}
+        self._announced: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def reserve(self, key: str, seconds: float, allowed: int) -> float:
+    def reserve(self, key: str, seconds: float, allowed: int, gap: float = 0.0) -> float:
         with self._lock:
             now = self.clock()
             log = self._logs.get(key)
             if log is None or log.maxlen != allowed:
                 log = self._logs[key] = deque(log or (), maxlen=allowed)
-            slot = max(now, self._hold.get(key, now), log[-1] if log else now)
+            slot = max(now, self._hold.get(key, now), log[-1] + gap if log else now)
             if len(log) == allowed:
                 slot = max(slot, log[0] + seconds)
             log.append(slot)
@@ -103,6 +121,12 @@ class LocalStore:
             now = self.clock()
             self._hold[key] = max(self._hold.get(key, now), now + seconds)
 
+    def remember(self, key: str, requests: int, seconds: float) -> None:
+        self._announced[key] = (requests, seconds)
+
+    def recall(self, key: str) -> tuple[int, float] | None:
+        return self._announced.get(key)
+
 
 _RESERVE = """
 local t = redis.call('TIME')
@@ -111,7 +135,9 @@ local window = tonumber(ARGV[1])
 local allowed = tonumber(ARGV[2])
 local slot = now
 local last = redis.call('LINDEX', KEYS[1], 0)
-if last and tonumber(last) > slot then slot = tonumber(last) end
+if last and tonumber(last) + tonumber(ARGV[3]) > slot then
+  slot = tonumber(last) + tonumber(ARGV[3])
+end
 local hold = redis.call('GET', KEYS[2])
 if hold and tonumber(hold) > slot then slot = tonumber(hold) end
 local nth = redis.call('LINDEX', KEYS[1], allowed - 1)
@@ -146,13 +172,24 @@ class RedisStore:
         self._reserve = self.redis.register_script(_RESERVE)
         self._pause = self.redis.register_script(_PAUSE)
 
-    def reserve(self, key: str, seconds: float, allowed: int) -> float:
+    def reserve(self, key: str, seconds: float, allowed: int, gap: float = 0.0) -> float:
         keys = [f"{self.prefix}{key}:{allowed}", f"{self.prefix}{key}:hold"]
-        wait = self._reserve(keys=keys, args=[int(seconds * 1e6), allowed])
+        wait = self._reserve(keys=keys, args=[int(seconds * 1e6), allowed, int(gap * 1e6)])
         return int(wait) / 1e6
 
     def pause(self, key: str, seconds: float) -> None:
         self._pause(keys=[f"{self.prefix}{key}:hold"], args=[int(seconds * 1e6)])
+
+    def remember(self, key: str, requests: int, seconds: float) -> None:
+        self.redis.set(f"{self.prefix}{key}:limit", f"{requests}/{seconds}", ex=86_400)
+
+    def recall(self, key: str) -> tuple[int, float] | None:
+        raw = self.redis.get(f"{self.prefix}{key}:limit")
+        if not raw:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        requests, _, seconds = text.partition("/")
+        return int(requests), float(seconds)
 
 
 _local = LocalStore()
@@ -184,7 +221,14 @@ class RateLimiter:
     ) -> None:
         self.key, self.sleep = key, sleep
         self.store = store or default_store()
-        self.limits: dict[str, Limit] = {limit.name: limit for limit in limits}
+        self.limits: dict[str, Limit] = {}
+        for limit in limits:
+            # A limit announced to an earlier limiter of this connection holds from the
+            # first request: the log it shares may be full at that (higher) rate.
+            announced = self.store.recall(f"{key}:{limit.name}")
+            if announced is not None:
+                limit = replace(limit, requests=announced[0], seconds=announced[1])
+            self.limits[limit.name] = limit
 
     def acquire(self, path: str = "") -> None:
         """Block until every limit on ``path`` lets one more request go."""
@@ -195,7 +239,8 @@ class RateLimiter:
                     self.sleep(wait)
 
     def _reserve(self, limit: Limit) -> float:
-        return self.store.reserve(f"{self.key}:{limit.name}", limit.spacing, limit.allowed)
+        return self.store.reserve(f"{self.key}:{limit.name}", limit.spacing, limit.allowed,
+                                  limit.gap)
 
     def pause(self, seconds: float, path: str = "") -> None:
         """Every user of the connection waits ``seconds`` (a 429's Retry-After) before
@@ -212,6 +257,7 @@ class RateLimiter:
         if current is None or (current.requests, current.seconds) != (requests, seconds):
             base = current or Limit(requests, seconds, name)
             self.limits[name] = replace(base, requests=requests, seconds=seconds)
+            self.store.remember(f"{self.key}:{name}", requests, seconds)
 
     def describe(self) -> dict[str, Any]:
         return {n: f"{lim.requests}/{lim.seconds:g}s" for n, lim in self.limits.items()}
