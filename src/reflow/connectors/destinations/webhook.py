@@ -27,8 +27,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -49,14 +49,18 @@ from reflow.connectors.base import (
     options_error,
     run_steps,
 )
-from reflow.connectors.destinations._liquid import json_default
 from reflow.connectors.destinations._sending import (
     Clock,
     Request,
     Sender,
     Sleep,
     TokenBucket,
+    as_write_result,
+    by_index,
     describe,
+    http_client,
+    json_bytes,
+    json_rows,
 )
 from reflow.connectors.errors import TerminalError
 
@@ -136,14 +140,20 @@ class WebhookWriter(BatchWriter):
         self.full_deletes = full_deletes
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
+        return by_index(self.sender.send_all(self._requests(batch, action)))
+
+    def submit(self, batch: pa.RecordBatch, action: Action) -> Future[WriteResult]:
+        return as_write_result(self.sender.submit_all(self._requests(batch, action)))
+
+    def _requests(self, batch: pa.RecordBatch, action: Action) -> list[Request]:
         deleted = action == "delete"
-        records = [self._record(row, deleted) for row in batch.to_pylist()]
+        records = [self._record(row, deleted) for row in json_rows(batch)]
         size = self.config.batch_size if self.config.use_bulk_upload else 1
         requests = []
         for start in range(0, len(records), size):
             indices = list(range(start, min(start + size, len(records))))
-            requests.append(self._request([records[i] for i in indices], indices, deleted))
-        return WriteResult(sorted(self.sender.send_all(requests), key=lambda r: r.index))
+            requests.append(self._request(records[start:start + size], indices, deleted))
+        return requests
 
     def _record(self, row: dict[str, Any], deleted: bool) -> dict[str, Any]:
         key = row.get(self.ctx.key_field)
@@ -155,7 +165,7 @@ class WebhookWriter(BatchWriter):
                  deleted: bool) -> Request:
         data: Any = records if self.config.use_bulk_upload else records[0]
         payload = self._envelope(data, deleted) if self.config.wrap_data_objects else data
-        body = json.dumps(payload, default=json_default, ensure_ascii=False).encode()
+        body = json_bytes(payload)
         headers = {"Content-Type": "application/json"}
         if self.config.signing_secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.config.signing_secret.get_secret_value(), body)
@@ -176,7 +186,7 @@ class WebhookWriter(BatchWriter):
         }
 
     def close(self) -> None:
-        self.sender.client.close()
+        self.sender.close()
 
 
 class WebhookDestination(DestinationConnector):
@@ -223,12 +233,14 @@ class WebhookDestination(DestinationConnector):
         full = self.config.send_full_record_on_deletes if own is None else own
         sender = Sender(self._client(), bucket=self.bucket, max_retries=self.config.max_retries,
                         concurrency=self.config.concurrency, sleep=self.sleep)
-        return WebhookWriter(self.config, ctx, sender, now or datetime.now(UTC),
-                             full_deletes=full)
+        writer = WebhookWriter(self.config, ctx, sender, now or datetime.now(UTC),
+                               full_deletes=full)
+        writer.pipeline_depth = 2 * self.config.concurrency  # see HttpRequestWriter
+        return writer
 
     def _client(self) -> httpx.Client:
         headers = {}
         if self.config.auth_token is not None:
             headers[self.config.auth_token_header] = self.config.auth_token.get_secret_value()
-        return httpx.Client(headers=headers, timeout=self.config.timeout_seconds,
-                            limits=httpx.Limits(max_connections=self.config.concurrency))
+        return http_client(headers=headers, timeout=self.config.timeout_seconds,
+                           concurrency=self.config.concurrency)
