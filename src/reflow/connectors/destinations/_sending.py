@@ -187,27 +187,8 @@ class Sender:
         """Queue the requests on the writer's pool and return at once. The future holds
         the rejected records once every request finished, or the first failure in
         request order: a batch is never half acknowledged."""
-        gathered: Future[list[RejectedRecord]] = Future()
-        if not requests:
-            gathered.set_result([])
-            return gathered
-        outcomes: list[Future[list[RejectedRecord]]] = []
-        remaining = [len(requests)]
-        lock = threading.Lock()
-
-        def one_done(_: Future[list[RejectedRecord]]) -> None:
-            with lock:
-                remaining[0] -= 1
-                if remaining[0]:
-                    return
-            _settle(outcomes, gathered)
-
         pool = self._executor()
-        for request in requests:
-            outcomes.append(pool.submit(self.send, request))
-        for outcome in outcomes:  # registered after all exist: the last one settles
-            outcome.add_done_callback(one_done)
-        return gathered
+        return gather([pool.submit(self.send, request) for request in requests])
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -262,14 +243,30 @@ class Sender:
         return response
 
 
-def _settle(outcomes: list[Future[list[RejectedRecord]]],
-            gathered: Future[list[RejectedRecord]]) -> None:
+def gather(outcomes: list[Future[list[RejectedRecord]]]) -> Future[list[RejectedRecord]]:
+    """One future for several requests': their rejected records once all finished, or
+    the first failure in request order, so a batch is never half acknowledged."""
+    gathered: Future[list[RejectedRecord]] = Future()
+    remaining = [len(outcomes)]
+    lock = threading.Lock()
+
+    def one_done(_: Future[list[RejectedRecord]]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        for outcome in outcomes:
+            failure = outcome.exception()
+            if failure is not None:
+                gathered.set_exception(failure)
+                return
+        gathered.set_result([rejected for o in outcomes for rejected in o.result()])
+
+    if not outcomes:
+        gathered.set_result([])
     for outcome in outcomes:
-        failure = outcome.exception()
-        if failure is not None:
-            gathered.set_exception(failure)
-            return
-    gathered.set_result([rejected for o in outcomes for rejected in o.result()])
+        outcome.add_done_callback(one_done)
+    return gathered
 
 
 def by_index(rejected: list[RejectedRecord]) -> WriteResult:
