@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     management_link_ttl_seconds: int = Field(
         86_400, ge=1, description="Lifetime of sync/segment management links (Census: 24 h)."
     )
+    api_max_concurrency: int = Field(
+        32, ge=1, description="API requests one process handles at once (api/overload.py)."
+    )
+    api_queue_seconds: float = Field(
+        0.5, ge=0, description="Longest a request past capacity waits before a 503 + Retry-After."
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reflow import __version__
+from reflow.api.overload import OverloadGuard
 from reflow.api.routers import (
     catalog,
     connect_links,
@@ -86,6 +87,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(topics.ingest_router)  # POST /ingest/{source_id}/{topic}
     app.include_router(connect_pages.router)  # the HTML page a connect link's uri opens
     _install_error_handlers(app)
+    app.add_middleware(OverloadGuard, capacity=runtime.settings.api_max_concurrency,
+                       queue_seconds=runtime.settings.api_queue_seconds)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from reflow.db.repo import Page, PageParams
 from reflow.timestamps import iso
 
-__all__ = ["bare", "iso", "listing", "ok", "page_params"]
+__all__ = ["FastJSONResponse", "bare", "iso", "listing", "ok", "page_params"]
+
+
+class FastJSONResponse(JSONResponse):
+    """``JSONResponse`` rendered by orjson (C): the same compact UTF-8 bytes, keys in
+    the same order, for a fraction of the time a page of syncs took ``json.dumps``. What
+    orjson refuses (an integer beyond 64 bits...) is rendered by ``JSONResponse``."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # orjson.JSONEncodeError is one
+            return super().render(content)
 
 
 def ok(data: Any, status: str = "success", code: int = 200, **extra: Any) -> JSONResponse:
-    return JSONResponse({"status": status, "data": data, **extra}, status_code=code)
+    return FastJSONResponse({"status": status, "data": data, **extra}, status_code=code)
 
 
 def bare(body: dict[str, Any], code: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=code)
+    return FastJSONResponse(body, status_code=code)
 
 
 def page_params(
@@ -42,6 +55,6 @@ def listing(request: Request, page: Page, data: list[Any], **extra: Any) -> JSON
                 page=pagination["next_page"], per_page=page.params.per_page
             )
         )
-    return JSONResponse(
+    return FastJSONResponse(
         {"status": "success", "data": data, "pagination": pagination, "next": next_url, **extra}
     )

@@ -15,6 +15,7 @@ from reflow.db.repo import PageParams
 from reflow.db.tables import Sync
 from reflow.errors import BadRequest
 from reflow.services import runs, syncs
+from reflow.services.listing import sync_page
 
 router = APIRouter(tags=["syncs"])
 
@@ -48,7 +49,8 @@ def list_syncs(
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     page = syncs.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
-    return listing(request, page, [_render_sync(ctx, s) for s in page.items])
+    rows = sync_page(ctx.session, syncs=page.items)  # a fixed number of statements a page
+    return listing(request, page, [render.sync(s, source_object=o, last_run=r) for s, o, r in rows])
 
 
 @router.get("/syncs/{sync_id}")
