@@ -1,0 +1,177 @@
+"""The API beside uvicorn's hello-world, at fixed request rates (issue 15).
+
+    .venv/bin/python -m bench.api_bench [--seconds 15] [--quick] [--skip-postgres]
+
+``reflow serve`` on the embedded default (SQLite state, local executor, scheduler):
+the demo workspace plus 29 more syncs (30), one completed run; then, open loop
+(``bench.loadgen``, its own process), GET /syncs, GET /sync_runs/{id} and
+GET /syncs/{id} round-robin at 50 and 200 requests/s for ``--seconds`` each. The same
+rates against ``bench.hello`` on the same uvicorn. Then PostgreSQL state with
+``--workers 2`` at 500 requests/s, beside hello-world at 500. Prints p50, p99 and
+errors per line, and Reflow's p99 over hello-world's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import common
+
+PY = sys.executable
+REFLOW = [PY, "-m", "reflow.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server never healthy:\n{log.read_text()[-4000:]}")
+
+
+@contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)  # hello-world answers /healthz too
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def seed(env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run([*REFLOW, "demo", "--customers", "2000", "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def more_syncs(url: str, demo: dict[str, Any], total: int) -> tuple[int, int]:
+    """Copies of the demo sync up to ``total`` syncs, and one completed run."""
+    headers = {"Authorization": f"Bearer {demo['workspace_token']}"}
+    with httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=60) as api:
+        sync = api.get(f"/syncs/{demo['sync_id']}").json()["data"]
+        body = {
+            "operation": sync["operation"],
+            "source_attributes": {"connection_id": demo["source_id"],
+                                  "object": {"type": "model", "id": demo["model_id"]}},
+            "destination_attributes": {"connection_id": demo["destination_id"],
+                                       "object": sync["destination_attributes"]["object"]},
+            "mappings": sync["mappings"],
+        }
+        for _ in range(total - 1):
+            created = api.post("/syncs", json=body)
+            assert created.status_code == 200, created.text
+        run_id = api.post(f"/syncs/{demo['sync_id']}/trigger").json()["data"]["sync_run_id"]
+        for _ in range(600):
+            if api.get(f"/sync_runs/{run_id}").json()["data"]["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.2)
+        assert api.get("/syncs", params={"per_page": 100}).json()["pagination"][
+            "total_records"] == total
+    return demo["sync_id"], run_id
+
+
+def load(url: str, paths: list[str], rate: float, seconds: float,
+         token: str | None = None) -> dict[str, Any]:
+    cmd = [PY, "-m", "bench.loadgen", "--url", url, "--rate", str(rate),
+           "--seconds", str(seconds), *[a for p in paths for a in ("--path", p)]]
+    if token:
+        cmd += ["--token", token]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def line(label: str, r: dict[str, Any], anchor: dict[str, Any] | None = None) -> None:
+    ratio = f"  p99 x{r['p99_ms'] / anchor['p99_ms']:.1f} of hello-world" if anchor else ""
+    kinds = f" {r['error_kinds']}" if r["errors"] else ""
+    print(f"  {label:<44} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
+          f"errors {r['errors']}/{r['sent']}{kinds}{ratio}", flush=True)
+    for path, p in sorted(r.get("paths", {}).items()) if anchor else ():
+        print(f"      {path:<40} p50 {p['p50_ms']:7.1f} ms  p99 {p['p99_ms']:7.1f} ms")
+
+
+def reflow_lines(env: dict[str, str], home: Path, rates: list[float], seconds: float,
+                 hello: dict[float, dict[str, Any]], workers: int, label: str) -> None:
+    demo = seed(env)
+    cmd = [*REFLOW, "serve", *(["--workers", str(workers)] if workers > 1 else [])]
+    with process(cmd, env, home / "serve.log") as url:
+        sync_id, run_id = more_syncs(url, demo, 30)
+        paths = ["/api/v1/syncs", f"/api/v1/sync_runs/{run_id}", f"/api/v1/syncs/{sync_id}"]
+        for rate in rates:
+            r = load(url, paths, rate, seconds, demo["workspace_token"])
+            line(f"reflow {label}, {rate:.0f} req/s", r, hello[rate])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--quick", action="store_true", help="5 s per rate")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    run(seconds=5 if args.quick else args.seconds, postgres=not args.skip_postgres)
+
+
+def run(*, seconds: float, postgres: bool = True) -> None:
+    print(f"\nAPI, open loop, {seconds:.0f} s per rate: GET /syncs (30 syncs), "
+          "GET /sync_runs/{id}, GET /syncs/{id} round-robin")
+    tmp = Path(tempfile.mkdtemp(prefix="reflow-bench-api-"))
+    base = {**os.environ, "REFLOW_LOG_LEVEL": "WARNING", "REFLOW_SECRET_KEY": "bench"}
+    base.pop("REFLOW_DATABASE_URL", None)
+    rates = [50.0, 200.0] + ([500.0] if postgres else [])
+    hello: dict[float, dict[str, Any]] = {}
+    hello_cmd = [PY, "-m", "uvicorn", "bench.hello:app", "--log-level", "warning"]
+    with process(hello_cmd, base, tmp / "hello.log") as url:
+        for rate in rates:
+            hello[rate] = load(url, ["/"], rate, seconds)
+            line(f"uvicorn hello-world, {rate:.0f} req/s", hello[rate])
+    home = tmp / "sqlite"
+    home.mkdir()
+    reflow_lines({**base, "REFLOW_HOME": str(home)}, home, [50.0, 200.0], seconds, hello, 1,
+                 "embedded (SQLite)")
+    if postgres:
+        db = common.create_database()
+        home = tmp / "pg"
+        home.mkdir()
+        env = {**base, "REFLOW_HOME": str(home), "REFLOW_DATABASE_URL": common.dsn(db)}
+        try:
+            reflow_lines(env, home, [500.0], seconds, hello, 2, "PostgreSQL, --workers 2")
+        finally:
+            common.drop_database(db)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
