@@ -5,8 +5,9 @@
 ``reflow serve`` on the embedded default (SQLite state, local executor, scheduler):
 the demo workspace plus 29 more syncs (30), one completed run; then, open loop
 (``bench.loadgen``, its own process), GET /syncs, GET /sync_runs/{id} and
-GET /syncs/{id} round-robin at 50 and 200 requests/s for ``--seconds`` each. The same
-rates against ``bench.hello`` on the same uvicorn. Then PostgreSQL state with
+GET /syncs/{id} round-robin at 50 and 200 requests/s for ``--seconds`` each, with one
+process and with ``--workers 2``. The same rates against ``bench.hello`` on the same
+uvicorn (one process). Then PostgreSQL state with
 ``--workers 2`` at 500 requests/s, beside hello-world at 500. Prints p50, p99 and
 errors per line, and Reflow's p99 over hello-world's.
 """
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,45 @@ def line(label: str, r: dict[str, Any], anchor: dict[str, Any] | None = None) ->
         print(f"      {path:<40} p50 {p['p50_ms']:7.1f} ms  p99 {p['p99_ms']:7.1f} ms")
 
 
+def timed_run(api: httpx.Client, sync_id: int) -> float:
+    """A full sync of ``sync_id`` through the API: seconds from trigger to completion."""
+    start = time.perf_counter()
+    run_id = api.post(f"/syncs/{sync_id}/trigger", params={"force_full_sync": "true"}).json()[
+        "data"]["sync_run_id"]
+    while (status := api.get(f"/sync_runs/{run_id}").json()["data"]["status"]) not in (
+            "completed", "failed"):
+        time.sleep(0.1)
+    assert status == "completed", status
+    return time.perf_counter() - start
+
+
+def interference(base: dict[str, str], tmp: Path, rate: float, seconds: float) -> None:
+    """A sync run and API traffic in one ``reflow serve`` (the runs' threads and the
+    request handling share the process): the run alone, the API alone, then both."""
+    home = tmp / "interference"
+    home.mkdir()
+    env = {**base, "REFLOW_HOME": str(home)}
+    out = subprocess.run([*REFLOW, "demo", "--customers", "200000", "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    demo = json.loads(out.stdout.strip().splitlines()[-1])
+    headers = {"Authorization": f"Bearer {demo['workspace_token']}"}
+    paths = ["/api/v1/syncs", f"/api/v1/syncs/{demo['sync_id']}"]
+    with process([*REFLOW, "serve"], env, home / "serve.log") as url, \
+            httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=60) as api:
+        alone = timed_run(api, demo["sync_id"])
+        quiet = load(url, paths, rate, seconds, demo["workspace_token"])
+        loaded: dict[str, Any] = {}
+        with ThreadPoolExecutor(1) as pool:
+            traffic = pool.submit(load, url, paths, rate, seconds, demo["workspace_token"])
+            time.sleep(0.5)
+            busy = timed_run(api, demo["sync_id"])
+            loaded = traffic.result()
+    print(f"  demo sync (200,000 rows, SQLite -> SQLite) alone {alone:6.2f} s, under "
+          f"{rate:.0f} req/s of API traffic {busy:6.2f} s: x{busy / alone:.2f}", flush=True)
+    line(f"API {rate:.0f} req/s, no run", quiet)
+    line(f"API {rate:.0f} req/s, during a run", loaded)
+
+
 def reflow_lines(env: dict[str, str], home: Path, rates: list[float], seconds: float,
                  hello: dict[float, dict[str, Any]], workers: int, label: str) -> None:
     demo = seed(env)
@@ -157,10 +198,14 @@ def run(*, seconds: float, postgres: bool = True) -> None:
         for rate in rates:
             hello[rate] = load(url, ["/"], rate, seconds)
             line(f"uvicorn hello-world, {rate:.0f} req/s", hello[rate])
-    home = tmp / "sqlite"
-    home.mkdir()
-    reflow_lines({**base, "REFLOW_HOME": str(home)}, home, [50.0, 200.0], seconds, hello, 1,
-                 "embedded (SQLite)")
+    for workers in (1, 2):
+        home = tmp / f"sqlite-{workers}"
+        home.mkdir()
+        label = "embedded (SQLite)" + (f", --workers {workers}" if workers > 1 else "")
+        reflow_lines({**base, "REFLOW_HOME": str(home)}, home, [50.0, 200.0], seconds, hello,
+                     workers, label)
+    print("\nsync runs and API traffic in one embedded process")
+    interference(base, tmp, 50.0, seconds)
     if postgres:
         db = common.create_database()
         home = tmp / "pg"

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         86_400, ge=1, description="Lifetime of sync/segment management links (Census: 24 h)."
     )
     api_max_concurrency: int = Field(
-        32, ge=1, description="API requests one process handles at once (api/overload.py)."
+        8, ge=1, description="API requests one process handles at once (api/overload.py)."
     )
     api_queue_seconds: float = Field(
         0.5, ge=0, description="Longest a request past capacity waits before a 503 + Retry-After."

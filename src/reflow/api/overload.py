@@ -8,6 +8,11 @@ once; a request past that waits at most ``queue_seconds`` for a slot, with at mo
 ``max_waiting`` waiting, and otherwise gets ``503`` with the Census error envelope and
 ``Retry-After``. Health checks and metrics are never refused: a load balancer must see
 an overloaded process as alive.
+
+The capacity is small on purpose (``REFLOW_API_MAX_CONCURRENCY``, 8): a request holds
+the GIL for most of its ~1-4 ms, so more requests at once only make each slower and
+starve the event loop that reads, refuses and answers the others (and the sync runs'
+threads in the same process).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ class OverloadGuard:
                  max_waiting: int | None = None, retry_after: int = 1,
                  exempt: frozenset[str] = EXEMPT) -> None:
         self.app, self.capacity, self.queue_seconds = app, max(1, capacity), queue_seconds
-        self.max_waiting = 4 * self.capacity if max_waiting is None else max_waiting
+        self.max_waiting = 16 * self.capacity if max_waiting is None else max_waiting
         self.retry_after, self.exempt = str(retry_after).encode(), exempt
         self.running = self.waiting = 0
         self._slots: asyncio.Semaphore | None = None  # made on the serving loop
