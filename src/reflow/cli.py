@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--workers", type=int, default=1,
-        help="API processes; one of them also runs the scheduler and the local executor",
+        help="API processes; the scheduler and the local executor run once, in the parent",
     )
     serve.add_argument(
         "--init", action="store_true", help="initialize the state store first if it is empty"
@@ -118,10 +118,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                   f"{base}/sources\n", flush=True)
     elif not migrate.is_up_to_date(runtime.engine):
         migrate.upgrade(runtime.engine)
-    if args.workers > 1:  # each process builds its app from the environment
-        runtime.engine.dispose()
-        uvicorn.run("reflow.api.workers:create_worker_app", factory=True, workers=args.workers,
-                    host=args.host, port=args.port, log_level=settings.log_level.lower())
+    if args.workers > 1:
+        from reflow.api import workers
+
+        workers.serve(runtime, workers=args.workers, host=args.host, port=args.port,
+                      log_level=settings.log_level.lower())
         return 0
     runtime.executor = make_executor(runtime)
     app = create_app(runtime)

@@ -1,9 +1,9 @@
 """``reflow serve --workers 2`` on the embedded default: two API processes, and the
-scheduler and the local executor running in exactly one of them.
+scheduler and the local executor running once, in the parent process.
 
-The runner is the process holding ``REFLOW_HOME/runner.lock``; the other leaves the
-runs it triggers queued. A run committed as queued without being handed to any
-executor (what the API-only process does) is run by the runner's watch."""
+The API processes leave the runs they trigger queued; the parent's executor watches
+for queued runs. A run committed as queued without being handed to any executor (what
+an API process does) is run by that watch."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _status(api: httpx.Client, run_id: int) -> str:
     return str(api.get(f"/sync_runs/{run_id}").json()["data"]["status"])
 
 
-def test_two_workers_run_the_scheduler_and_each_run_once(tmp_path: Path) -> None:
+def test_two_workers_serve_while_the_scheduler_and_runs_run_once(tmp_path: Path) -> None:
     env = {**os.environ, "REFLOW_HOME": str(tmp_path), "REFLOW_SECRET_KEY": "k",
            "REFLOW_LOG_LEVEL": "INFO", "REFLOW_SCHEDULER_INTERVAL": "0.2"}
     env.pop("REFLOW_DATABASE_URL", None)
@@ -51,7 +51,7 @@ def test_two_workers_run_the_scheduler_and_each_run_once(tmp_path: Path) -> None
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, process, log_path)
-        _wait_for(lambda: log_path.read_text().count("reflow serve worker") == 2
+        _wait_for(lambda: log_path.read_text().count("API only") == 2
                   and log_path.read_text().count("Application startup complete") == 2,
                   "both workers to start")
         headers = {"Authorization": f"Bearer {demo['workspace_token']}"}
@@ -75,8 +75,8 @@ def test_two_workers_run_the_scheduler_and_each_run_once(tmp_path: Path) -> None
         assert statuses == ["completed"] * 4
 
         log = log_path.read_text()
-        assert log.count("runner (scheduler and sync runs)") == 1, log
-        assert log.count("API only") == 1, log
+        assert log.count("scheduler and sync runs; 2 API workers") == 1, log
+        assert log.count("API only") == 2, log
         assert log.count("scheduler started") == 1, log
     finally:
         process.send_signal(signal.SIGTERM)

@@ -91,7 +91,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                        queue_seconds=runtime.settings.api_queue_seconds)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # answered on the loop, even when threads are busy
         return {"status": "ok"}
 
     @app.get("/metrics", include_in_schema=False)

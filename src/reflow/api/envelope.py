@@ -34,7 +34,7 @@ def bare(body: dict[str, Any], code: int = 200) -> JSONResponse:
     return FastJSONResponse(body, status_code=code)
 
 
-def page_params(
+async def page_params(  # async: no worker-thread hop for arithmetic (see api/deps.py)
     page: int = Query(1, description="Page number, from 1; 0 is treated as 1."),
     per_page: int = Query(25, description="Records per page; at most 100."),
     order: str = Query("desc", description="Order by creation: asc or desc."),

@@ -8,8 +8,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from sqlalchemy import select, update
 
@@ -117,39 +116,15 @@ def make_executor(runtime: Runtime, *, watch_seconds: float | None = None) -> Ex
 
 
 class LeaveQueued:
-    """The local executor of a ``reflow serve --workers N`` process that is not the
-    runner: a triggered run stays queued (committed) and the runner's watch runs it."""
+    """The local executor of a ``reflow serve --workers N`` API process: a triggered run
+    stays queued (committed) and the parent's executor, which watches for queued runs,
+    runs it."""
 
     def submit(self, run_id: int) -> None:
-        log.debug("run %s left queued for the runner process", run_id)
+        log.debug("run %s left queued for the executor of the parent process", run_id)
 
     def start(self) -> None:
         pass
 
     def shutdown(self, *, wait: bool = True) -> None:
         pass
-
-
-#: The runner lock's open file, held for the life of the process that won it.
-_runner_lock: IO[bytes] | None = None
-
-
-def elect_runner(home: Path) -> bool:
-    """Whether this process is the one of ``reflow serve --workers N`` that runs the
-    scheduler and the local executor: the first to take an exclusive lock on
-    ``home/runner.lock``. The lock is the kernel's, so it is released when the process
-    ends, however it ends, and a process started later takes it over."""
-    import fcntl
-
-    global _runner_lock
-    if _runner_lock is not None:
-        return True
-    home.mkdir(parents=True, exist_ok=True)
-    handle = (home / "runner.lock").open("ab")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return False
-    _runner_lock = handle
-    return True
