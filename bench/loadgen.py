@@ -34,8 +34,20 @@ class Pool:
     async def request(self, head: bytes) -> int:
         if self.idle:
             reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await self._exchange(reader, writer, head)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                # The server had closed this idle keep-alive connection (uvicorn does
+                # after 5 s) before reading the request: retried on a new connection, as
+                # HTTP clients do. A response cut short is an error.
+                writer.close()
+                if getattr(exc, "partial", b""):
+                    raise
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return await self._exchange(reader, writer, head)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        head: bytes) -> int:
         writer.write(head)
         status_line_and_headers = await reader.readuntil(b"\r\n\r\n")
         status = int(status_line_and_headers[9:12])
