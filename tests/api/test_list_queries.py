@@ -91,3 +91,10 @@ def test_get_syncs_costs_the_same_statements_for_3_and_30_syncs(app: App) -> Non
         assert rendered["status"] == ("Up to Date" if last_run_id else "Ready")
         assert rendered["source_attributes"]["object"]["name"] == model_name
         assert rendered["source_attributes"]["object"]["type"] == "model"
+
+
+def test_a_bad_token_costs_one_statement(app: App) -> None:
+    app.statements.clear()
+    response = app.client.get("/api/v1/syncs", headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert len(app.statements) == 1, app.statements

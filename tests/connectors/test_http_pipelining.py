@@ -245,3 +245,29 @@ def test_one_keep_alive_connection_per_request_in_flight(
     assert len(server.arrived) == 40
     assert len(ports) <= 2  # concurrency 2: the connections are reused, not reopened
     assert len(snapshot_keys(delivery)) == 80
+
+
+def test_a_destination_that_never_answers_ends_the_run_within_timeout_and_retries(
+    tmp_path: Path, one_retry: None
+) -> None:
+    """A server that accepts connections and never answers: each request ends at the
+    writer's timeout, the batch's retries are spent, the run fails and commits nothing."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # accepted by the kernel, never read nor answered
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        runtime = Runtime.from_settings(Settings(home=tmp_path / "home", secret_key="k"))
+        config = HttpRequestDestination.config_model.model_validate(
+            {"base_url": url, "concurrency": 2, "max_retries": 0, "timeout_seconds": 0.3})
+        writer = HttpRequestDestination(config).open_writer(WriteContext(
+            1, 1, "request", "id", ("id", "name"),
+            options={"records_per_request": "multiple", "batch_size": 2}))
+        store = SnapshotStore(tmp_path / "snap.duckdb")
+        d = Delivery(runtime, 1, writer, store, threading.Event(), {},
+                     SucceededLog(runtime.settings.home, 1))
+        with pytest.raises(TransientError, match="ReadTimeout"):
+            run_batches(d, batch(1, 2), batch(3, 4))
+        assert snapshot_keys(d) == set()
+        store.close()
