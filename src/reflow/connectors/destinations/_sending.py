@@ -10,6 +10,7 @@ barrier per batch, and one keep-alive client serves every request of the run."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,20 +57,30 @@ def json_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pylist()
 
 
+#: Date, time, and the fraction unless it is .000000, of Arrow's text of a timestamp.
+#: Zones whose text Arrow and Python agree on: none (naive), UTC, a fixed offset.
+_FIXED = re.compile(r"^(|UTC|[+-]\d\d:\d\d)$")
+_ARROW_TS = r"^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.000000|(\.\d{6}))"
+
+
 def _iso(column: pa.Array) -> pa.Array:
     kind = column.type
     if pa.types.is_date(kind):
         return pc.cast(column, pa.string())
-    if not pa.types.is_timestamp(kind) or kind.unit == "ns":  # ns: left to Python's rules
+    if not pa.types.is_timestamp(kind) or kind.unit == "ns" or not _FIXED.match(kind.tz or ""):
+        # ns, and named zones (their offsets beyond the zone database's last transition
+        # differ from Python's): left to Python's rules.
         return column
     if kind.unit != "us":
         column = pc.cast(column, pa.timestamp("us", kind.tz))
-    # Arrow writes "2024-01-01 00:00:00.000000Z"; isoformat "2024-01-01T00:00:00+00:00".
-    text = pc.replace_substring_regex(pc.cast(column, pa.string()), r"^(\d{4,}-\d\d-\d\d) ",
-                                      r"\1T")
-    text = pc.replace_substring_regex(text, r"\.0{6}(Z|[+-]\d{4})?$", r"\1")
+    # Arrow writes "2024-01-01 00:00:00.000000Z"; isoformat "2024-01-01T00:00:00+00:00"
+    # (no fraction when it is zero): one regex pass for naive and UTC columns.
+    text = pc.cast(column, pa.string())
     if kind.tz is None:
-        return text
+        return pc.replace_substring_regex(text, _ARROW_TS, r"\1T\2\3")
+    if kind.tz == "UTC":  # Arrow ends these with "Z"
+        return pc.replace_substring_regex(text, _ARROW_TS + "Z$", r"\1T\2\3+00:00")
+    text = pc.replace_substring_regex(text, _ARROW_TS, r"\1T\2\3")
     text = pc.replace_substring_regex(text, "Z$", "+00:00")
     return pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2")
 
