@@ -1,10 +1,11 @@
 """One Reflow sync run in a process of its own (so its peak RSS is its own).
 
     python -m bench.reflow_child --home DIR --database DB --model TABLE --dest TABLE
-        --engine advanced|basic [--profile FILE]
+        --engine advanced|basic [--profile FILE] [--http-url URL --per-request N --in-flight N]
 
 The first call in a home sets up the state store (SQLite), source, model,
-destination and an upsert sync through the services; every call triggers one run
+destination (PostgreSQL, or HTTP Request with --http-url) and an upsert sync through
+the services; every call triggers one run
 and executes it in-process through the engine (read, map, diff, write, snapshot
 commit). Prints one JSON line: seconds of the run, its counters, peak RSS.
 """
@@ -33,7 +34,15 @@ def _setup(rt: Any, args: argparse.Namespace) -> int:
                                 sync_engine=args.engine, **kw)
         model = models.create(session, source=source, vault=rt.vault, name="bench",
                               query=f"SELECT * FROM {args.model}")
-        dest = destinations.create(session, type="postgres", credentials=credentials, **kw)
+        if args.http_url:  # HTTP Request: JSON arrays of --per-request records
+            dest = destinations.create(session, type="http_request", credentials={
+                "base_url": args.http_url, "concurrency": args.in_flight}, **kw)
+            target: dict[str, object] = {"object": "request", "advanced_configuration": {
+                "records_per_request": "multiple", "batch_size": args.per_request,
+                "concurrency": args.in_flight}}
+        else:
+            dest = destinations.create(session, type="postgres", credentials=credentials, **kw)
+            target = {"object": f"public.{args.dest}"}
         mappings = [
             {"from": {"type": "column", "data": c}, "to": c, "is_primary_identifier": c == "id"}
             for c in COLUMNS
@@ -42,8 +51,9 @@ def _setup(rt: Any, args: argparse.Namespace) -> int:
             "operation": "upsert",
             "source_attributes": {"connection_id": source.id,
                                   "object": {"type": "model", "id": model.id}},
-            "destination_attributes": {"connection_id": dest.id, "object": f"public.{args.dest}"},
+            "destination_attributes": {"connection_id": dest.id, "object": target["object"]},
             "mappings": mappings,
+            **{k: v for k, v in target.items() if k != "object"},
         }, **kw)
         assert sync is not None
         return (workspace_id, sync.id)
@@ -54,6 +64,9 @@ def main() -> None:
     for name in ("--home", "--database", "--model", "--dest", "--engine"):
         parser.add_argument(name, required=True)
     parser.add_argument("--profile")
+    parser.add_argument("--http-url", help="write to an HTTP Request destination at this URL")
+    parser.add_argument("--per-request", type=int, default=100)
+    parser.add_argument("--in-flight", type=int, default=8)
     args = parser.parse_args()
 
     from reflow.config import Settings

@@ -1,7 +1,7 @@
 """Reflow side by side with its anchors, PostgreSQL -> PostgreSQL upsert.
 
     .venv/bin/python -m bench.run [--rows 1000000] [--quick] [--rss-rows 5000000]
-                                  [--skip-dlt] [--profile DIR]
+                                  [--skip-dlt] [--profile DIR] [--sections pg,http,hubspot,api]
 
 Creates a scratch database, generates a 10-column model with generate_series, and
 measures in one invocation:
@@ -11,7 +11,9 @@ measures in one invocation:
 * re-sync with nothing changed and with 1% changed: Reflow vs the bare SQL diff
   (LEFT JOIN of the model against a key/hash snapshot table), once with md5 of the
   row's text and once with the typed key and 64-bit row hash Reflow itself uses;
-* peak RSS of a Reflow full sync at --rows and at --rss-rows.
+* peak RSS of a Reflow full sync at --rows and at --rss-rows;
+* the HTTP Request destination beside a hand-written httpx script (bench/http_bench.py);
+* the API beside uvicorn's hello-world at fixed request rates (bench/api_bench.py).
 
 Each Reflow run and the dlt run execute in a child process, so their peak RSS is
 theirs alone. Nothing here asserts on time; it prints ratios. The database is
@@ -28,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import api_bench, common, http_bench
 
 PY = sys.executable
 
@@ -161,9 +163,18 @@ def main() -> None:
     parser.add_argument("--skip-hubspot", action="store_true",
                         help="leave out the HubSpot lines (bench.hubspot)")
     parser.add_argument("--hubspot-rows", type=int, default=100_000)
+    parser.add_argument("--sections", default="pg,http,hubspot,api",
+                        help="comma-separated: pg (PostgreSQL -> PostgreSQL), http (HTTP "
+                        "destination vs an httpx script), hubspot (100k records into the "
+                        "HubSpot fake vs an httpx script, and under its rate limit), api (API "
+                        "vs uvicorn hello-world)")
+    parser.add_argument("--http-rows", type=int, default=200_000)
+    parser.add_argument("--api-seconds", type=float, default=15,
+                        help="seconds per request rate (--quick: 5)")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.rss_rows = 100_000, 500_000
+        args.rows, args.rss_rows, args.api_seconds = 100_000, 500_000, 5
+    sections = set(args.sections.split(","))
 
     db = common.create_database()
     tmp = Path(tempfile.mkdtemp(prefix="reflow-bench-"))
@@ -171,9 +182,18 @@ def main() -> None:
     if prof:
         prof.mkdir(parents=True, exist_ok=True)
     try:
-        run(args, db, tmp, prof)
+        if "pg" in sections:
+            run(args, db, tmp, prof)
+        if "http" in sections:
+            http_bench.run(db, tmp, args.http_rows, args.repeat, prof)
+        if "hubspot" in sections and not args.skip_hubspot:
+            from bench import hubspot
+
+            hubspot.run(db, tmp, args.hubspot_rows)
     finally:
         common.drop_database(db)
+    if "api" in sections:
+        api_bench.run(seconds=args.api_seconds)
 
 
 def run(args: argparse.Namespace, db: str, tmp: Path, prof: Path | None) -> None:
@@ -234,10 +254,6 @@ def run(args: argparse.Namespace, db: str, tmp: Path, prof: Path | None) -> None
     resync(db, tmp, "changed", "changed", p, adv_home, adv_dest)
 
     rss(args, db, tmp, {"advanced": adv["peak_rss_mb"], "basic": basic["peak_rss_mb"]})
-    if not args.skip_hubspot:
-        from bench import hubspot
-
-        hubspot.run(db, tmp, args.hubspot_rows)
 
 
 def rss(args: argparse.Namespace, db: str, tmp: Path, small: dict[str, float]) -> None:

@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
+        "--workers", type=int, default=1,
+        help="API processes; the scheduler and the local executor run once, in the parent",
+    )
+    serve.add_argument(
         "--init", action="store_true", help="initialize the state store first if it is empty"
     )
     serve.add_argument(
@@ -131,9 +135,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from reflow.runtime import install_outbound_policy
 
     install_outbound_policy(settings, serving_host=args.host)
+    print(f"Reflow console: http://{args.host}:{args.port}/  (API under /api/v1)", flush=True)
+    if args.workers > 1:
+        from reflow.api import workers
+
+        workers.serve(runtime, workers=args.workers, host=args.host, port=args.port,
+                      log_level=settings.log_level.lower())
+        return 0
     runtime.executor = make_executor(runtime)
     app = create_app(runtime)
-    print(f"Reflow console: http://{args.host}:{args.port}/  (API under /api/v1)", flush=True)
+    # Sync runs' threads and request handling share this process's GIL: a thread that
+    # waits for it gets it within 1 ms instead of Python's default 5, so a request (which
+    # takes and drops it at every query) is not held up ~5 ms at each step by a run.
+    sys.setswitchinterval(0.001)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
     return 0
 

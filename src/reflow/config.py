@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     max_model_query_chars: int = Field(
         100_000, ge=1, description="Longest SQL a model or dataset query may have (400)."
     )
+    api_max_concurrency: int = Field(
+        8, ge=1, description="API requests one process handles at once (api/overload.py)."
+    )
+    api_queue_seconds: float = Field(
+        0.5, ge=0, description="Longest a request past capacity waits before a 503 + Retry-After."
+    )
 
     @property
     def is_production(self) -> bool:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from reflow import __version__
 from reflow.api import openapi
 from reflow.api.edge import EdgeGuard
+from reflow.api.overload import OverloadGuard
 from reflow.api.routers import (
     catalog,
     connect_links,
@@ -85,9 +86,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     _include_routers(app)
     openapi.install(app)
     _install_error_handlers(app)
+    app.add_middleware(OverloadGuard, capacity=runtime.settings.api_max_concurrency,
+                       queue_seconds=runtime.settings.api_queue_seconds)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # answered on the loop, even when threads are busy
         return {"status": "ok"}
 
     @app.get("/metrics", include_in_schema=False)

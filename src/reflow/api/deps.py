@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,15 @@ from reflow.services.auth import Principal, authenticate
 from reflow.services.organization import acting_user
 
 
-def get_runtime(request: Request) -> Runtime:
+# Both are ``async``: FastAPI runs a plain ``def`` dependency on a worker thread, and
+# each such hop (two for a generator) cost more than the work here. Creating a session
+# does no I/O (it connects on first use, in the endpoint's thread); closing it returns
+# the connection to the pool.
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_session(runtime: Runtime = Depends(get_runtime)) -> Iterator[Session]:
+async def get_session(runtime: Runtime = Depends(get_runtime)) -> AsyncIterator[Session]:
     with runtime.sessions() as session:
         yield session
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -275,6 +276,19 @@ class BatchWriter(abc.ABC):
         whole batch for its data raises ``BatchRejected``; other failures raise
         ``TransientError`` or ``TerminalError``. Must be idempotent for upsert,
         update and delete, so a resent batch is harmless."""
+
+    #: Batches a pipelined writer lets the engine have in flight through ``submit``;
+    #: 0 (the default) for a writer the engine calls through ``write`` one at a time.
+    pipeline_depth: int = 0
+
+    def submit(self, batch: pa.RecordBatch, action: Action) -> Future[WriteResult]:
+        """Start writing one batch and return without waiting for it (writers with a
+        ``pipeline_depth``): the engine submits the next batches while this one's
+        requests are in flight, and settles the futures in submission order. The
+        future's outcome is what ``write`` would have returned or raised for the batch;
+        a failure there must leave no record of the batch counted as written (the
+        engine retries the batch, or fails the run, from that outcome alone)."""
+        raise NotImplementedError(f"{type(self).__name__} does not pipeline writes")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush, publish and release resources at the end of the run."""

@@ -32,7 +32,7 @@ def succeeded_glob(home: Path, run_id: int) -> str:
 
 
 class SucceededLog:
-    """Appends acknowledged records of one run, one Parquet part per batch."""
+    """Appends acknowledged records of one run, one Parquet part per commit group."""
 
     def __init__(
         self, home: Path, run_id: int, *, on_part: Callable[[Path], None] | None = None
@@ -51,24 +51,23 @@ class SucceededLog:
         started: dt.datetime,
         completed: dt.datetime,
     ) -> None:
-        n = payload.num_rows
-        if n == 0:
+        self.write_parts([(payload, keys, started, completed)], operation=operation)
+
+    def write_parts(
+        self,
+        parts: list[tuple[pa.RecordBatch, pa.Array, dt.datetime, dt.datetime]],
+        *,
+        operation: str,
+    ) -> None:
+        """Several acknowledged batches (payload, keys, started, completed) as one part:
+        each record keeps its own batch's times."""
+        tables = [self._table(*part, operation=operation) for part in parts if len(part[1])]
+        if not tables:
             return
         # Record payloads are customer data: owner-only directories and files.
         for directory in (self.directory.parents[1], self.directory.parent, self.directory):
             directory.mkdir(mode=0o700, exist_ok=True)
-        ts = pa.timestamp("us", tz="UTC")
-        meta = {
-            IDENTIFIER: keys.cast(pa.string()),
-            OPERATION: pa.repeat(pa.scalar(operation, pa.string()), n),
-            STARTED: pa.repeat(pa.scalar(started, ts), n),
-            COMPLETED: pa.repeat(pa.scalar(completed, ts), n),
-        }
-        table = pa.Table.from_batches([payload]).append_column(
-            IDENTIFIER, meta[IDENTIFIER]
-        )
-        for name in (OPERATION, STARTED, COMPLETED):
-            table = table.append_column(name, meta[name])
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         self.parts += 1
         final = self.directory / f"part-{self.parts:06d}.parquet"
         # Written aside and renamed, so a reader never sees half a file.
@@ -80,3 +79,13 @@ class SucceededLog:
         os.replace(tmp, final)
         if self.on_part is not None:
             self.on_part(final)
+
+    @staticmethod
+    def _table(payload: pa.RecordBatch, keys: pa.Array, started: dt.datetime,
+               completed: dt.datetime, *, operation: str) -> pa.Table:
+        n = payload.num_rows
+        ts = pa.timestamp("us", tz="UTC")
+        table = pa.Table.from_batches([payload]).append_column(IDENTIFIER, keys.cast(pa.string()))
+        table = table.append_column(OPERATION, pa.repeat(pa.scalar(operation, pa.string()), n))
+        table = table.append_column(STARTED, pa.repeat(pa.scalar(started, ts), n))
+        return table.append_column(COMPLETED, pa.repeat(pa.scalar(completed, ts), n))

@@ -340,8 +340,13 @@ def _log_invalid(runtime: Runtime, plan: Plan, store: SnapshotStore) -> None:
                                  operation=plan.label)
 
 
-def _batch_size(runtime: Runtime, plan: Plan) -> int:
+def _batch_size(runtime: Runtime, plan: Plan, writer: BatchWriter) -> int:
     size = min(runtime.settings.batch_size, plan.destination.capabilities.batch_size)
+    if writer.pipeline_depth:
+        # A pipelined writer cuts batches into its own requests (``batch_size`` is its
+        # records per request) and batch boundaries are no barrier for it: a batch of
+        # one request would only multiply the engine's per-batch work.
+        return size
     wanted = (plan.settings.get("advanced_configuration") or {}).get("batch_size")
     return min(size, wanted) if isinstance(wanted, int) and wanted > 0 else size
 
@@ -368,7 +373,7 @@ def _deliver(
     d = Delivery(runtime, plan.run.id, writer, store, stop, counts,
                  SucceededLog(runtime.settings.home, plan.run.id,
                               on_part=runtime.run_files.saved))
-    batch_size = _batch_size(runtime, plan)
+    batch_size = _batch_size(runtime, plan, writer)
     try:
         check(d)  # a cancel asked for while the diff ran stops before any record is sent
         action = CHANGED_ACTION[plan.sync.operation]

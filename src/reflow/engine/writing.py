@@ -1,5 +1,13 @@
 """Delivering one batch: retries for transient failures, splitting for rejected
-batches, and the snapshot committed for exactly the acknowledged records."""
+batches, and the snapshot committed for exactly the acknowledged records.
+
+A writer with a ``pipeline_depth`` (the HTTP destinations) is given the next batches
+while the requests of earlier ones are in flight; its batches are settled in the order
+they were submitted, and only a settled batch is acknowledged. Acknowledgements are
+committed on a thread of their own (a pipelined writer's in groups: after a crash at
+most ``ACK_GROUP_ROWS`` records or ``ACK_GROUP_SECONDS`` of them more are resent), and
+progress is written at most every ``PROGRESS_INTERVAL`` seconds: a snapshot commit and
+a progress write per small batch cost more than sending the batch."""
 
 from __future__ import annotations
 
@@ -10,13 +18,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from reflow.connectors.base import BatchWriter, RejectedRecord
+from reflow.connectors.base import BatchWriter, RejectedRecord, WriteResult
 from reflow.connectors.errors import BatchRejected, TransientError
 from reflow.db.tables import utcnow
 from reflow.engine import progress
@@ -27,6 +36,12 @@ from reflow.runtime import Runtime
 log = logging.getLogger(__name__)
 
 TRANSIENT_ATTEMPTS = 5
+#: Seconds between two progress writes (counters, heartbeat, the cancel flag read back).
+PROGRESS_INTERVAL = 0.25
+#: Acknowledged records are committed to the snapshot (and the succeeded log) once this
+#: many are waiting, or ``ACK_GROUP_SECONDS`` after the first of them, or at the end.
+ACK_GROUP_ROWS = 10_000
+ACK_GROUP_SECONDS = 1.0
 #: Columns the engine carries next to the payload; never sent to the destination.
 HIDDEN_PREFIX = "__reflow_"
 
@@ -87,6 +102,29 @@ class AfterAck:
 
 
 @dataclass
+class _Acked:
+    """One settled batch's acknowledged part, waiting in a commit group."""
+
+    payload: pa.RecordBatch
+    keys: pa.Array
+    hashes: pa.Array | None
+    started: datetime
+    completed: datetime
+
+
+@dataclass
+class _InFlight:
+    """A batch handed to a pipelined writer and not settled yet."""
+
+    batch: pa.RecordBatch
+    action: str
+    operation: str
+    removal: bool
+    started: datetime
+    outcome: Future[WriteResult]
+
+
+@dataclass
 class Delivery:
     """What every batch of one run is delivered with."""
 
@@ -102,6 +140,13 @@ class Delivery:
     #: Acknowledged (keys, hashes or None for removals) awaiting the writer's close,
     #: for writers whose writes become durable only then.
     pending: list[tuple[pa.Array, pa.Array | None]] = field(default_factory=list)
+    #: Batches submitted to a pipelined writer, oldest first.
+    in_flight: deque[_InFlight] = field(default_factory=deque)
+    #: The commit group being filled: acknowledged batches of one operation and kind.
+    group: list[_Acked] = field(default_factory=list)
+    group_key: tuple[str, bool] = ("", False)
+    group_since: float = 0.0
+    last_report: float = float("-inf")
 
     def acknowledge(self, keys: pa.Array, hashes: pa.Array | None) -> None:
         """Record delivered keys (``hashes`` None: removed keys) in the snapshot, or
@@ -131,30 +176,126 @@ def deliver(
     d: Delivery, batch: pa.RecordBatch, action: str, *, operation: str, removal: bool = False
 ) -> None:
     """Send one batch with ``action``; ``operation`` labels its records; ``removal``
-    marks mirror deletes, which leave the snapshot instead of entering it."""
+    marks mirror deletes, which leave the snapshot instead of entering it. A pipelined
+    writer gets the batch at once and it is settled later (``_settle``)."""
+    if d.writer.pipeline_depth > 0:
+        _submit(d, batch, action, operation=operation, removal=removal)
+        return
+    started = utcnow()
+    rejected = _write_split(d.writer, payload_of(batch), action, offset=0)
+    _acknowledged(d, batch, rejected, operation=operation, removal=removal, started=started)
+
+
+def _submit(d: Delivery, batch: pa.RecordBatch, action: str, *, operation: str,
+            removal: bool) -> None:
+    started = utcnow()
+    outcome = d.writer.submit(payload_of(batch), action)  # type: ignore[arg-type]
+    d.in_flight.append(_InFlight(batch, action, operation, removal, started, outcome))
+    # Settle what is done, and wait for the oldest only when the window is full.
+    while d.in_flight and (len(d.in_flight) > d.writer.pipeline_depth
+                           or d.in_flight[0].outcome.done()):
+        _settle(d, d.in_flight.popleft())
+
+
+def _settle(d: Delivery, item: _InFlight) -> None:
+    """The oldest submitted batch's outcome; a failed one is retried whole through
+    ``write`` (the same retries and halving as an unpipelined writer) while the
+    batches behind it stay in flight, so nothing of it is acknowledged unless its
+    retry succeeds. Its failure fails the run."""
+    payload = payload_of(item.batch)
+    try:
+        rejected = list(item.outcome.result().rejected)
+    except TransientError as exc:
+        _honour(exc)
+        rejected = _write_split(d.writer, payload, item.action, offset=0,
+                                attempts=TRANSIENT_ATTEMPTS - 1)
+    except BatchRejected as exc:
+        rejected = _halve(d.writer, payload, item.action, 0, exc)
+    _acknowledged(d, item.batch, rejected, operation=item.operation, removal=item.removal,
+                  started=item.started)
+
+
+def settle_all(d: Delivery) -> None:
+    """Settle every batch still in flight (the end of a run that did not fail)."""
+    while d.in_flight:
+        _settle(d, d.in_flight.popleft())
+
+
+def _abandon_in_flight(d: Delivery) -> None:
+    """The run failed: wait for what is in flight (each request is bounded by its
+    timeout and retries) so no request outlives the run, and acknowledge only the
+    batches that succeeded whole. A failed batch is never retried nor acknowledged
+    here, whatever the batches after it did."""
+    while d.in_flight:
+        item = d.in_flight.popleft()
+        try:
+            rejected = list(item.outcome.result().rejected)
+        except Exception:  # noqa: BLE001 - its records stay out of the snapshot
+            continue
+        _acknowledged(d, item.batch, rejected, operation=item.operation,
+                      removal=item.removal, started=item.started, report=False)
+
+
+def _acknowledged(d: Delivery, batch: pa.RecordBatch, rejected: list[RejectedRecord], *,
+                  operation: str, removal: bool, started: datetime,
+                  report: bool = True) -> None:
+    """A settled batch: its rejected records logged, the rest queued for the snapshot
+    and the succeeded log, the counters moved on."""
+    completed = utcnow()
     keys = batch.column(KEY)
     payload = payload_of(batch)
-    started = utcnow()
-    rejected = _write_split(d.writer, payload, action, offset=0)
-    completed = utcnow()
     accepted, accepted_keys = payload, keys
     hashes = None if removal else batch.column(HASH)
     if rejected:  # filtering copies the batch, so only when something must be left out
         mask = _accepted_mask(batch.num_rows, rejected)
         accepted, accepted_keys = payload.filter(mask), pc.filter(keys, mask)
         hashes = None if hashes is None else pc.filter(hashes, mask)
-
-    def after_ack() -> None:
-        d.acknowledge(accepted_keys, hashes)
-        d.succeeded.write(accepted, accepted_keys, operation=operation,
-                          started=started, completed=completed)
-
-    d.after.submit(after_ack)
+    _group(d, _Acked(accepted, accepted_keys, hashes, started, completed), operation, removal)
     _log_rejected(d.runtime, d.run_id, payload, keys, rejected, operation)
     d.stats.processed += batch.num_rows
     d.stats.rejected += len(rejected)
     d.stats.accepted += batch.num_rows - len(rejected)
-    check(d)
+    if report:
+        check(d)
+
+
+def _group(d: Delivery, acked: _Acked, operation: str, removal: bool) -> None:
+    key = (operation, removal)
+    if d.group and key != d.group_key:
+        flush_group(d)
+    if not d.group:
+        d.group_key, d.group_since = key, time.monotonic()
+    d.group.append(acked)
+    # Unpipelined writers (databases, brokers) write large batches: each is committed
+    # as it is acknowledged, so a crash resends at most the batch in flight.
+    rows = sum(len(a.keys) for a in d.group)
+    if (not d.writer.pipeline_depth or rows >= ACK_GROUP_ROWS
+            or time.monotonic() - d.group_since >= ACK_GROUP_SECONDS):
+        flush_group(d)
+
+
+def flush_group(d: Delivery) -> None:
+    """Hand the commit group to the acknowledgement thread: one snapshot commit and one
+    succeeded-log part for all of its batches."""
+    group, d.group = d.group, []
+    if not group:
+        return
+    operation, removal = d.group_key
+    keys = _concat([a.keys for a in group])
+    hashes = None if removal else _concat([a.hashes for a in group if a.hashes is not None])
+
+    def after_ack() -> None:
+        if len(keys):
+            d.acknowledge(keys, hashes)
+        d.succeeded.write_parts([(a.payload, a.keys, a.started, a.completed) for a in group],
+                                operation=operation)
+
+    d.after.submit(after_ack)
+
+
+def _concat(arrays: list[pa.Array]) -> pa.Array:
+    chunks = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
+    return chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks)
 
 
 def finish_writer(d: Delivery, *, failed: bool) -> None:
@@ -163,6 +304,14 @@ def finish_writer(d: Delivery, *, failed: bool) -> None:
     so the next run sends them again. Otherwise what it acknowledged is committed
     once close has published it. Acknowledged batches are committed first, also when
     the run failed: they were delivered."""
+    if not failed:
+        try:
+            settle_all(d)
+        except BaseException:
+            finish_writer(d, failed=True)
+            raise
+    _abandon_in_flight(d)
+    flush_group(d)
     try:
         d.after.drain()
     except Exception:
@@ -183,9 +332,14 @@ def _end_writer(d: Delivery, *, failed: bool) -> None:
         d.commit_pending()
 
 
-def check(d: Delivery) -> None:
-    """Report progress; stop here (a batch boundary) when asked to."""
-    cancel = progress.report(d.runtime, d.run_id, **d.counts, **d.stats.as_counters())
+def check(d: Delivery, *, force: bool = False) -> None:
+    """Report progress (at most every ``PROGRESS_INTERVAL`` seconds, or when
+    ``force``d); stop here (a batch boundary) when asked to."""
+    now = time.monotonic()
+    cancel = False
+    if force or now - d.last_report >= PROGRESS_INTERVAL:
+        d.last_report = now
+        cancel = progress.report(d.runtime, d.run_id, **d.counts, **d.stats.as_counters())
     if cancel or d.stop.is_set():
         raise Canceled(
             "canceled by request" if cancel else "interrupted by shutdown; the next run resends",
@@ -202,25 +356,32 @@ def _accepted_mask(n: int, rejected: list[RejectedRecord]) -> pa.Array:
 
 
 def _write_split(
-    writer: BatchWriter, batch: pa.RecordBatch, action: str, *, offset: int
+    writer: BatchWriter, batch: pa.RecordBatch, action: str, *, offset: int,
+    attempts: int = TRANSIENT_ATTEMPTS,
 ) -> list[RejectedRecord]:
     """Write; a batch rejected as a whole is halved until the bad records are alone."""
     try:
-        result = _write_retrying(writer, batch, action)
+        result = _write_retrying(writer, batch, action, attempts)
     except BatchRejected as exc:
-        if batch.num_rows == 1:
-            return [RejectedRecord(offset, str(exc))]
-        half = batch.num_rows // 2
-        return _write_split(writer, batch.slice(0, half), action, offset=offset) + _write_split(
-            writer, batch.slice(half), action, offset=offset + half
-        )
+        return _halve(writer, batch, action, offset, exc)
     return [RejectedRecord(offset + r.index, r.reason) for r in result.rejected]
 
 
-def _write_retrying(writer: BatchWriter, batch: pa.RecordBatch, action: str) -> Any:
+def _halve(writer: BatchWriter, batch: pa.RecordBatch, action: str, offset: int,
+           exc: BatchRejected) -> list[RejectedRecord]:
+    if batch.num_rows == 1:
+        return [RejectedRecord(offset, str(exc))]
+    half = batch.num_rows // 2
+    return _write_split(writer, batch.slice(0, half), action, offset=offset) + _write_split(
+        writer, batch.slice(half), action, offset=offset + half
+    )
+
+
+def _write_retrying(writer: BatchWriter, batch: pa.RecordBatch, action: str,
+                    attempts: int = TRANSIENT_ATTEMPTS) -> Any:
     for attempt in Retrying(
         retry=retry_if_exception_type(TransientError),
-        stop=stop_after_attempt(TRANSIENT_ATTEMPTS),
+        stop=stop_after_attempt(max(1, attempts)),
         wait=wait_exponential(multiplier=0.5, max=30),
         before_sleep=_honour_retry_after,
         reraise=True,
@@ -228,6 +389,12 @@ def _write_retrying(writer: BatchWriter, batch: pa.RecordBatch, action: str) -> 
         with attempt:
             return writer.write(batch, action)  # type: ignore[arg-type]
     raise AssertionError("unreachable")
+
+
+def _honour(exc: TransientError) -> None:
+    """Before retrying a pipelined batch: the wait its failure asked for, else the
+    first backoff step of ``_write_retrying``."""
+    time.sleep(min(exc.retry_after, 300) if exc.retry_after else 0.5)
 
 
 def _honour_retry_after(state: Any) -> None:

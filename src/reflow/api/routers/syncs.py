@@ -27,6 +27,7 @@ from reflow.db.repo import PageParams
 from reflow.db.tables import Sync
 from reflow.errors import BadRequest
 from reflow.services import managed, runs, syncs
+from reflow.services.listing import sync_page
 
 router = APIRouter(tags=["syncs"])
 
@@ -61,7 +62,8 @@ def list_syncs(
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     page = syncs.list_(ctx.session, workspace_id=ctx.workspace_id, params=params)
-    items = [_render_sync(ctx, s) for s in page.items]
+    rows = sync_page(ctx.session, syncs=page.items)  # a fixed number of statements a page
+    items = [render.sync(s, source_object=o, last_run=r) for s, o, r in rows]
     return listing(request, page, managed.annotated(
         ctx.session, workspace_id=ctx.workspace_id, kind="sync", items=items))
 

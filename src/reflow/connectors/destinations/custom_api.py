@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -402,6 +402,7 @@ class CustomApiWriter(BatchWriter):
         self.parallel = min(MAX_PARALLEL, max(1, int(speed.get("maximum_parallel_batches") or 1)))
         self.pacer = _Pacer(_number(speed.get("maximum_records_per_second")))
         self.pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="custom-api")
+        self.pipeline_depth = 2 * self.parallel  # batches in flight (BatchWriter.submit)
 
     def _field(self, name: str) -> dict[str, Any]:
         # A field the object accepts on write (can_create_fields) but did not list.
@@ -420,6 +421,13 @@ class CustomApiWriter(BatchWriter):
         }
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
+        return self.submit(batch, action).result()
+
+    def submit(self, batch: pa.RecordBatch, action: Action) -> Future[WriteResult]:
+        """The batch's chunks queued on the writer's pool; the next batch's chunks queue
+        behind them instead of waiting (see ``BatchWriter.submit``)."""
+        from reflow.connectors.destinations._sending import as_write_result, gather
+
         columns = list(batch.schema.names)
         if action == "delete":
             columns = [self.ctx.key_field]
@@ -433,9 +441,8 @@ class CustomApiWriter(BatchWriter):
             list(range(start, min(start + self.batch_size, len(records))))
             for start in range(0, len(records), self.batch_size)
         ]
-        futures = [self.pool.submit(self._send, plan, records, chunk) for chunk in chunks]
-        rejected = [r for f in futures for r in f.result()]
-        return WriteResult(sorted(rejected, key=lambda r: r.index))
+        return as_write_result(gather([self.pool.submit(self._send, plan, records, chunk)
+                                       for chunk in chunks]))
 
     def _send(
         self, plan: dict[str, Any], records: list[dict[str, Any]], indices: list[int]

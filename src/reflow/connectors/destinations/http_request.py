@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import Future
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -61,7 +62,6 @@ from reflow.connectors.base import (
 from reflow.connectors.destinations._liquid import (
     check_variables,
     escaped,
-    json_default,
     parse_template,
 )
 from reflow.connectors.destinations._sending import (
@@ -72,11 +72,15 @@ from reflow.connectors.destinations._sending import (
     Sender,
     Sleep,
     TokenBucket,
+    as_write_result,
+    by_index,
     describe,
+    http_client,
+    json_bytes,
+    json_rows,
 )
 from reflow.connectors.errors import TerminalError
 from reflow.connectors.outbound import http_url
-from reflow.connectors.outbound_http import outbound_client
 
 # --- connection config ----------------------------------------------------------------
 
@@ -273,13 +277,31 @@ class HttpRequestWriter(BatchWriter):
                  sender: Sender) -> None:
         self.config, self.options, self.sender = config, options, sender
         self.endpoint = parse_template(options.http_endpoint)
+        #: An endpoint without Liquid is the same URL for every request: rendered once.
+        self.fixed_url = None if "{" in options.http_endpoint else self._url(options.http_endpoint)
         self.body = parse_template(options.body) if options.body else None
         self.headers = {h.name: h.value.get_secret_value() for h in config.headers}
+        #: Bodies are the records as JSON and nothing renders them with Liquid: the rows
+        #: can carry their timestamps as text already (``json_rows``).
+        self.plain_json = (options.payload_type == "json" and self.body is None
+                           and self.fixed_url is not None)
+        # Two batches per request slot: the next batch's requests are queued while the
+        # last ones of this batch are in flight, so the connections never go idle.
+        self.pipeline_depth = 2 * sender.concurrency
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
+        requests, rejected = self._requests(batch, action)
+        return by_index(rejected + self.sender.send_all(requests))
+
+    def submit(self, batch: pa.RecordBatch, action: Action) -> Future[WriteResult]:
+        requests, rejected = self._requests(batch, action)
+        return as_write_result(self.sender.submit_all(requests), rejected)
+
+    def _requests(self, batch: pa.RecordBatch,
+                  action: Action) -> tuple[list[Request], list[RejectedRecord]]:
         if action == "delete":
             raise TerminalError("http_request sends added or changed records; no removal trigger")
-        rows = batch.to_pylist()
+        rows = json_rows(batch) if self.plain_json else batch.to_pylist()
         size = self.options.records_per_call
         requests, rejected = [], []
         for start in range(0, len(rows), size):
@@ -288,14 +310,15 @@ class HttpRequestWriter(BatchWriter):
                 requests.append(self._request(rows, indices))
             except _Reject as exc:
                 rejected += [RejectedRecord(i, str(exc)) for i in indices]
-        rejected += self.sender.send_all(requests)
-        return WriteResult(sorted(rejected, key=lambda r: r.index))
+        return requests, rejected
+
+    def _url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + path if path else self.config.base_url
 
     def _request(self, rows: list[dict[str, Any]], indices: list[int]) -> Request:
         chosen = [rows[i] for i in indices]
         one = not self.options.multiple
-        path = self._render(self.endpoint, chosen, one)
-        url = self.config.base_url.rstrip("/") + path if path else self.config.base_url
+        url = self.fixed_url or self._url(self._render(self.endpoint, chosen, one))
         headers = dict(self.headers)
         content = self._content(chosen, one, headers)
         return Request(self.options.http_method, url, content, headers, indices)
@@ -313,8 +336,7 @@ class HttpRequestWriter(BatchWriter):
             return urlencode({k: "" if v is None else v for k, v in rows[0].items()}).encode()
         headers.setdefault("Content-Type", "application/json")
         if self.body is None:
-            value = rows[0] if one else rows
-            return json.dumps(value, default=json_default, ensure_ascii=False).encode()
+            return json_bytes(rows[0] if one else rows)
         return _json_body(self._render(self.body, [escaped(r) for r in rows], one))
 
     @staticmethod
@@ -328,7 +350,7 @@ class HttpRequestWriter(BatchWriter):
             raise _Reject(f"template failed to render: {exc.message}") from exc
 
     def close(self) -> None:
-        self.sender.client.close()
+        self.sender.close()
 
 
 class HttpRequestDestination(DestinationConnector):
@@ -385,7 +407,6 @@ class HttpRequestDestination(DestinationConnector):
 
     def _client(self, concurrency: int) -> httpx.Client:
         headers = {h.name: h.value.get_secret_value() for h in self.config.headers}
-        limits = httpx.Limits(max_connections=concurrency)
         # Redirects are followed, each hop through the outbound address policy.
-        return outbound_client(headers=headers, timeout=self.config.timeout_seconds,
-                               limits=limits, follow_redirects=True)
+        return http_client(headers=headers, timeout=self.config.timeout_seconds,
+                           concurrency=concurrency, follow_redirects=True)

@@ -26,8 +26,8 @@ Request rules (2xx accepted, 4xx rejected, 429/5xx retried), sharing its sending
 
 from __future__ import annotations
 
-import json
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -48,18 +48,21 @@ from reflow.connectors.base import (
     options_error,
     run_steps,
 )
-from reflow.connectors.destinations._liquid import json_default
 from reflow.connectors.destinations._sending import (
     Clock,
     Request,
     Sender,
     Sleep,
     TokenBucket,
+    as_write_result,
+    by_index,
     describe,
+    http_client,
+    json_bytes,
+    json_rows,
 )
 from reflow.connectors.errors import TerminalError
 from reflow.connectors.outbound import http_url
-from reflow.connectors.outbound_http import outbound_client
 from reflow.connectors.webhook_signing import (
     LEGACY_SIGNATURE_HEADER,
     sign_body,
@@ -145,14 +148,20 @@ class WebhookWriter(BatchWriter):
         self.full_deletes = full_deletes
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
+        return by_index(self.sender.send_all(self._requests(batch, action)))
+
+    def submit(self, batch: pa.RecordBatch, action: Action) -> Future[WriteResult]:
+        return as_write_result(self.sender.submit_all(self._requests(batch, action)))
+
+    def _requests(self, batch: pa.RecordBatch, action: Action) -> list[Request]:
         deleted = action == "delete"
-        records = [self._record(row, deleted) for row in batch.to_pylist()]
+        records = [self._record(row, deleted) for row in json_rows(batch)]
         size = self.config.batch_size if self.config.use_bulk_upload else 1
         requests = []
         for start in range(0, len(records), size):
             indices = list(range(start, min(start + size, len(records))))
-            requests.append(self._request([records[i] for i in indices], indices, deleted))
-        return WriteResult(sorted(self.sender.send_all(requests), key=lambda r: r.index))
+            requests.append(self._request(records[start:start + size], indices, deleted))
+        return requests
 
     def _record(self, row: dict[str, Any], deleted: bool) -> dict[str, Any]:
         key = row.get(self.ctx.key_field)
@@ -166,7 +175,7 @@ class WebhookWriter(BatchWriter):
                  deleted: bool) -> Request:
         data: Any = records if self.config.use_bulk_upload else records[0]
         payload = self._envelope(data, deleted) if self.config.wrap_data_objects else data
-        body = json.dumps(payload, default=json_default, ensure_ascii=False).encode()
+        body = json_bytes(payload)
         headers = {"Content-Type": "application/json"}  # signed per attempt: _client()
         return Request(self.config.http_method, self.config.url, body, headers, indices)
 
@@ -185,7 +194,7 @@ class WebhookWriter(BatchWriter):
         }
 
     def close(self) -> None:
-        self.sender.client.close()
+        self.sender.close()
 
 
 class WebhookDestination(DestinationConnector):
@@ -232,8 +241,10 @@ class WebhookDestination(DestinationConnector):
         full = self.config.send_full_record_on_deletes if own is None else own
         sender = Sender(self._client(), bucket=self.bucket, max_retries=self.config.max_retries,
                         concurrency=self.config.concurrency, sleep=self.sleep)
-        return WebhookWriter(self.config, ctx, sender, now or datetime.now(UTC),
-                             full_deletes=full)
+        writer = WebhookWriter(self.config, ctx, sender, now or datetime.now(UTC),
+                               full_deletes=full)
+        writer.pipeline_depth = 2 * self.config.concurrency  # see HttpRequestWriter
+        return writer
 
     def _client(self) -> httpx.Client:
         headers = {}
@@ -241,9 +252,8 @@ class WebhookDestination(DestinationConnector):
             headers[self.config.auth_token_header] = self.config.auth_token.get_secret_value()
         hooks = [] if self.config.signing_secret is None else [
             _signer(self.config.signing_secret.get_secret_value())]
-        return outbound_client(headers=headers, timeout=self.config.timeout_seconds,
-                               limits=httpx.Limits(max_connections=self.config.concurrency),
-                               event_hooks={"request": hooks})
+        return http_client(headers=headers, timeout=self.config.timeout_seconds,
+                           concurrency=self.config.concurrency, event_hooks={"request": hooks})
 
 
 def _signer(secret: str) -> Any:
