@@ -28,9 +28,10 @@ def _check_type(value: Any) -> None:
 
 def _check_text(body: dict[str, Any], *, required: bool) -> None:
     for field in ("name", "query"):
-        if required or field in body:
-            if not isinstance(body.get(field), str) or not body[field].strip():
-                raise BadRequest(f"{field} is required and must be a non-empty string")
+        if (required or field in body) and (
+            not isinstance(body.get(field), str) or not body[field].strip()
+        ):
+            raise BadRequest(f"{field} is required and must be a non-empty string")
     if body.get("description") is not None and not isinstance(body["description"], str):
         raise BadRequest("description must be a string or null")
 

@@ -129,12 +129,12 @@ def _base_for_create(
 
 
 def _check_name_and_molecules(body: dict[str, Any], *, partial: bool) -> None:
-    if not partial or "name" in body:
-        if not isinstance(body.get("name"), str) or not body["name"].strip():
-            raise BadRequest("name is required and must be a non-empty string")
-    if not partial or "molecules" in body:
-        if not isinstance(body.get("molecules"), list):
-            raise BadRequest("molecules is required and must be an array")
+    if (not partial or "name" in body) and (
+        not isinstance(body.get("name"), str) or not body["name"].strip()
+    ):
+        raise BadRequest("name is required and must be a non-empty string")
+    if (not partial or "molecules" in body) and not isinstance(body.get("molecules"), list):
+        raise BadRequest("molecules is required and must be an array")
 
 
 def create(
