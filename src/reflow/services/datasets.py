@@ -78,6 +78,7 @@ def update(
         raise BadRequest("source_id cannot be changed; create a new dataset instead")
     _check_text(body, required=False)
     source = session.get(Source, dataset.source_id)
+    assert source is not None  # source_id is a non-null foreign key
     return models.update(session, model=dataset, source=source, vault=vault, changes=body)
 
 

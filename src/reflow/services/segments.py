@@ -87,6 +87,7 @@ def _checked_query(
     """Compile and let the source check the SQL (types, functions) without reading rows."""
     source = session.get(Source, segment.source_id)
     try:
+        assert source is not None  # source_id is a non-null foreign key
         connector = sources.connector(source, vault=vault)
     except Exception as exc:
         raise BadRequest(f"source {segment.source_id} cannot be used: {exc}") from exc
