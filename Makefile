@@ -30,9 +30,10 @@ run: install ## start Reflow on the embedded default (SQLite state in .reflow/, 
 test: install-dev ## run the full test suite against the local services
 	$(BIN)/python -m pytest
 
-lint: install-dev ## ruff and mypy
+lint: install-dev ## ruff, mypy and the import-layering contracts (lint-imports; pyproject.toml)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 bench: install-dev ## side-by-side benchmarks (not part of the test suite)
 	$(BIN)/python -m bench.run

@@ -17,7 +17,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path(".reflow"), description="Where the embedded default keeps its state.")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL of the control-plane database; SQLite under home if unset."
+        None,
+        description="SQLAlchemy URL of the control-plane database; SQLite under home if unset.",
     )
     secret_key: SecretStr | None = Field(
         None, description="Encrypts credentials at rest; generated under home if unset."

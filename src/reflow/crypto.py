@@ -27,7 +27,9 @@ class Vault:
         try:
             return json.loads(self._fernet.decrypt(blob.encode()))
         except InvalidToken as exc:
-            raise RuntimeError("stored credentials cannot be decrypted: wrong REFLOW_SECRET_KEY") from exc
+            raise RuntimeError(
+                "stored credentials cannot be decrypted: wrong REFLOW_SECRET_KEY"
+            ) from exc
 
 
 def new_token() -> str:

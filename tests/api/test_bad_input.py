@@ -46,7 +46,9 @@ def test_structurally_bad_sources_are_400(api: httpx.Client, body: Any, needles:
 
 
 def test_invalid_json_is_400(api: httpx.Client) -> None:
-    response = api.post("/sources", content=b"{not json", headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/sources", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     _error(response, 400, "JSON")
     _error(api.post("/sources", json=[1, 2]), 400, "object")
 
@@ -76,7 +78,9 @@ def test_unreachable_database_fails_the_test_with_the_drivers_message(
     assert data["last_test_results"]["steps"][0]["step"] == "Verify connectivity"
     assert data["last_test_results"]["steps"][0]["error"]["message"]
     assert data["name"] == "Postgres - 127.0.0.1"
-    fixed = api.patch(f"/sources/{data['id']}", json={"connection": {"credentials": {"port": 5432}}})
+    fixed = api.patch(
+        f"/sources/{data['id']}", json={"connection": {"credentials": {"port": 5432}}}
+    )
     assert fixed.status_code == 200
     assert fixed.json()["status"] == "updated"
     assert fixed.json()["data"]["last_test_succeeded"] is True
@@ -131,8 +135,12 @@ def wired(api: httpx.Client, pg_conn: psycopg.Connection, pg_schema: str,
 def _sync_body(w: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     body = {
         "operation": "upsert",
-        "source_attributes": {"connection_id": w["source"], "object": {"type": "model", "id": w["model"]}},
-        "destination_attributes": {"connection_id": w["destination"], "object": f"{w['schema']}.dst"},
+        "source_attributes": {
+            "connection_id": w["source"], "object": {"type": "model", "id": w["model"]}
+        },
+        "destination_attributes": {
+            "connection_id": w["destination"], "object": f"{w['schema']}.dst"
+        },
         "mappings": [
             {"from": {"type": "column", "data": "id"}, "to": "id", "is_primary_identifier": True},
             {"from": {"type": "column", "data": "email"}, "to": "email"},
@@ -157,17 +165,23 @@ def test_bad_syncs_are_400_and_create_nothing(api: httpx.Client, wired: dict[str
         (_sync_body(w, mappings=[key, {"from": {"type": "magic"}, "to": "email"}]),
          400, "mappings[1].from.type"),
         (_sync_body(w, mappings=[key, {"from": {"type": "liquid_template",
-                                                 "data": {"liquid_template": "{{ x "}}, "to": "email"}]),
+                                                 "data": {"liquid_template": "{{ x "}},
+                                       "to": "email"}]),
          400, "liquid_template"),
-        (_sync_body(w, source_attributes={"connection_id": "one"}), 400, "source_attributes.connection_id"),
-        (_sync_body(w, source_attributes={"connection_id": w["source"], "object": {"type": "model"}}),
+        (_sync_body(w, source_attributes={"connection_id": "one"}),
+         400, "source_attributes.connection_id"),
+        (_sync_body(w, source_attributes={"connection_id": w["source"],
+                                          "object": {"type": "model"}}),
          400, "source_attributes.object"),
         (_sync_body(w, source_attributes={"connection_id": w["source"],
-                                          "object": {"type": "model", "id": 999999}}), 404, "model"),
+                                          "object": {"type": "model", "id": 999999}}),
+         404, "model"),
         (_sync_body(w, source_attributes={"connection_id": 999999,
-                                          "object": {"type": "model", "id": w["model"]}}), 404, "source"),
+                                          "object": {"type": "model", "id": w["model"]}}),
+         404, "source"),
         (_sync_body(w, destination_attributes={"connection_id": w["destination"],
-                                               "object": f"{w['schema']}.missing"}), 404, "missing"),
+                                               "object": f"{w['schema']}.missing"}),
+         404, "missing"),
         (_sync_body(w, destination_attributes={"connection_id": w["destination"],
                                                "object": f"{w['schema']}.nokey"}), 400, "unique"),
         (_sync_body(w, mode={"type": "triggered", "triggers": {"schedule": {"frequency": "hourly",

@@ -69,7 +69,8 @@ def _create_sync(api: httpx.Client, database: str, schema: str) -> int:
             {"from": {"type": "column", "data": "email"}, "to": "email"},
             {"from": {"type": "column", "data": "name"}, "to": "full_name"},
             {"from": {"type": "column", "data": "score"}, "to": "score"},
-            {"from": {"type": "constant_value", "data": {"value": "cohort_1", "basic_type": "text"}},
+            {"from": {"type": "constant_value",
+                      "data": {"value": "cohort_1", "basic_type": "text"}},
              "to": "cohort"},
         ],
     })

@@ -37,8 +37,8 @@ def test_sigterm_mid_run_marks_the_run_failed(
     try:
         with server.client() as api:
             creds = pg_credentials(pg_database)
-            source = api.post("/sources", json={"connection": {"type": "postgres",
-                                                               "credentials": creds}}).json()["data"]
+            source = api.post("/sources", json={"connection": {
+                "type": "postgres", "credentials": creds}}).json()["data"]
             model = api.post(f"/sources/{source['id']}/models", json={
                 "name": "slow",
                 "query": "SELECT g AS id FROM generate_series(1, 2000) g, LATERAL pg_sleep(0.02)",

@@ -12,7 +12,9 @@ from tests.api.syncing import col, connections, create_sync, model, rows, run
 def test_sync_metadata_does_not_count_as_a_change(
     api: httpx.Client, pg_conn: psycopg.Connection, pg_schema: str, pg_database: str
 ) -> None:
-    pg_conn.execute(f'CREATE TABLE "{pg_schema}".src AS SELECT g AS id FROM generate_series(1, 5) g')
+    pg_conn.execute(
+        f'CREATE TABLE "{pg_schema}".src AS SELECT g AS id FROM generate_series(1, 5) g'
+    )
     pg_conn.execute(f'CREATE TABLE "{pg_schema}".dst (id int PRIMARY KEY, run_id bigint)')
     source_id, dest_id = connections(api, pg_database)
     model_id = model(api, source_id, f'SELECT id FROM "{pg_schema}".src')

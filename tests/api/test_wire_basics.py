@@ -11,7 +11,9 @@ from tests.conftest import pg_credentials
 
 
 def test_missing_and_wrong_tokens_are_401_json(server: Server) -> None:
-    for headers in ({}, {"Authorization": "Bearer secret-token:nope"}, {"Authorization": "Token x"}):
+    for headers in (
+        {}, {"Authorization": "Bearer secret-token:nope"}, {"Authorization": "Token x"}
+    ):
         response = httpx.get(f"{server.base_url}/api/v1/sources", headers=headers)
         assert response.status_code == 401
         assert response.json()["status"] == 401
@@ -81,7 +83,9 @@ def test_pagination_shape_clamping_and_order(api: httpx.Client, pg_database: str
     assert [d["id"] for d in first["data"]] == sorted(ids, reverse=True)[:2]  # desc by default
     assert first["next"].endswith("page=2&per_page=2") or "page=2" in first["next"]
 
-    last = api.get("/destinations", params={"per_page": 2, "page": first["pagination"]["last_page"]})
+    last = api.get(
+        "/destinations", params={"per_page": 2, "page": first["pagination"]["last_page"]}
+    )
     assert last.json()["pagination"]["next_page"] is None
     assert last.json()["next"] is None
 

@@ -22,14 +22,18 @@ def _bad(database: str) -> dict[str, Any]:
 class TestPostgresSource(SourceConformance):
     @pytest.fixture
     def source(self, pg_database: str) -> PostgresSource:
-        return PostgresSource(PostgresSource.config_model.model_validate(pg_credentials(pg_database)))
+        return PostgresSource(
+            PostgresSource.config_model.model_validate(pg_credentials(pg_database))
+        )
 
     @pytest.fixture
     def bad_source(self, pg_database: str) -> PostgresSource:
         return PostgresSource(PostgresSource.config_model.model_validate(_bad(pg_database)))
 
     @pytest.fixture
-    def seeded_table(self, pg_conn: psycopg.Connection, pg_schema: str, pg_database: str) -> TableRef:
+    def seeded_table(
+        self, pg_conn: psycopg.Connection, pg_schema: str, pg_database: str
+    ) -> TableRef:
         table = f'"{pg_schema}"."Seed Table"'
         pg_conn.execute(CREATE.format(t=table))
         with pg_conn.cursor() as cur:
@@ -48,7 +52,9 @@ class TestPostgresDestination(DestinationConformance):
 
     @pytest.fixture
     def bad_destination(self, pg_database: str) -> PostgresDestination:
-        return PostgresDestination(PostgresDestination.config_model.model_validate(_bad(pg_database)))
+        return PostgresDestination(
+            PostgresDestination.config_model.model_validate(_bad(pg_database))
+        )
 
     @pytest.fixture
     def object_name(self, pg_conn: psycopg.Connection, pg_schema: str) -> str:

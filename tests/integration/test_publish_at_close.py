@@ -52,7 +52,9 @@ def _batch(ids: range) -> pa.RecordBatch:
 
 
 def _delivery(runtime: Runtime, run_id: int, directory: Path, store: SnapshotStore) -> Delivery:
-    connector = LocalFilesDestination(LocalFilesDestination.config_model.model_validate({"directory": str(directory)}))
+    connector = LocalFilesDestination(
+        LocalFilesDestination.config_model.model_validate({"directory": str(directory)})
+    )
     writer = connector.open_writer(WriteContext(1, run_id, "people.csv", "id", ("id", "name")))
     assert writer.durable_on_write is False
     return Delivery(runtime, run_id, writer, store, threading.Event(), {},

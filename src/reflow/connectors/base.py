@@ -77,7 +77,7 @@ def secret_field_names(model: type[BaseModel]) -> set[str]:
     out = set()
     for name, info in model.model_fields.items():
         ann = info.annotation
-        if ann is SecretStr or (hasattr(ann, "__args__") and SecretStr in ann.__args__):
+        if ann is SecretStr or SecretStr in getattr(ann, "__args__", ()):
             out.add(name)
     return out
 

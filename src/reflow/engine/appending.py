@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
+
+if TYPE_CHECKING:
+    from reflow.engine.warehouse_diff import WarehouseDiff
 
 HWM = "__reflow_hwm"
 _MARK, _NEXT_MARK, _STARTED = "hwm", "hwm_next", "append_started"
@@ -31,7 +34,8 @@ def hwm_attribute(operation: str, settings: dict[str, Any]) -> str | None:
     return settings.get("high_water_mark_attribute") or None
 
 
-def reset(store: SnapshotStore) -> None:
+def reset(store: SnapshotStore | WarehouseDiff) -> None:
+    # Called on every new target, whichever store the run diffs in; only meta is touched.
     for key in (_MARK, _NEXT_MARK, _STARTED):
         store.set_meta(key, "")
 

@@ -36,7 +36,7 @@ def claim(runtime: Runtime, run_id: int) -> bool:
             .values(status="working", started_at=utcnow(), heartbeat_at=utcnow(),
                     current_step="Checking source and destination configuration")
         )
-        if result.rowcount == 1:
+        if result.rowcount == 1:  # type: ignore[attr-defined]  # UPDATE: a CursorResult
             after_commit(session, lambda: events.run_started(runtime, run_id))  # never raises
             return True
         session.execute(

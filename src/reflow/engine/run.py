@@ -35,7 +35,7 @@ from reflow.engine.mapping import (
 )
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
-from reflow.engine.warehouse_diff import open_store
+from reflow.engine.warehouse_diff import WarehouseDiff, open_store
 from reflow.engine.writing import (
     HIDDEN_PREFIX,
     Canceled,
@@ -51,6 +51,8 @@ from reflow.services import destinations, sources
 from reflow.services.source_objects import query_for
 
 log = logging.getLogger(__name__)
+# Engine-side snapshot or in-warehouse diff: the run drives either through the same calls.
+Store = SnapshotStore | WarehouseDiff
 
 #: Which writer action each operation sends changed rows with.
 CHANGED_ACTION = {
@@ -213,6 +215,7 @@ def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
         _stage(runtime, plan, store, stop)
         invalid, changed = store.classify(full=plan.full)
         if plan.sync.operation == "append" and store.source_count():
+            assert isinstance(store, SnapshotStore)  # append always diffs engine-side
             changed = appending.select(store, plan.settings)
         removed = _removed(store, plan) if plan.sync.operation == "mirror" else 0
         _log_invalid(runtime, plan, store)
@@ -228,6 +231,7 @@ def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
                         **counts)
         stats = _deliver(runtime, plan, store, stop, counts)
         if plan.sync.operation == "append":
+            assert isinstance(store, SnapshotStore)  # see use_in_warehouse
             appending.finish(store)
         store.close()  # checks the snapshot in: a failure to save it fails the run
         notice = getattr(store, "notice", None)
@@ -239,7 +243,7 @@ def _execute(runtime: Runtime, run_id: int, stop: threading.Event) -> None:
         plan.destination.close()
 
 
-def _decide_full(store: SnapshotStore, plan: Plan) -> bool:
+def _decide_full(store: Store, plan: Plan) -> bool:
     """A new target resets the snapshot; new mappings or a user request resend all."""
     target = json.dumps([plan.sync.destination_id, plan.sync.destination_object, plan.key_field,
                          plan.sync.operation])
@@ -259,7 +263,7 @@ def _mapping_fingerprint(mappings: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(mappings, sort_keys=True).encode()).hexdigest()
 
 
-def _stage(runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.Event) -> None:
+def _stage(runtime: Runtime, plan: Plan, store: Store, stop: threading.Event) -> None:
     progress.report(runtime, plan.run.id, current_step="Unloading data from warehouse")
     meta = {
         "sync_run_id": plan.run.id,
@@ -267,7 +271,7 @@ def _stage(runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.E
         "sync_started_at": utcnow().isoformat(),
         "record_synced_at": utcnow().isoformat(),
     }
-    if not store.needs_rows:  # in-warehouse diff: the warehouse reads the model itself
+    if isinstance(store, WarehouseDiff):  # needs_rows is False: the warehouse reads the model
         store.on_uncastable = lambda rows, reasons: _log_uncastable(
             runtime, plan, store, rows, reasons
         )
@@ -293,7 +297,7 @@ def _metadata_fields(plan: Plan) -> frozenset[str]:
 
 
 def _log_uncastable(
-    runtime: Runtime, plan: Plan, store: SnapshotStore, rows: pa.Table, reasons: list[str]
+    runtime: Runtime, plan: Plan, store: Store, rows: pa.Table, reasons: list[str]
 ) -> None:
     """Rows with a value their field cannot hold are invalid, never sent. Their keys are
     remembered for this run so that a mirror sync does not delete those records."""
@@ -314,14 +318,14 @@ def _log_uncastable(
     progress.log_records(runtime, plan.run.id, records, status="invalid", operation=plan.label)
 
 
-def _removed(store: SnapshotStore, plan: Plan) -> int:
+def _removed(store: Store, plan: Plan) -> int:
     """Mirror: what Reflow delivered and the model no longer has, except records whose
     row is still there but invalid this run."""
     kept = pa.chunked_array(plan.uncastable_keys, pa.string()).combine_chunks()
     return store.removed_count(keep=kept)
 
 
-def _log_invalid(runtime: Runtime, plan: Plan, store: SnapshotStore) -> None:
+def _log_invalid(runtime: Runtime, plan: Plan, store: Store) -> None:
     if not store.source_count():
         return
     reader = store.batches("invalid", 10_000)
@@ -352,7 +356,7 @@ def _batch_size(runtime: Runtime, plan: Plan, writer: BatchWriter) -> int:
 
 
 def _deliver(
-    runtime: Runtime, plan: Plan, store: SnapshotStore, stop: threading.Event,
+    runtime: Runtime, plan: Plan, store: Store, stop: threading.Event,
     counts: dict[str, Any],
 ) -> DeliveryStats:
     ctx = WriteContext(
@@ -389,7 +393,7 @@ def _deliver(
     return d.stats
 
 
-def _delete_removed(plan: Plan, store: SnapshotStore, d: Delivery, batch_size: int) -> None:
+def _delete_removed(plan: Plan, store: Store, d: Delivery, batch_size: int) -> None:
     """Mirror: delete what Reflow itself delivered and the model no longer has."""
     for batch in store.batches("removed", batch_size):
         keys = batch.column(0)

@@ -114,4 +114,5 @@ def _fail_lost(session: Session, table: type[Job], *, job_id: int | None = None)
     if job_id is not None:
         stmt = stmt.where(table.id == job_id)
     values = {"status": "failed", "message": LOST_MESSAGE, "completed_at": now}
-    return session.execute(stmt.values(**values)).rowcount
+    result = session.execute(stmt.values(**values))
+    return int(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult

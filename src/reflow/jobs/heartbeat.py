@@ -64,7 +64,7 @@ class Heartbeat:
                 update(SyncRun)
                 .where(SyncRun.id == self.run_id, SyncRun.status == "working")
                 .values(heartbeat_at=utcnow())
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
             status = None if beaten else session.scalar(
                 select(SyncRun.status).where(SyncRun.id == self.run_id)
             )

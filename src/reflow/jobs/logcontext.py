@@ -42,8 +42,8 @@ class RunContextFilter(logging.Filter):
             record.sync_id = sync_id
         if not hasattr(record, "run_id"):
             record.run_id = run_id
-        tags = [f"{k}={v}" for k, v in (("sync_id", record.sync_id), ("run_id", record.run_id))
-                if v is not None]
+        tags = [f"{k}={v}" for k in ("sync_id", "run_id")
+                if (v := getattr(record, k)) is not None]
         record.run_tags = (" " + " ".join(tags)) if tags else ""
         return True
 

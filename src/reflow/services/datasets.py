@@ -28,9 +28,10 @@ def _check_type(value: Any) -> None:
 
 def _check_text(body: dict[str, Any], *, required: bool) -> None:
     for field in ("name", "query"):
-        if required or field in body:
-            if not isinstance(body.get(field), str) or not body[field].strip():
-                raise BadRequest(f"{field} is required and must be a non-empty string")
+        if (required or field in body) and (
+            not isinstance(body.get(field), str) or not body[field].strip()
+        ):
+            raise BadRequest(f"{field} is required and must be a non-empty string")
     if body.get("description") is not None and not isinstance(body["description"], str):
         raise BadRequest("description must be a string or null")
 
@@ -77,6 +78,7 @@ def update(
         raise BadRequest("source_id cannot be changed; create a new dataset instead")
     _check_text(body, required=False)
     source = session.get(Source, dataset.source_id)
+    assert source is not None  # source_id is a non-null foreign key
     return models.update(session, model=dataset, source=source, vault=vault, changes=body)
 
 

@@ -53,6 +53,7 @@ def seed(runtime: Runtime, *, customers: int = 5000) -> DemoResult:
             workspace_id, token = fresh.workspace_id, fresh.workspace_token
         else:
             org_id = session.scalar(select(Organization.id).order_by(Organization.id).limit(1))
+            assert org_id is not None  # an initialized store holds its organization
             workspace, token = bootstrap.create_workspace(
                 session, organization_id=org_id, name=f"Demo workspace ({folder.name})"
             )

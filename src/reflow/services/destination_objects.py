@@ -20,7 +20,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reflow.connectors.base import DestinationField, DestinationObject, ObjectType
+from reflow.connectors.base import (
+    DestinationConnector,
+    DestinationField,
+    DestinationObject,
+    ObjectType,
+)
 from reflow.connectors.errors import ObjectNotFound
 from reflow.db.tables import Destination, utcnow
 from reflow.db.tables_destinations import CachedDestinationObject, DestinationJob
@@ -243,6 +248,7 @@ def run_job(runtime: Runtime, job_id: int) -> None:
             job.status, job.message, job.completed_at = "failed", _message(exc), utcnow()
             return
     destination_id = job.destination_id
+    store: Callable[[Session], None] | None
     try:
         store = _work(conn, kind, name, request, destination_id, job_id)
     except Exception as exc:  # the destination's own message is the point
@@ -323,7 +329,7 @@ def object_types(cls: type) -> list[ObjectType]:
     return list(getattr(cls, "object_types", ()) or ())
 
 
-def creation_request(cls: type, body: dict[str, Any]) -> dict[str, Any]:
+def creation_request(cls: type[DestinationConnector], body: dict[str, Any]) -> dict[str, Any]:
     """The body of ``object_creation_requests``, checked against the connector's object
     types: every problem is a 400 naming the field."""
     types = {t.type: t for t in object_types(cls)}

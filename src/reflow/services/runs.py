@@ -95,7 +95,7 @@ def request_cancel(session: Session, *, run: SyncRun) -> None:
         .where(SyncRun.id == run.id, SyncRun.status == "queued")
         .values(status="failed", canceled=True, completed_at=utcnow(),
                 error_message="canceled before it started")
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if canceled:  # it never reaches the engine, whose finish would announce its end
         after_commit(session, partial(events.run_ended, session.get_bind(), run.id))
     session.refresh(run)

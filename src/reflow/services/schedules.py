@@ -15,7 +15,10 @@ SCHEDULE_KEYS = (
     "cron_expression",
     "triggers",
 )
-DEFAULT_MODE: dict[str, Any] = {"type": "triggered", "triggers": {"schedule": {"frequency": "never"}}}
+DEFAULT_MODE: dict[str, Any] = {
+    "type": "triggered",
+    "triggers": {"schedule": {"frequency": "never"}},
+}
 
 
 def schedule_mode(body: dict[str, Any], *, current: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -87,6 +87,7 @@ def _checked_query(
     """Compile and let the source check the SQL (types, functions) without reading rows."""
     source = session.get(Source, segment.source_id)
     try:
+        assert source is not None  # source_id is a non-null foreign key
         connector = sources.connector(source, vault=vault)
     except Exception as exc:
         raise BadRequest(f"source {segment.source_id} cannot be used: {exc}") from exc
@@ -129,12 +130,12 @@ def _base_for_create(
 
 
 def _check_name_and_molecules(body: dict[str, Any], *, partial: bool) -> None:
-    if not partial or "name" in body:
-        if not isinstance(body.get("name"), str) or not body["name"].strip():
-            raise BadRequest("name is required and must be a non-empty string")
-    if not partial or "molecules" in body:
-        if not isinstance(body.get("molecules"), list):
-            raise BadRequest("molecules is required and must be an array")
+    if (not partial or "name" in body) and (
+        not isinstance(body.get("name"), str) or not body["name"].strip()
+    ):
+        raise BadRequest("name is required and must be a non-empty string")
+    if (not partial or "molecules" in body) and not isinstance(body.get("molecules"), list):
+        raise BadRequest("molecules is required and must be an array")
 
 
 def create(

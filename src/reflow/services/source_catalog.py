@@ -275,7 +275,8 @@ def list_objects(session: Session, *, runtime: Runtime, source: Source, params: 
     items are ``(type, row)``. Like ``/tables``, the first call loads the table list."""
     if refresh.latest(session, source_id=source.id, kind="tables") is None:
         refresh.start(session, runtime=runtime, source=source, kind="tables")
-    offset, limit, total, items = (params.page - 1) * params.per_page, params.per_page, 0, []
+    offset, limit, total = (params.page - 1) * params.per_page, params.per_page, 0
+    items: list[tuple[str, Any]] = []
     for kind, table in _OBJECT_KINDS:
         stmt = select(table).where(table.source_id == source.id)
         count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0

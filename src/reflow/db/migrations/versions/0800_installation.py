@@ -44,7 +44,13 @@ def upgrade() -> None:
     )
     op.bulk_insert(
         table,
-        [{"id": 1, "installation_id": uuid.uuid4().hex[:12], "created_at": dt.datetime.now(dt.UTC)}],
+        [
+            {
+                "id": 1,
+                "installation_id": uuid.uuid4().hex[:12],
+                "created_at": dt.datetime.now(dt.UTC),
+            }
+        ],
     )
 
 
