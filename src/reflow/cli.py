@@ -115,7 +115,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     runtime = Runtime.from_settings(settings)
     if not is_initialized(runtime.engine):
         if not args.init:
-            print("reflow serve: the state store is empty; run `reflow init` first", file=sys.stderr)
+            print("reflow serve: the state store is empty; run `reflow init` first",
+                  file=sys.stderr)
             return 1
         if args.demo:
             from reflow.services import demo

@@ -25,7 +25,12 @@ from reflow.services.organization import acting_user
 # does no I/O (it connects on first use, in the endpoint's thread); closing it returns
 # the connection to the pool.
 async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    return runtime_of(request)
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime, for code that has the request but is not a dependency."""
+    return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 async def get_session(runtime: Runtime = Depends(get_runtime)) -> AsyncIterator[Session]:
@@ -121,7 +126,7 @@ async def json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    body = parse_json(raw, max_depth=get_runtime(request).settings.max_json_depth)
+    body = parse_json(raw, max_depth=runtime_of(request).settings.max_json_depth)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,6 +32,9 @@ from reflow.engine import progress
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.runtime import Runtime
+
+if TYPE_CHECKING:
+    from reflow.engine.warehouse_diff import WarehouseDiff
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +134,7 @@ class Delivery:
     runtime: Runtime
     run_id: int
     writer: BatchWriter
-    store: SnapshotStore
+    store: SnapshotStore | WarehouseDiff
     stop: threading.Event
     counts: dict[str, Any]
     succeeded: SucceededLog

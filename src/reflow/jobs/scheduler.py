@@ -201,7 +201,7 @@ class Scheduler:
                        SyncScheduleState.version == state.version)
                 .values(fingerprint=fp, last_scheduled_at=as_utc(row.updated_at),
                         version=state.version + 1)
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]  # DML returns a CursorResult
             if not changed:
                 return None
             session.refresh(state)
@@ -275,7 +275,7 @@ class Scheduler:
                     .where(SyncRun.id == run_id, SyncRun.status == "queued", last_sent < cutoff)
                     .values(enqueued_at=now)
                     .execution_options(synchronize_session=False)
-                ).rowcount:
+                ).rowcount:  # type: ignore[attr-defined]  # DML: a CursorResult
                     resent.append(run_id)
                     after_commit(session, self._safe_enqueue(run_id))
         if resent:
@@ -308,5 +308,5 @@ def _claim(session: Session, state: SyncScheduleState, slot: dt.datetime) -> boo
                SyncScheduleState.version == state.version)
         .values(last_scheduled_at=slot, version=state.version + 1)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # DML returns a CursorResult
     return claimed == 1

@@ -105,8 +105,9 @@ def _apply(session: Session, sync: Sync, body: dict[str, Any], *, vault: Vault) 
         settings["high_water_mark_attribute"] = _legacy_high_water_mark(
             body["high_water_mark_attributes"]
         )
-    if isinstance(body.get("destination_attributes"), dict):
-        settings["lead_union_insert_to"] = body["destination_attributes"].get("lead_union_insert_to")
+    destination = body.get("destination_attributes")
+    if isinstance(destination, dict):
+        settings["lead_union_insert_to"] = destination.get("lead_union_insert_to")
     _check_settings(session, sync, settings)
     _check_segment_membership(sync)
     if "mappings" in body or "source_attributes" in body:
@@ -216,9 +217,10 @@ def _source_object(session: Session, source: Source, obj: dict[str, Any]) -> dic
                 raise BadRequest("source_attributes.object.id must be an integer")
             model = models.get(session, source=source, model_id=obj["id"])
         elif obj.get("name"):
-            model = models.find_by_name(session, source=source, name=obj["name"])
-            if model is None:
+            found = models.find_by_name(session, source=source, name=obj["name"])
+            if found is None:
                 raise BadRequest(f"source_attributes.object.name: no model named {obj['name']!r}")
+            model = found
         else:
             raise BadRequest("source_attributes.object needs an id or a name for a model")
         return {"type": "model", "id": model.id}
@@ -365,7 +367,8 @@ def _check_from(src: dict[str, Any], where: str) -> None:
         raise BadRequest(f"{where}.data must be the source column name")
     if kind == "constant_value" and (not isinstance(data, dict) or "value" not in data):
         raise BadRequest(f"{where}.data must be an object with value and basic_type")
-    if kind == "constant_value" and data.get("basic_type", "text") not in BASIC_TYPES:
+    if (kind == "constant_value" and isinstance(data, dict)
+            and data.get("basic_type", "text") not in BASIC_TYPES):
         raise BadRequest(f"{where}.data.basic_type must be one of: {', '.join(BASIC_TYPES)}")
     if kind == "segment_membership" and data is not None and (
         not isinstance(data, dict) or data.get("identify_by", "name") not in ("name", "id")

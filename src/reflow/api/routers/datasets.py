@@ -93,6 +93,7 @@ def refresh_dataset_columns(
 ) -> JSONResponse:
     dataset = datasets.get(ctx.session, workspace_id=ctx.workspace_id, dataset_id=dataset_id)
     source = ctx.session.get(Source, dataset.source_id)
+    assert source is not None  # a dataset's source_id is a non-null foreign key
     job = refresh.start(
         ctx.session, runtime=ctx.runtime, source=source, kind="model_columns", target_id=dataset.id
     )
@@ -108,6 +109,7 @@ def refresh_dataset_columns_status(
 ) -> JSONResponse:
     dataset = datasets.get(ctx.session, workspace_id=ctx.workspace_id, dataset_id=dataset_id)
     source = ctx.session.get(Source, dataset.source_id)
+    assert source is not None  # a dataset's source_id is a non-null foreign key
     job = refresh.get(
         ctx.session,
         source=source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -199,7 +200,7 @@ def list_source_objects(
         ctx.session, runtime=ctx.runtime, source=_source(ctx, source_id), params=params
     )
     ctx.commit()
-    renderers = {
+    renderers: dict[str, Callable[[Any], dict[str, Any]]] = {
         "table": render_sources.table_object,
         "model": render.model,
         "segment": render_sources.segment,

@@ -14,8 +14,8 @@ from reflow.api.deps import (
     WorkspaceContext,
     bearer_token,
     body_of,
-    get_runtime,
     get_session,
+    runtime_of,
     workspace_context,
 )
 from reflow.api.edge import parse_json
@@ -118,7 +118,7 @@ async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise BadRequest("the body holds no message")
-    return parse_json(raw, max_depth=get_runtime(request).settings.max_json_depth)
+    return parse_json(raw, max_depth=runtime_of(request).settings.max_json_depth)
 
 
 _INGEST_DOC: dict[str, Any] = {

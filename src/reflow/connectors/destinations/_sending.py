@@ -161,9 +161,13 @@ def _wait(state: tenacity.RetryCallState) -> float:
     return min(MAX_WAIT_SECONDS, 2.0 ** (state.attempt_number - 1))
 
 
-def _hint_too_long(state: tenacity.RetryCallState) -> bool:
-    exc = state.outcome.exception() if state.outcome else None
-    return isinstance(exc, _Retry) and (exc.retry_after or 0) > MAX_WAIT_SECONDS
+class _HintTooLong(tenacity.stop.stop_base):
+    """Stop retrying when the server asks to wait longer than a request may."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome else None
+        return isinstance(exc, _Retry) and (exc.retry_after or 0) > MAX_WAIT_SECONDS
 
 
 def describe(response: httpx.Response) -> str:
@@ -231,7 +235,7 @@ class Sender:
 
     def _with_retries(self, request: Request) -> httpx.Response:
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_retries + 1) | _hint_too_long,
+            stop=tenacity.stop_after_attempt(self.max_retries + 1) | _HintTooLong(),
             wait=_wait,
             retry=tenacity.retry_if_exception_type(_Retry),
             sleep=self.sleep,
