@@ -170,6 +170,14 @@ class _HintTooLong(tenacity.stop.stop_base):
         return isinstance(exc, _Retry) and (exc.retry_after or 0) > MAX_WAIT_SECONDS
 
 
+def shown_url(url: str | httpx.URL) -> str:
+    """``url`` as a run's error message may show it: without userinfo and query values,
+    where API keys ride (the message is returned by the API to anyone who reads runs)."""
+    parsed = httpx.URL(str(url))
+    query = "&".join(f"{key}=***" for key, _ in parsed.params.multi_items())
+    return str(parsed.copy_with(userinfo=b"", query=query.encode() or None))
+
+
 def describe(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {response.text[:_REASON_LIMIT]}"
 
@@ -245,7 +253,7 @@ class Sender:
             return retrying(self._attempt, request)
         except _Retry as exc:
             raise TransientError(
-                f"{request.method} {request.url} failed after retries: {exc}",
+                f"{request.method} {shown_url(request.url)} failed after retries: {exc}",
                 retry_after=exc.retry_after,
             ) from exc
 
