@@ -240,3 +240,10 @@ class WorkspaceInvitationCreate(Open):
 
 class WorkspaceInvitationUpdate(Open):
     role: str | None = None
+
+
+class ManagedObjectMark(Open):
+    """Reflow extension (config as code): mark an object as managed by a project."""
+
+    slug: str = Field(description="The object's stable name in the project.")
+    managed_by: str | None = Field(None, description="The managing tool (reflow-project).")

@@ -332,3 +332,10 @@ __all__ = [
     "Deleted",
     "Json",
 ]
+
+
+class ManagedObjectRead(Open):
+    kind: str
+    id: int
+    slug: str
+    managed_by: str
