@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,13 @@ def stop_server(server: Server) -> int:
 
 @pytest.fixture(scope="session", params=STORES)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    store = request.param
+    with own_server(request.param) as srv:
+        yield srv
+
+
+@contextmanager
+def own_server(store: str) -> Iterator[Server]:
+    """A ``reflow serve`` on ``store`` with a fresh home (and state database)."""
     home = Path(tempfile.mkdtemp(prefix=f"reflow-{store}-"))
     extra: dict[str, str] = {}
     state_db = None
@@ -108,10 +115,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         state_db = create_pg_database("reflow_state")
         extra["REFLOW_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{state_db}"
     srv = start_server(store, home, extra)
-    yield srv
-    stop_server(srv)
-    if state_db:
-        drop_pg_database(state_db)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+        if state_db:
+            drop_pg_database(state_db)
 
 
 @pytest.fixture

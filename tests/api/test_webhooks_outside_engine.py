@@ -1,6 +1,11 @@
 """Runs that end without passing through the engine still announce their end to
 webhooks: a run skipped at trigger (its sync was busy) and a run canceled while queued,
-received on a real loopback HTTP server from the session's ``reflow serve``."""
+received on a real loopback HTTP server from a ``reflow serve`` of this module's own.
+
+Its own server: the test occupies every executor thread on purpose, so it needs to know
+that no earlier test's run still holds one. (In two of three full runs of this round a
+session server's executor thread stayed busy for minutes after the earlier tests' runs
+had ended; the cause is not found yet — see the round's notes.)"""
 
 from __future__ import annotations
 
@@ -11,12 +16,20 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
+from tests.api.conftest import STORES, Server, own_server
 from tests.api.hooks_helpers import Received, create_sync, receiver, seed_table, sync_body
 from tests.conftest import PG_ADMIN_USER, PG_HOST, PG_PORT
 
-#: The session server's local executor threads (REFLOW_LOCAL_WORKERS default).
+#: The server's local executor threads (REFLOW_LOCAL_WORKERS default).
 WORKERS = 2
+
+
+@pytest.fixture(scope="module", params=STORES)
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with own_server(request.param) as srv:
+        yield srv
 
 
 @contextmanager
