@@ -13,7 +13,6 @@ Unknown tokens answer 404; revoked, expired or used links 410; both as HTML.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from reflow.api.deps import get_runtime, get_session
-from reflow.console.forms import shown_value
+from reflow.console.forms import parse_credentials, shown_value
 from reflow.console.templating import CONNECT_HEADERS, render
 from reflow.db.tables_links import ConnectLink
 from reflow.errors import ReflowError
@@ -104,25 +103,6 @@ async def _form_data(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _credentials(fields: list[dict[str, Any]], form: dict[str, str]) -> dict[str, Any]:
-    """Submitted values by field id; a blank input is unset (on re-authorize: keep)."""
-    out: dict[str, Any] = {}
-    for field in fields:
-        raw = form.get(PREFIX + field["id"], "").strip()
-        if not raw:
-            continue
-        if field["type"] == "boolean":
-            out[field["id"]] = raw == "true"
-        elif field["json"]:
-            try:
-                out[field["id"]] = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ReflowError(f"{field['label']} ({field['id']}) must be valid JSON") from None
-        else:
-            out[field["id"]] = raw
-    return out
-
-
 def _test_errors(conn: Any) -> str:
     steps = (conn.last_test_results or {}).get("steps", [])
     messages = [s["error"]["message"] for s in steps if s["status"] == "failed"]
@@ -142,7 +122,7 @@ def submit_connect_page(
         return _error_page(exc)
     token = auth or ""
     try:
-        credentials = _credentials(_fields(session, link, runtime), form)
+        credentials = parse_credentials(_fields(session, link, runtime), form)
         conn = connect_links.submit(
             session,
             link=link,
