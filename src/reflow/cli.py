@@ -1,4 +1,5 @@
-"""``reflow`` command: init, serve, migrate, worker, scheduler."""
+"""``reflow`` command: serve, worker, scheduler, init, migrate, demo, token; and, as clients of
+a server, export, plan, apply, schema, run, runs, rejected."""
 
 from __future__ import annotations
 
