@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from reflow.connectors.base import OPERATIONS, Action, DestinationField, DestinationObject
+from reflow.connectors.base import (
+    OPERATIONS,
+    Action,
+    DestinationField,
+    DestinationObject,
+    WriteContext,
+)
 from reflow.connectors.errors import TerminalError
 
 Quote = Callable[[str], str]
@@ -189,3 +195,15 @@ def catalog_objects(columns: Iterable[CatalogColumn]) -> list[DestinationObject]
         DestinationObject(name, name, TABLE_OPERATIONS, tuple(fields))
         for name, fields in tables.items()
     ]
+
+
+def assigned(ctx: WriteContext, column: str, new: str, current: str) -> str:
+    """What an update writes into ``column`` (SQL expressions for the ``new`` value and
+    the record's ``current`` one): the new value, except where the mapping keeps the
+    current one (a null under ``sync_null_values: false``; anything but an empty field
+    under ``preserve_values``)."""
+    if column in ctx.set_if_empty:
+        return f"COALESCE({current}, {new})"
+    if column in ctx.keep_on_null:
+        return f"COALESCE({new}, {current})"
+    return new

@@ -40,6 +40,7 @@ from reflow.connectors._sql import (
     CatalogColumn,
     Merge,
     MergeDialect,
+    assigned,
     catalog_objects,
     column_list,
 )
@@ -240,17 +241,9 @@ class MySQLWriter(BatchWriter):
         return _MERGE.statement(merge, action)
 
     def _assigned(self, column: str, new_prefix: str, current_prefix: str) -> str:
-        """What an update writes into ``column``: the new value, except where the mapping
-        keeps the current one (a null under ``sync_null_values: false``; anything but an
-        empty field under ``preserve_values``)."""
         quoted = quote_ident(column)
         new = f"VALUES({quoted})" if new_prefix == "VALUES" else f"{new_prefix}{quoted}"
-        current = f"{current_prefix}{quoted}"
-        if column in self.ctx.set_if_empty:
-            return f"COALESCE({current}, {new})"
-        if column in self.ctx.keep_on_null:
-            return f"COALESCE({new}, {current})"
-        return new
+        return assigned(self.ctx, column, new, f"{current_prefix}{quoted}")
 
     def close(self) -> None:
         self.conn.close()

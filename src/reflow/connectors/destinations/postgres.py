@@ -21,6 +21,7 @@ from reflow.connectors._postgres import (
     quote_qualified,
     split_qualified,
 )
+from reflow.connectors._sql import assigned
 from reflow.connectors._tables import POSTGRES_TYPES, create_table_sql, table_type
 from reflow.connectors.base import (
     Action,
@@ -210,16 +211,8 @@ class PostgresWriter(BatchWriter):
         return f"CAST({ref} AS {target})"
 
     def _assigned(self, column: str, new: str) -> str:
-        """What an update writes into ``column`` of the existing record ``t``: the new
-        value, except where the mapping keeps the current one (a null under
-        ``sync_null_values: false``; anything but an empty field under
-        ``preserve_values``)."""
-        current = f"t.{quote_ident(column)}"
-        if column in self.ctx.set_if_empty:
-            return f"COALESCE({current}, {new})"
-        if column in self.ctx.keep_on_null:
-            return f"COALESCE({new}, {current})"
-        return new
+        """What an update writes into ``column`` of the existing record ``t``."""
+        return assigned(self.ctx, column, new, f"t.{quote_ident(column)}")
 
     def _missing_keys(self, cur: Any) -> list[str]:
         """Update only: staged keys with no record in the target (nothing was updated)."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from reflow.connectors._dbapi import check_on_one_connection
-from reflow.connectors._sql import TABLE_OPERATIONS, Merge, MergeDialect, column_list
+from reflow.connectors._sql import TABLE_OPERATIONS, Merge, MergeDialect, assigned, column_list
 from reflow.connectors._sql import quote_double as quote_ident
 from reflow.connectors._tables import SQLITE_TYPES, create_table_sql, table_type
 from reflow.connectors.base import (
@@ -230,16 +230,8 @@ class SQLiteWriter(BatchWriter):
         return _MERGE.statement(merge, action)
 
     def _assigned(self, column: str, new_alias: str, current_prefix: str) -> str:
-        """What an update writes into ``column``: the new value, except where the mapping
-        keeps the current one (a null under ``sync_null_values: false``; anything but an
-        empty field under ``preserve_values``)."""
-        new = f"{new_alias}.{quote_ident(column)}"
-        current = f"{current_prefix}{quote_ident(column)}"
-        if column in self.ctx.set_if_empty:
-            return f"COALESCE({current}, {new})"
-        if column in self.ctx.keep_on_null:
-            return f"COALESCE({new}, {current})"
-        return new
+        quoted = quote_ident(column)
+        return assigned(self.ctx, column, f"{new_alias}.{quoted}", f"{current_prefix}{quoted}")
 
     def close(self) -> None:
         self.conn.close()
