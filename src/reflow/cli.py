@@ -113,6 +113,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from reflow.runtime import Runtime
     from reflow.services.bootstrap import initialize, is_initialized
 
+    _dump_threads_on_sigusr1()
     runtime = Runtime.from_settings(settings)
     if not is_initialized(runtime.engine):
         if not args.init:
@@ -152,6 +153,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     sys.setswitchinterval(0.001)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
     return 0
+
+
+def _dump_threads_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` writes every thread's stack to stderr (the log): how to see
+    what a run that will not stop, or a shutdown that will not finish, is waiting on."""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
@@ -195,6 +205,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     if settings.executor != "celery":
         print("reflow worker: set REFLOW_EXECUTOR=celery (and REFLOW_BROKER_URL)", file=sys.stderr)
         return 1
+    _dump_threads_on_sigusr1()
     runtime = _ready_runtime(settings, "worker")
     if runtime is None or not _storage_ready(runtime, "worker"):
         return 1

@@ -94,8 +94,12 @@ def stop_server(server: Server) -> int:
     try:
         return server.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
+        server.process.send_signal(signal.SIGUSR1)  # every thread's stack into the log
+        time.sleep(2)
         server.process.kill()
-        raise
+        raise AssertionError(
+            f"reflow serve did not stop within 60 s of SIGTERM:\n{server.log()[-20000:]}"
+        ) from None
 
 
 @pytest.fixture(scope="session", params=STORES)

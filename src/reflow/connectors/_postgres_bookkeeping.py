@@ -79,6 +79,12 @@ def drop(config: PostgresConfig, sync_id: int, *, namespace: str = "") -> None:
     snapshot, journal, meta = table_names(sync_id, namespace)
     conn = connect(config, autocommit=True)
     try:
+        # A run of the sync may still hold its snapshot (its model read joins it, in a
+        # transaction that lasts the run). Waiting in the lock queue would stop that
+        # run's own next write to the table behind us, and it cannot finish the read
+        # that would let us in: a deadlock PostgreSQL cannot see. So give up quickly;
+        # the caller tries again later.
+        conn.execute("SET lock_timeout = '1s'")
         conn.execute(f"DROP TABLE IF EXISTS {snapshot}, {journal}")
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (meta,)).fetchone()
         if exists and exists[0]:

@@ -299,6 +299,7 @@ def _remove(
         notes.append(f"{unique_id} left the manifest but is kept: used by syncs {users}")
         return
     session.delete(pm)
+    session.flush()  # before the model: its foreign key would cascade to pm first
     session.delete(model)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from reflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+#: Seconds between attempts to drop a deleted sync's bookkeeping while a run of it
+#: still holds the tables (about a quarter of an hour in all).
+DROP_RETRY_DELAYS = (1, 2, 5, 10, 30, 60, 120, 300, 300)
 
 
 def forget_snapshots(
@@ -40,15 +45,27 @@ def forget_snapshots(
                      name=f"reflow-forget-sync-{sync_id}", daemon=True).start()
 
 
-def _drop_bookkeeping(runtime: Runtime, sync_id: int, source: Source | None) -> None:
+def _drop_bookkeeping(runtime: Runtime, sync_id: int, source: Source | None,
+                      retry_delays: Sequence[float] = DROP_RETRY_DELAYS) -> None:
+    """Drop the tables, trying again while a run of the sync still holds them (the
+    drop gives up on a lock quickly rather than stall that run; see ``drop``)."""
     if source is None:
         return
-    try:
-        connector = sources.connector(source, vault=runtime.vault)
-        drop = getattr(connector, "drop_bookkeeping", None)
-        if callable(getattr(connector, "open_bookkeeping", None)) and callable(drop):
-            drop(sync_id, namespace=runtime.installation_id())
-        connector.close()
-    except Exception:
-        log.warning("sync %s: its bookkeeping tables in source %s could not be dropped",
-                    sync_id, source.id, exc_info=True)
+    for delay in (*retry_delays, None):
+        try:
+            connector = sources.connector(source, vault=runtime.vault)
+            try:
+                drop = getattr(connector, "drop_bookkeeping", None)
+                if callable(getattr(connector, "open_bookkeeping", None)) and callable(drop):
+                    drop(sync_id, namespace=runtime.installation_id())
+                return
+            finally:
+                connector.close()
+        except Exception:
+            if delay is None:
+                log.warning("sync %s: its bookkeeping tables in source %s could not be "
+                            "dropped", sync_id, source.id, exc_info=True)
+                return
+            log.info("sync %s: bookkeeping not dropped yet; trying again in %ss",
+                     sync_id, delay, exc_info=True)
+            time.sleep(delay)

@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -128,11 +129,9 @@ def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
 
 
 def delete(session: Session, *, hook: Webhook) -> None:
-    """Pending deliveries go with it (foreign keys cascade)."""
-    for delivery in session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)
-    ):
-        session.delete(delivery)
+    """Its deliveries go with it, in one statement before the hook (the deliverer may be
+    finishing some of them concurrently; loading them one by one would race it)."""
+    session.execute(sa_delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id))
     session.delete(hook)
     session.flush()
 
