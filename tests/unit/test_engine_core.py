@@ -35,7 +35,7 @@ from reflow.engine.run import execute
 from reflow.storage import LocalStorage
 
 #: What the engine must run without: the layers above it.
-ABOVE_THE_ENGINE = ("reflow.db", "reflow.services", "reflow.jobs", "reflow.events",
+ABOVE_THE_ENGINE = ("reflow.db", "reflow.services", "reflow.jobs",
                     "reflow.runtime", "reflow.api", "reflow.console", "reflow.cli")
 
 

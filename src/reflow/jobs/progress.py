@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import aliased, object_session
 
-from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.tables import Sync, SyncRun, SyncRunRecord, utcnow
 from reflow.runtime import Runtime
+from reflow.services import events
 from reflow.services.sequences import trigger_followers
 
 log = logging.getLogger(__name__)
