@@ -56,7 +56,7 @@ def main() -> None:
 
     from reflow.config import Settings
     from reflow.db.tables import SyncRun
-    from reflow.engine.run import execute
+    from reflow.jobs.planning import execute
     from reflow.runtime import Runtime
     from reflow.services import runs, syncs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,8 +15,17 @@ from reflow.crypto import Vault
 from reflow.db.engine import make_engine, make_session_factory
 
 if TYPE_CHECKING:
-    from reflow.jobs.executor import Executor
     from reflow.storage import RunFiles, Storage
+
+
+class Executor(Protocol):
+    """Runs sync runs by id (``reflow.jobs``: local threads or Celery workers)."""
+
+    def submit(self, run_id: int) -> None: ...
+
+    def start(self) -> None: ...
+
+    def shutdown(self, *, wait: bool = True) -> None: ...
 
 
 @dataclass

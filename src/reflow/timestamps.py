@@ -15,3 +15,8 @@ def iso(value: dt.datetime | None) -> str | None:
         value = value.replace(tzinfo=dt.UTC)
     value = value.astimezone(dt.UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware in UTC (what the state database stores and the engine stamps)."""
+    return dt.datetime.now(dt.UTC)

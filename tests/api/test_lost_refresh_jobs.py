@@ -16,8 +16,8 @@ from reflow.config import Settings
 from reflow.db.tables import Source, utcnow
 from reflow.db.tables_destinations import DestinationJob
 from reflow.db.tables_sources import RefreshJob
-from reflow.jobs.background import LOST_AFTER, LOST_MESSAGE, jobs_for, sweep_lost
 from reflow.runtime import Runtime
+from reflow.services.background import LOST_AFTER, LOST_MESSAGE, jobs_for, sweep_lost
 from tests.api.conftest import Server
 from tests.conftest import pg_credentials
 

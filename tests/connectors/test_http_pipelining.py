@@ -32,6 +32,7 @@ from reflow.engine import writing
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.engine.writing import Delivery, deliver, finish_writer
+from reflow.jobs.progress import StateReporter
 from reflow.runtime import Runtime
 from reflow.services.bootstrap import initialize
 
@@ -136,7 +137,7 @@ def delivery(tmp_path: Path, server: Loopback) -> Iterator[Delivery]:
     writer = HttpRequestDestination(config).open_writer(
         WriteContext(sync.id, run_id, "request", "id", ("id", "name"), options=options))
     store = SnapshotStore(tmp_path / "snap.duckdb")
-    yield Delivery(runtime, run_id, writer, store, threading.Event(), {},
+    yield Delivery(StateReporter(runtime, run_id), run_id, writer, store, threading.Event(), {},
                    SucceededLog(runtime.settings.home, run_id))
     store.close()
 
@@ -230,7 +231,8 @@ def test_records_rejected_in_batch_n_are_its_own_while_n_plus_1_is_accepted(
     run_batches(delivery, batch(1, 2), batch(3, 4), batch(5, 6))
     assert snapshot_keys(delivery) == {"1", "2", "5", "6"}
     assert (delivery.stats.accepted, delivery.stats.rejected) == (4, 2)
-    with delivery.runtime.session() as session:
+    assert isinstance(delivery.reporter, StateReporter)
+    with delivery.reporter.runtime.session() as session:
         rejected = session.scalars(select(SyncRunRecord.identifier).where(
             SyncRunRecord.run_id == delivery.run_id, SyncRunRecord.status == "rejected")).all()
     assert sorted(rejected) == ["3", "4"]
@@ -265,7 +267,7 @@ def test_a_destination_that_never_answers_ends_the_run_within_timeout_and_retrie
             1, 1, "request", "id", ("id", "name"),
             options={"records_per_request": "multiple", "batch_size": 2}))
         store = SnapshotStore(tmp_path / "snap.duckdb")
-        d = Delivery(runtime, 1, writer, store, threading.Event(), {},
+        d = Delivery(StateReporter(runtime, 1), 1, writer, store, threading.Event(), {},
                      SucceededLog(runtime.settings.home, 1))
         with pytest.raises(TransientError, match="ReadTimeout"):
             run_batches(d, batch(1, 2), batch(3, 4))

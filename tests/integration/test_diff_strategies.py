@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from reflow.config import Settings
 from reflow.db.tables import SyncRun, SyncRunRecord
-from reflow.engine.run import execute
+from reflow.jobs.planning import execute
 from reflow.runtime import Runtime
 from reflow.services import bootstrap, destinations, models, runs, sources, syncs
 from tests.conftest import (

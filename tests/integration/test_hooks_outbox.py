@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from reflow import events
 from reflow.config import Settings
 from reflow.db.tables import Destination, Source, Sync, SyncRun, utcnow
 from reflow.db.tables_hooks import Webhook, WebhookDelivery, WebhookEvent
 from reflow.errors import Gone
 from reflow.jobs.deliverer import WebhookDeliverer, backoff, sign
 from reflow.runtime import Runtime
-from reflow.services import links
+from reflow.services import events, links
 from reflow.services.bootstrap import initialize
 from tests.api.hooks_helpers import receiver
 

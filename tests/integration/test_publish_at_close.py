@@ -19,6 +19,7 @@ from reflow.db.tables import Destination, Source, Sync, SyncRun
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.engine.writing import Delivery, deliver, finish_writer
+from reflow.jobs.progress import StateReporter
 from reflow.runtime import Runtime
 from reflow.services.bootstrap import initialize
 
@@ -57,7 +58,7 @@ def _delivery(runtime: Runtime, run_id: int, directory: Path, store: SnapshotSto
     )
     writer = connector.open_writer(WriteContext(1, run_id, "people.csv", "id", ("id", "name")))
     assert writer.durable_on_write is False
-    return Delivery(runtime, run_id, writer, store, threading.Event(), {},
+    return Delivery(StateReporter(runtime, run_id), run_id, writer, store, threading.Event(), {},
                     SucceededLog(runtime.settings.home, run_id))
 
 

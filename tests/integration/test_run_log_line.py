@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from reflow.config import Settings
 from reflow.db.tables import Destination, Organization, Source, Sync, SyncRun, Workspace
-from reflow.engine import progress
+from reflow.jobs import progress
 from reflow.runtime import Runtime
 from reflow.services.bootstrap import initialize
 
@@ -38,11 +38,11 @@ def test_the_end_of_a_run_is_one_log_line_with_its_counts(
         session.flush()
         sync_id, run_id = sync.id, run.id
     assert progress.claim(runtime, run_id)
-    with caplog.at_level(logging.INFO, logger="reflow.engine.progress"):
+    with caplog.at_level(logging.INFO, logger="reflow.jobs.progress"):
         progress.finish(runtime, run_id, status="completed", source_record_count=20,
                         source_record_invalids=19, source_record_deletes=0,
                         records_updated=1, records_failed=0)
-    lines = [r.getMessage() for r in caplog.records if r.name == "reflow.engine.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "reflow.jobs.progress"]
     assert len(lines) == 1, lines
     line = lines[0]
     assert f"run {run_id} of sync {sync_id} completed in " in line

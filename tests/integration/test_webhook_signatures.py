@@ -15,7 +15,6 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import select
 
-from reflow import events
 from reflow.config import Settings
 from reflow.connectors import outbound, webhook_signing
 from reflow.connectors.base import WriteContext
@@ -25,6 +24,7 @@ from reflow.db.tables import Destination, Source, Sync, SyncRun, utcnow
 from reflow.db.tables_hooks import Webhook, WebhookDelivery
 from reflow.jobs.deliverer import WebhookDeliverer
 from reflow.runtime import Runtime
+from reflow.services import events
 from reflow.services.bootstrap import initialize
 from tests.api.hooks_helpers import Received, receiver
 

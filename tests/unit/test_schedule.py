@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from reflow.jobs.schedule import (
+from reflow.services.schedules import (
     Schedule,
     ScheduleError,
     ScheduleSpec,

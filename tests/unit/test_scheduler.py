@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from reflow.config import Settings
 from reflow.db.tables import Destination, Source, Sync, SyncRun, Workspace
-from reflow.engine import progress
+from reflow.jobs import progress
 from reflow.jobs.heartbeat import Heartbeat
 from reflow.jobs.metrics import render
 from reflow.jobs.scheduler import Scheduler, as_utc

@@ -56,7 +56,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if runtime.executor is not None:
             runtime.executor.start()
-        from reflow.jobs.background import sweep_lost
+        from reflow.services.background import sweep_lost
 
         sweep_lost(runtime)  # refresh jobs a dead process left processing
         scheduler = _embedded_scheduler(runtime)
@@ -70,7 +70,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             # Running runs stop at their next batch boundary and are marked failed,
             # never left working.
             runtime.executor.shutdown(wait=True)
-        from reflow.jobs.background import shutdown as shutdown_background
+        from reflow.services.background import shutdown as shutdown_background
 
         shutdown_background(runtime)  # refresh jobs (tables, columns, segment counts)
 

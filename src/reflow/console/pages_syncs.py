@@ -51,7 +51,7 @@ def schedule_text(mode: dict[str, Any]) -> str:
 
 
 def next_run(sync: Sync, now: dt.datetime) -> dt.datetime | None:
-    from reflow.jobs.schedule import next_run_after, parse_schedule_input
+    from reflow.services.schedules import next_run_after, parse_schedule_input
 
     if sync.paused:
         return None

@@ -22,7 +22,6 @@ from reflow.console.deps import Console, ConsoleRoute, checked_form, console, ev
 from reflow.db.repo import PageParams
 from reflow.db.tables import Destination, Source
 from reflow.errors import BadRequest, ReflowError
-from reflow.jobs.schedule import DAYS, FREQUENCIES
 from reflow.services import (
     destination_objects,
     destinations,
@@ -32,6 +31,7 @@ from reflow.services import (
     sources,
     syncs,
 )
+from reflow.services.schedules import DAYS, FREQUENCIES
 
 router = APIRouter(route_class=ConsoleRoute)
 #: Per destination field: where its value comes from.

@@ -9,7 +9,8 @@ rows exactly as on the engine-side path, and acknowledged keys are committed int
 warehouse snapshot after each batch, so both strategies give the same counters and
 the same destination state.
 
-When each strategy is used (:func:`use_in_warehouse`):
+When each strategy is used (:func:`use_in_warehouse`, asked by the planner, whose
+``RunPlan.diff`` says which one a run takes):
 
 * in-warehouse when the source's capabilities say ``supports_bookkeeping``, the
   connector offers ``open_bookkeeping``, the source was created with
@@ -35,20 +36,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from reflow.connectors.errors import ConnectorError, TerminalError
-from reflow.db.tables import Source
 from reflow.engine.mapping import coerce, map_batch
+from reflow.engine.plan import RunPlan
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.storage import Storage, StorageError
-
-if TYPE_CHECKING:
-    from reflow.engine.run import Plan
-    from reflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -71,32 +68,29 @@ class Bookkeeping(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(runtime: Runtime, plan: Plan) -> SnapshotStore | WarehouseDiff:
-    """The store for this run: in-warehouse when allowed, engine-side otherwise."""
-    key = snapshot_key(plan.sync.id)
-    with runtime.session() as session:
-        source = session.get(Source, plan.sync.source_id)
-        settings = (source.sync_engine, source.read_only_connection) if source else None
-    mappings = getattr(plan, "mappings", None) or plan.sync.mappings
-    if settings and use_in_warehouse(
-        plan.source, sync_engine=settings[0], read_only=settings[1], mappings=mappings,
-        operation=plan.sync.operation,
-    ):
+def open_store(
+    plan: RunPlan, *, mappings: list[dict[str, Any]],
+    types: dict[str, tuple[str, pa.DataType]],
+) -> SnapshotStore | WarehouseDiff:
+    """The store for this run: in-warehouse when the plan says so and the source's
+    bookkeeping opens, engine-side otherwise."""
+    storage = plan.storage
+    if plan.diff == "in_warehouse":
         try:
             store = WarehouseDiff(
                 plan.source.open_bookkeeping(  # type: ignore[attr-defined]
-                    plan.sync.id, namespace=runtime.installation_id()
+                    plan.sync_id, namespace=plan.bookkeeping_namespace
                 ),
-                query=plan.query, mappings=mappings, key_field=plan.key_field,
-                types=getattr(plan, "types", {}),
+                query=plan.query, mappings=mappings, key_field=plan.key_field, types=types,
             )
         except ConnectorError as exc:
             log.warning("sync %s: in-warehouse diff unavailable (%s); diffing engine-side",
-                        plan.sync.id, exc)
+                        plan.sync_id, exc)
         else:
-            runtime.snapshots.delete(key)  # a sync that moves strategies starts afresh
+            # a sync that moves strategies starts afresh
+            storage.snapshots.delete(storage.snapshot_key)
             return store
-    return open_engine_side(runtime.snapshots, key, sync_id=plan.sync.id)
+    return open_engine_side(storage.snapshots, storage.snapshot_key, sync_id=plan.sync_id)
 
 
 def snapshot_key(sync_id: int) -> str:

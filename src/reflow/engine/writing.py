@@ -27,11 +27,10 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from reflow.connectors.base import BatchWriter, RejectedRecord, WriteResult
 from reflow.connectors.errors import BatchRejected, TransientError
-from reflow.db.tables import utcnow
-from reflow.engine import progress
+from reflow.engine.plan import RunReporter
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
-from reflow.runtime import Runtime
+from reflow.timestamps import utcnow
 
 if TYPE_CHECKING:
     from reflow.engine.warehouse_diff import WarehouseDiff
@@ -131,7 +130,7 @@ class _InFlight:
 class Delivery:
     """What every batch of one run is delivered with."""
 
-    runtime: Runtime
+    reporter: RunReporter
     run_id: int
     writer: BatchWriter
     store: SnapshotStore | WarehouseDiff
@@ -254,7 +253,7 @@ def _acknowledged(d: Delivery, batch: pa.RecordBatch, rejected: list[RejectedRec
         accepted, accepted_keys = payload.filter(mask), pc.filter(keys, mask)
         hashes = None if hashes is None else pc.filter(hashes, mask)
     _group(d, _Acked(accepted, accepted_keys, hashes, started, completed), operation, removal)
-    _log_rejected(d.runtime, d.run_id, payload, keys, rejected, operation)
+    _log_rejected(d.reporter, payload, keys, rejected, operation)
     d.stats.processed += batch.num_rows
     d.stats.rejected += len(rejected)
     d.stats.accepted += batch.num_rows - len(rejected)
@@ -342,7 +341,7 @@ def check(d: Delivery, *, force: bool = False) -> None:
     cancel = False
     if force or now - d.last_report >= PROGRESS_INTERVAL:
         d.last_report = now
-        cancel = progress.report(d.runtime, d.run_id, **d.counts, **d.stats.as_counters())
+        cancel = d.reporter.progress(**d.counts, **d.stats.as_counters())
     if cancel or d.stop.is_set():
         raise Canceled(
             "canceled by request" if cancel else "interrupted by shutdown; the next run resends",
@@ -407,8 +406,7 @@ def _honour_retry_after(state: Any) -> None:
 
 
 def _log_rejected(
-    runtime: Runtime,
-    run_id: int,
+    reporter: RunReporter,
     payload: pa.RecordBatch,
     keys: pa.Array,
     rejected: list[RejectedRecord],
@@ -424,4 +422,4 @@ def _log_rejected(
         }
         for r in rejected
     ]
-    progress.log_records(runtime, run_id, records, status="rejected", operation=operation)
+    reporter.log_records(records, status="rejected", operation=operation)

@@ -3,7 +3,7 @@
 
 The broker only carries run ids. Delivery is at-least-once (``acks_late``, a message
 of a worker that died is redelivered); the queued -> working conditional update in
-``engine.progress.claim`` makes every delivery after the first a no-op.
+``jobs.progress.claim`` makes every delivery after the first a no-op.
 
 Workers use Celery's thread pool: the engine spends its time in pyarrow, DuckDB and
 database drivers (which release the GIL), and a warm shutdown can then reach the running

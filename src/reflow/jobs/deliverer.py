@@ -23,13 +23,14 @@ from collections.abc import Callable
 import httpx
 from sqlalchemy import select, update
 
-from reflow import __version__, events
+from reflow import __version__
 from reflow.connectors.outbound import OutboundRefused
 from reflow.connectors.outbound_http import outbound_client
 from reflow.connectors.webhook_signing import sign_body, signature_headers
 from reflow.db.tables import utcnow
 from reflow.db.tables_hooks import Webhook, WebhookDelivery, WebhookEvent
 from reflow.runtime import Runtime
+from reflow.services import events
 
 log = logging.getLogger(__name__)
 BATCH = 20

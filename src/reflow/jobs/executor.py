@@ -8,24 +8,15 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Protocol
 
 from sqlalchemy import select, update
 
-from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.tables import SyncRun, utcnow
-from reflow.runtime import Runtime
+from reflow.runtime import Executor, Runtime
+from reflow.services import events
 
 log = logging.getLogger(__name__)
-
-
-class Executor(Protocol):
-    def submit(self, run_id: int) -> None: ...
-
-    def start(self) -> None: ...
-
-    def shutdown(self, *, wait: bool = True) -> None: ...
 
 
 class LocalExecutor:

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from reflow.db.tables import SyncRun, utcnow
 from reflow.jobs.logcontext import run_context
+from reflow.jobs.planning import execute
 from reflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,6 @@ class Heartbeat:
 
 def run_once(runtime: Runtime, run_id: int, shutdown: threading.Event) -> None:
     """Execute ``run_id`` (if it is still queued) with heartbeats; never raises."""
-    from reflow.engine.run import execute
-
     try:
         with runtime.session() as session:
             sync_id = session.scalar(select(SyncRun.sync_id).where(SyncRun.id == run_id))

@@ -2,7 +2,7 @@
 
 Each tick it
 
-1. triggers the due slot of every scheduled sync (``jobs.schedule.due_runs``), claiming
+1. triggers the due slot of every scheduled sync (``services.schedules.due_runs``), claiming
    the slot with a conditional update on ``sync_schedule_states`` (and, behind it, a
    unique index on ``(sync_id, scheduled_execution_time)``), so two schedulers started by
    mistake still create one run per slot;
@@ -33,12 +33,12 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.tables import Sync, SyncRun, utcnow
 from reflow.db.tables_jobs import SyncScheduleState
-from reflow.jobs.schedule import ScheduleSpec, due_runs, parse_schedule_input
 from reflow.runtime import Runtime
+from reflow.services import events
+from reflow.services.schedules import ScheduleSpec, due_runs, parse_schedule_input
 
 log = logging.getLogger(__name__)
 

@@ -99,7 +99,7 @@ def _desired(item: Item, remote: Remote, plan: Plan, *, strict_env: bool,
 def _normalised_mode(item: Item, data: dict[str, Any], plan: Plan) -> dict[str, Any] | None:
     """The schedule as the server will echo it (the same pure parser the API uses), so
     an equivalent spelling never plans as a change; a bad one is caught before apply."""
-    from reflow.jobs.schedule import parse_schedule_input, render_schedule_fields
+    from reflow.services.schedules import parse_schedule_input, render_schedule_fields
 
     try:
         data["mode"] = render_schedule_fields(parse_schedule_input({"mode": data["mode"]}))["mode"]

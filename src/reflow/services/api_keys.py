@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from reflow.db.tables import ApiToken, Workspace
 from reflow.db.tables_org import WorkspaceKeyCopy
 from reflow.errors import NotFound
-from reflow.services.bootstrap import issue_token
+from reflow.services.auth import issue_token
 
 
 def list_(session: Session, *, workspace_id: int) -> list[ApiToken]:

@@ -1,4 +1,4 @@
-"""Resolving a bearer token to what it may see."""
+"""Issuing API tokens, and resolving a bearer token to what it may see."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reflow.crypto import hash_token
+from reflow.crypto import hash_token, new_token
 from reflow.db.tables import ApiToken
 from reflow.errors import Unauthorized
 
@@ -32,3 +32,20 @@ def authenticate(session: Session, *, token: str | None) -> Principal:
     if row is None:
         raise Unauthorized("invalid API token")
     return Principal(row.kind, row.organization_id, row.workspace_id, row.user_id)
+
+
+def issue_token(
+    session: Session, *, kind: str, organization_id: int, workspace_id: int | None = None
+) -> str:
+    """A new token; only its hash is stored, so this is the one time it is seen."""
+    token = new_token()
+    session.add(
+        ApiToken(
+            kind=kind,
+            organization_id=organization_id,
+            workspace_id=workspace_id,
+            token_hash=hash_token(token),
+        )
+    )
+    session.flush()
+    return token

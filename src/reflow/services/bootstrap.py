@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
-from reflow.crypto import hash_token, new_token
 from reflow.db import migrate
-from reflow.db.tables import ApiToken, Organization, Workspace
+from reflow.db.tables import Organization
 from reflow.errors import Conflict
+from reflow.services.auth import issue_token
+from reflow.services.organization import adopt_initial_owner
+from reflow.services.workspace_admin import new_workspace
 
 
 @dataclass(frozen=True)
@@ -37,39 +39,8 @@ def initialize(engine: Engine, *, organization_name: str = "Default organization
         org = Organization(name=organization_name)
         session.add(org)
         session.flush()
-        workspace, workspace_token = create_workspace(session, organization_id=org.id)
+        workspace, workspace_token = new_workspace(session, organization_id=org.id)
         org_token = issue_token(session, kind="organization", organization_id=org.id)
         # The organization token is the personal access token of the first owner.
-        from reflow.services.organization import adopt_initial_owner
-
         adopt_initial_owner(session, organization_id=org.id)
         return InitResult(org.id, org_token, workspace.id, workspace_token)
-
-
-def create_workspace(
-    session: Session, *, organization_id: int, name: str = "Default workspace"
-) -> tuple[Workspace, str]:
-    workspace = Workspace(organization_id=organization_id, name=name)
-    session.add(workspace)
-    session.flush()
-    token = issue_token(
-        session, kind="workspace", organization_id=organization_id, workspace_id=workspace.id
-    )
-    return workspace, token
-
-
-def issue_token(
-    session: Session, *, kind: str, organization_id: int, workspace_id: int | None = None
-) -> str:
-    """A new token; only its hash is stored, so this is the one time it is seen."""
-    token = new_token()
-    session.add(
-        ApiToken(
-            kind=kind,
-            organization_id=organization_id,
-            workspace_id=workspace_id,
-            token_hash=hash_token(token),
-        )
-    )
-    session.flush()
-    return token

@@ -19,7 +19,15 @@ from sqlalchemy import select
 from reflow.db import migrate
 from reflow.db.tables import Organization
 from reflow.runtime import Runtime
-from reflow.services import bootstrap, destination_objects, destinations, models, sources, syncs
+from reflow.services import (
+    bootstrap,
+    destination_objects,
+    destinations,
+    models,
+    sources,
+    syncs,
+    workspace_admin,
+)
 
 PLANS = ("free", "starter", "pro", "enterprise")
 
@@ -54,7 +62,7 @@ def seed(runtime: Runtime, *, customers: int = 5000) -> DemoResult:
         else:
             org_id = session.scalar(select(Organization.id).order_by(Organization.id).limit(1))
             assert org_id is not None  # an initialized store holds its organization
-            workspace, token = bootstrap.create_workspace(
+            workspace, token = workspace_admin.new_workspace(
                 session, organization_id=org_id, name=f"Demo workspace ({folder.name})"
             )
             workspace_id = workspace.id

@@ -31,7 +31,7 @@ from reflow.db.tables import Destination, utcnow
 from reflow.db.tables_destinations import CachedDestinationObject, DestinationJob
 from reflow.errors import BadRequest
 from reflow.runtime import Runtime
-from reflow.services import refresh
+from reflow.services import background, refresh
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +181,7 @@ def refresh_now(session: Session, *, destination: Destination, vault: Any) -> No
 
 
 def submit(runtime: Runtime, job_id: int) -> None:
-    from reflow.jobs.destination_refresh import submit as submit_job
-
-    submit_job(runtime, job_id, run_job)
+    background.submit(runtime, job_id, run_job, kind="destination job")
 
 
 def get_job(

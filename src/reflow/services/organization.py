@@ -3,7 +3,6 @@ may do, and the user resource of the Organization API."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +15,11 @@ from reflow.db.repo import Page, PageParams, paginate
 from reflow.db.tables import ApiToken, Organization, Workspace
 from reflow.db.tables_org import ORG_ROLES, WORKSPACE_ROLES, User, WorkspaceMember
 from reflow.errors import BadRequest, Conflict, Forbidden, NotFound
-from reflow.services.auth import Principal
-from reflow.services.bootstrap import issue_token
+from reflow.services import workspace_admin
+from reflow.services.auth import Principal, issue_token
+from reflow.services.emails import parse_email
 
 INITIAL_OWNER_EMAIL = "admin@localhost"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 # -- who is calling ---------------------------------------------------------------------
@@ -104,12 +103,6 @@ def require_workspace_owner(session: Session, *, user: User, workspace_id: int) 
 
 
 # -- validation -----------------------------------------------------------------------
-
-
-def parse_email(value: Any, field: str = "email") -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
-        raise BadRequest(f"{field} must be an email address")
-    return value.strip().lower()
 
 
 def parse_org_role(value: Any, field: str = "role") -> str:
@@ -241,8 +234,6 @@ def create_organization(
     """Another organization in the same state store, with its owner and a first
     workspace. There is no Census endpoint for this; it is a service call (tests,
     operators' scripts)."""
-    from reflow.services import workspace_admin
-
     org = Organization(name=name)
     session.add(org)
     session.flush()

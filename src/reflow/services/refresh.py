@@ -19,8 +19,9 @@ from reflow.db.tables import Source, utcnow
 from reflow.db.tables_destinations import DestinationJob
 from reflow.db.tables_sources import RefreshJob
 from reflow.errors import BadRequest, NotFound, ReflowError
-from reflow.jobs.background import fail_if_lost
 from reflow.runtime import Runtime
+from reflow.services import background
+from reflow.services.background import fail_if_lost
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,7 @@ def start(
         workspace_id=source.workspace_id, source_id=source.id, kind=kind, target_id=target_id
     )
 
-    def release(job_id: int) -> None:
-        from reflow.jobs.background import jobs_for
-
-        jobs_for(runtime).submit(job_id)
-
-    return enqueue(session, job, release)
+    return enqueue(session, job, lambda job_id: background.submit(runtime, job_id, run_job))
 
 
 def get(

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables import Sync, SyncRun, utcnow
 from reflow.errors import BadRequest, Conflict
+from reflow.services import events
 
 ACTIVE = ("queued", "working")
 TERMINAL = ("completed", "failed", "skipped")

@@ -394,8 +394,8 @@ def _parse_liquid(template: str, where: str) -> None:
 
 
 def _apply_schedule(session: Session, sync: Sync, body: dict[str, Any]) -> None:
-    from reflow.jobs.sequences import check_no_cycle
     from reflow.services.schedules import schedule_mode
+    from reflow.services.sequences import check_no_cycle
 
     mode = schedule_mode(body, current=sync.mode or None)
     if mode is not None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from reflow.db.tables import ApiToken, Organization, Workspace
 from reflow.db.tables_org import User
 from reflow.errors import BadRequest, NotFound
-from reflow.services.bootstrap import issue_token
+from reflow.services.auth import issue_token
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from reflow.crypto import Vault
 from reflow.db.repo import Page, PageParams, get_scoped, paginate
 from reflow.db.tables_hooks import Webhook, WebhookDelivery
 from reflow.errors import BadRequest
-from reflow.events import EVENTS
+from reflow.services.events import EVENTS
 
 
 def create(

@@ -17,9 +17,8 @@ from reflow.db.repo import Page, PageParams, paginate
 from reflow.db.tables import ApiToken, Base, Workspace
 from reflow.db.tables_org import User, WorkspaceKeyCopy, WorkspaceMember, WorkspaceProfile
 from reflow.errors import BadRequest, Conflict, NotFound
-from reflow.services import organization
-from reflow.services.bootstrap import create_workspace as bootstrap_workspace
-from reflow.services.bootstrap import issue_token
+from reflow.services.auth import issue_token
+from reflow.services.emails import parse_email
 
 # -- parsing --------------------------------------------------------------------------
 
@@ -37,7 +36,7 @@ def parse_notification_emails(value: Any) -> list[str]:
         return []
     if not isinstance(value, list):
         raise BadRequest("notification_emails must be an array of email addresses")
-    return [organization.parse_email(v, f"notification_emails[{i}]") for i, v in enumerate(value)]
+    return [parse_email(v, f"notification_emails[{i}]") for i, v in enumerate(value)]
 
 
 def _unique_name(session: Session, *, organization_id: int, name: str, skip: int | None) -> None:
@@ -53,6 +52,20 @@ def _unique_name(session: Session, *, organization_id: int, name: str, skip: int
 # -- workspaces -----------------------------------------------------------------------
 
 
+def new_workspace(
+    session: Session, *, organization_id: int, name: str = "Default workspace"
+) -> tuple[Workspace, str]:
+    """A bare workspace and its API token (setup, the demo); ``create_workspace`` adds
+    the profile, the retrievable key and its owner."""
+    workspace = Workspace(organization_id=organization_id, name=name)
+    session.add(workspace)
+    session.flush()
+    token = issue_token(
+        session, kind="workspace", organization_id=organization_id, workspace_id=workspace.id
+    )
+    return workspace, token
+
+
 def create_workspace(
     session: Session,
     *,
@@ -64,7 +77,7 @@ def create_workspace(
 ) -> tuple[Workspace, str]:
     """The workspace, its API key (kept retrievable), and its creator as owner."""
     _unique_name(session, organization_id=organization_id, name=name, skip=None)
-    workspace, key = bootstrap_workspace(session, organization_id=organization_id, name=name)
+    workspace, key = new_workspace(session, organization_id=organization_id, name=name)
     _keep_key(session, workspace_id=workspace.id, key=key, vault=vault)
     session.add(
         WorkspaceProfile(workspace_id=workspace.id, notification_emails=notification_emails)

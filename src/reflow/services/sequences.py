@@ -1,5 +1,5 @@
 """Sync sequences: ``mode.triggers.sync_sequence.sync_id`` = "run after that sync
-succeeds". Called from ``engine.progress.finish`` inside the transaction that marks the
+succeeds". Called from ``jobs.progress.finish`` inside the transaction that marks the
 run completed, so the completion and the runs it sets off commit together; the new runs
 are handed to the executor after that commit (a lost hand-off is re-sent by the
 scheduler's requeue sweep)."""
@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from reflow.db.engine import after_commit
 from reflow.db.tables import Sync, SyncRun
+from reflow.errors import BadRequest
 from reflow.runtime import Runtime
+from reflow.services import runs
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,6 @@ def sequence_parent(mode: dict[str, Any] | None) -> int | None:
 
 def trigger_followers(runtime: Runtime, session: Session, *, run_id: int) -> list[int]:
     """Trigger every follower of the sync whose run ``run_id`` just completed."""
-    from reflow.services import runs
-
     run = session.get(SyncRun, run_id)
     sync = session.get(Sync, run.sync_id) if run is not None else None
     if sync is None:
@@ -73,8 +73,6 @@ def _enqueuer(runtime: Runtime, run_id: int) -> Any:
 def check_no_cycle(session: Session, *, sync: Sync, mode: dict[str, Any], where: str) -> None:
     """A sync sequence must not lead back to the sync itself: one trigger would set off
     runs without end (1 -> 2 -> 1, or a sync after itself). ``where`` names the field."""
-    from reflow.errors import BadRequest
-
     parent = sequence_parent(mode)
     seen: set[int] = set()
     while parent is not None and parent not in seen:

@@ -73,7 +73,7 @@ def run_triggered(bind: Engine | Connection, run_id: int) -> None:
 
 
 def run_started(runtime: Runtime, run_id: int) -> None:
-    """``sync.started`` and started-status alerts. Called from ``engine.progress.claim``."""
+    """``sync.started`` and started-status alerts. Called from ``jobs.progress.claim``."""
     try:
         with runtime.session() as session:
             run = session.get(SyncRun, run_id)
@@ -85,7 +85,7 @@ def run_started(runtime: Runtime, run_id: int) -> None:
 
 
 def run_finished(runtime: Runtime, run_id: int) -> None:
-    """The end of a run (see :func:`run_ended`). Called from ``engine.progress.finish``,
+    """The end of a run (see :func:`run_ended`). Called from ``jobs.progress.finish``,
     and for runs failed outside the engine: orphans of a crash, runs whose worker was
     lost."""
     run_ended(runtime.engine, run_id, public_url=_public(runtime))

@@ -1,5 +1,9 @@
 """A run's state in the control-plane database. Every transition is a conditional
-update, so a duplicated job can never run a sync twice."""
+update, so a duplicated job can never run a sync twice.
+
+:class:`StateReporter` is the engine's ``RunReporter`` over these functions: what the
+engine reports lands here, and a run's start and end set off its webhook events and,
+once completed, the syncs sequenced after it."""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import aliased, object_session
 
-from reflow import events
 from reflow.db.engine import after_commit
 from reflow.db.tables import Sync, SyncRun, SyncRunRecord, utcnow
 from reflow.runtime import Runtime
+from reflow.services import events
+from reflow.services.sequences import trigger_followers
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +77,6 @@ def finish(runtime: Runtime, run_id: int, *, status: str, **values: Any) -> None
             _log_outcome(session.get(SyncRun, run_id))
         if status == "completed" and ended:
             # Same transaction: a completed run and the runs it sets off commit together.
-            from reflow.jobs.sequences import trigger_followers
-
             trigger_followers(runtime, session, run_id=run_id)
 
 
@@ -127,3 +130,22 @@ def log_records(
             )
             for r in records
         )
+
+
+class StateReporter:
+    """The engine's ``RunReporter`` for run ``run_id`` of the state database."""
+
+    def __init__(self, runtime: Runtime, run_id: int) -> None:
+        self.runtime = runtime
+        self.run_id = run_id
+
+    def progress(self, **values: Any) -> bool:
+        return report(self.runtime, self.run_id, **values)
+
+    def log_records(
+        self, records: list[dict[str, Any]], *, status: str, operation: str
+    ) -> None:
+        log_records(self.runtime, self.run_id, records, status=status, operation=operation)
+
+    def finish(self, *, status: str, **values: Any) -> None:
+        finish(self.runtime, self.run_id, status=status, **values)

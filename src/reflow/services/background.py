@@ -1,6 +1,8 @@
-"""Background refresh jobs (table lists, columns, segment counts) on a small thread
-pool of the API process. The job's row in ``refresh_jobs`` is the truth, so any API
-process answers ``*_status``; the pool only ever receives job ids, after commit.
+"""Background jobs on a small thread pool of the API process: source refreshes (table
+lists, columns, segment counts; ``refresh_jobs``) and destination jobs (object refreshes
+and creation; ``destination_jobs``), one pool and one shutdown path for both. The job's
+row is the truth, so any API process answers ``*_status``; the pool only ever receives
+job ids, after commit.
 
 A job holds no lease: the process running it may die (a crash, a kill) and leave it
 ``processing``. One still ``processing`` ``LOST_AFTER`` after it was created is failed
@@ -45,14 +47,6 @@ class BackgroundJobs:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reflow-refresh")
         self._closed = False
 
-    def submit(self, job_id: int) -> None:
-        from reflow.services.refresh import run_job
-
-        if self._closed:
-            log.warning("refresh job %s not started: shutting down", job_id)
-            return
-        self._pool.submit(_guarded, run_job, self.runtime, job_id)
-
     def submit_call(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
         """Run ``fn(*args)`` on the pool; None (and not run) once shutting down."""
         if self._closed:
@@ -64,11 +58,21 @@ class BackgroundJobs:
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
-def _guarded(fn: object, runtime: Runtime, job_id: int) -> None:
+def submit(
+    runtime: Runtime, job_id: int, run: Callable[[Runtime, int], None], *,
+    kind: str = "refresh job",
+) -> None:
+    """Run ``run(runtime, job_id)`` on the runtime's pool (``kind`` names it in logs)."""
+    if jobs_for(runtime).submit_call(_guarded, run, runtime, job_id, kind) is None:
+        log.warning("%s %s not started: shutting down", kind, job_id)
+
+
+def _guarded(run: Callable[[Runtime, int], None], runtime: Runtime, job_id: int,
+             kind: str) -> None:
     try:
-        fn(runtime, job_id)  # type: ignore[operator]
+        run(runtime, job_id)
     except Exception:  # a job records its own failure; this is the last resort
-        log.exception("refresh job %s crashed", job_id)
+        log.exception("%s %s crashed", kind, job_id)
 
 
 def jobs_for(runtime: Runtime) -> BackgroundJobs:
