@@ -2,9 +2,10 @@
 operation and schedule → a dry run → save.
 
 One form, posted at each step with the earlier answers carried in its fields, so it
-works without JavaScript. The dry run validates through ``syncs.create(validate_only)``
-(the API's own checks, nothing stored) and counts in the source what a first run would
-meet; saving calls ``syncs.create`` like ``POST /syncs``.
+works without JavaScript. The dry run is ``sync_preview.preview`` (what
+``POST /api/v1/syncs/preview`` answers: the API's own checks, then the engine's mapping,
+coercion and diff over the first rows, nothing written); saving calls ``syncs.create``
+like ``POST /syncs``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from reflow.services import (
     destination_objects,
     destinations,
     models,
-    previews,
     source_catalog,
     sources,
+    sync_preview,
     syncs,
 )
 
@@ -50,7 +51,7 @@ class Wizard:
     target: DestinationObject | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per destination field
     errors: dict[str, str] = field(default_factory=dict)
-    profile: previews.KeyProfile | None = None
+    preview: sync_preview.SyncPreview | None = None
     step: int = 1
 
     def get(self, name: str, default: str = "") -> str:
@@ -79,51 +80,51 @@ def _chosen_source(ui: Console, wiz: Wizard) -> Source | None:
     return sources.get(ui.session, workspace_id=ui.workspace_id, source_id=int(raw))
 
 
-SourceChoice = tuple[dict[str, Any], list[tuple[str, str]], str | None]
+SourceChoice = tuple[dict[str, Any], list[tuple[str, str]]]
 
 
 def _source_object(ui: Console, source: Source, value: str) -> SourceChoice:
-    """(the sync's source object, its columns, a model's query) for ``model:1``/``table:2``."""
+    """(the sync's source object, its columns) for ``model:1``/``table:2``."""
     kind, _, raw = value.partition(":")
     if not raw.isdigit():
         raise BadRequest("source_object: choose a model or a table")
     if kind == "model":
         model = models.get(ui.session, source=source, model_id=int(raw))
         columns = [(c["name"], c["type"]) for c in model.columns]
-        return {"type": "model", "id": model.id}, columns, model.query
+        return {"type": "model", "id": model.id}, columns
     table = source_catalog.get_table(ui.session, source=source, table_id=int(raw))
     table = source_catalog.ensure_columns(ui.session, source=source, vault=ui.vault, table=table)
     obj = {"type": "table", "table_catalog": table.table_catalog,
            "table_schema": table.table_schema, "table_name": table.table_name}
-    return obj, [(c["name"], c["data_type"]) for c in table.columns or []], None
+    return obj, [(c["name"], c["data_type"]) for c in table.columns or []]
 
 
-def _load(ui: Console, wiz: Wizard) -> tuple[dict[str, Any] | None, str | None]:
-    """Fill the choices each step offers; returns the source object and model query."""
+def _load(ui: Console, wiz: Wizard) -> dict[str, Any] | None:
+    """Fill the choices each step offers; returns the chosen source object."""
     wiz.sources = every(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     source = _chosen_source(ui, wiz)
     if source is None:
-        return None, None
+        return None
     wiz.objects = _source_objects(ui, source)
     if not wiz.get("source_object"):
-        return None, None
-    obj, wiz.columns, query = _source_object(ui, source, wiz.get("source_object"))
+        return None
+    obj, wiz.columns = _source_object(ui, source, wiz.get("source_object"))
     wiz.step = 2
     wiz.destinations = every(
         lambda p: destinations.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     raw = wiz.get("destination_id")
     if not raw.isdigit():
-        return obj, query
+        return obj
     destination = destinations.get(ui.session, workspace_id=ui.workspace_id,
                                    destination_id=int(raw))
     wiz.dest_objects = destination_objects.cached(ui.session, destination_id=destination.id)
     name = wiz.get("destination_object")
     if not name:
-        return obj, query
+        return obj
     wiz.target = destinations.get_object(destination, vault=ui.vault, full_name=name)
     wiz.step = 3
     wiz.rows = _rows(wiz)
-    return obj, query
+    return obj
 
 
 def _rows(wiz: Wizard) -> list[dict[str, Any]]:
@@ -228,18 +229,17 @@ def wizard_step(form: dict[str, str] = Depends(checked_form),
     ui.require("editor")
     wiz = Wizard(form)
     try:
-        obj, query = _load(ui, wiz)
+        obj = _load(ui, wiz)
     except ReflowError as exc:
         wiz.errors = forms.field_errors(exc.message, {"source_object", "destination_object"})
         return _page(ui, wiz, 400)
     action = form.get("action", "next")
     if wiz.step < 3 or action == "next" or obj is None:
         return _page(ui, wiz)
-    return _finish(ui, wiz, obj, query, action)
+    return _finish(ui, wiz, obj, action)
 
 
-def _finish(ui: Console, wiz: Wizard, obj: dict[str, Any], query: str | None,
-            action: str) -> Response:
+def _finish(ui: Console, wiz: Wizard, obj: dict[str, Any], action: str) -> Response:
     key = _key(wiz)
     body, order = _body(wiz, obj, key)
     try:
@@ -247,27 +247,17 @@ def _finish(ui: Console, wiz: Wizard, obj: dict[str, Any], query: str | None,
         if key_row is None or key_row["kind"] != "column" or not key_row["value"]:
             raise BadRequest("key: choose the sync key: a destination field that identifies "
                              "records, mapped from a source column")
-        syncs.create(ui.session, workspace_id=ui.workspace_id, vault=ui.vault,
-                     body={**body, "validate_only": True})
         if action == "save":
             sync = syncs.create(ui.session, workspace_id=ui.workspace_id, vault=ui.vault,
                                 body=body)
             assert sync is not None
             ui.session.commit()
             return RedirectResponse(f"/syncs/{sync.id}", status_code=303)
-        wiz.profile = _dry_run(ui, wiz, obj, query, key, body)
+        wiz.preview = sync_preview.preview(ui.session, workspace_id=ui.workspace_id,
+                                           vault=ui.vault, body=body)
         wiz.step = 4
     except ReflowError as exc:
         ui.session.rollback()
         wiz.errors = _place_errors(exc.message, order)
         return _page(ui, wiz, 400)
     return _page(ui, wiz)
-
-
-def _dry_run(ui: Console, wiz: Wizard, obj: dict[str, Any], query: str | None, key: str,
-             body: dict[str, Any]) -> previews.KeyProfile:
-    source = sources.get(ui.session, workspace_id=ui.workspace_id,
-                         source_id=int(wiz.get("source_id")))
-    sql = previews.source_query(source, vault=ui.vault, obj=obj, model_query=query)
-    column = next(m["from"]["data"] for m in body["mappings"] if m["is_primary_identifier"])
-    return previews.key_profile(source, vault=ui.vault, query=sql, key=column)
