@@ -4,7 +4,7 @@ a ``POST /syncs`` body; the answer is what the sync's first run would do, from
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.encoders import jsonable_encoder
@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from reflow.api.deps import WorkspaceContext, body_of, workspace_context
 from reflow.api.envelope import ok
-from reflow.api.schemas.common import Envelope, Open
+from reflow.api.schemas.common import Envelope, Int64, Open
 from reflow.api.schemas.requests import SyncCreate
 from reflow.services import sync_preview
 
@@ -40,7 +40,8 @@ class SyncPreviewRead(Open):
 @router.post("/syncs/preview", response_model=Envelope[SyncPreviewRead])
 def preview_sync(
     body: dict[str, Any] = Depends(body_of(SyncCreate)),
-    limit: int = Query(sync_preview.PREVIEW_LIMIT, description="Source rows read at most."),
+    limit: Annotated[Int64, Query(description="Source rows read at most.")] = (
+        sync_preview.PREVIEW_LIMIT),
     ctx: WorkspaceContext = Depends(workspace_context),
 ) -> JSONResponse:
     """A dry run of a sync that is not saved: expected creates, updates, deletes and
