@@ -53,6 +53,9 @@ class Wizard:
     errors: dict[str, str] = field(default_factory=dict)
     preview: sync_preview.SyncPreview | None = None
     step: int = 1
+    #: Editing: the sync's id, and its mappings the form cannot show, kept as they are.
+    sync_id: int | None = None
+    kept: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, name: str, default: str = "") -> str:
         return self.form.get(name, default)
@@ -99,7 +102,7 @@ def _source_object(ui: Console, source: Source, value: str) -> SourceChoice:
     return obj, [(c["name"], c["data_type"]) for c in table.columns or []]
 
 
-def _load(ui: Console, wiz: Wizard) -> dict[str, Any] | None:
+def load(ui: Console, wiz: Wizard) -> dict[str, Any] | None:
     """Fill the choices each step offers; returns the chosen source object."""
     wiz.sources = every(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     source = _chosen_source(ui, wiz)
@@ -123,11 +126,11 @@ def _load(ui: Console, wiz: Wizard) -> dict[str, Any] | None:
         return obj
     wiz.target = destinations.get_object(destination, vault=ui.vault, full_name=name)
     wiz.step = 3
-    wiz.rows = _rows(wiz)
+    wiz.rows = field_rows(wiz)
     return obj
 
 
-def _rows(wiz: Wizard) -> list[dict[str, Any]]:
+def field_rows(wiz: Wizard) -> list[dict[str, Any]]:
     """A row per destination field; on the first visit columns are matched by name."""
     assert wiz.target is not None
     by_name = {_norm(c): c for c, _ in wiz.columns}
@@ -142,7 +145,7 @@ def _rows(wiz: Wizard) -> list[dict[str, Any]]:
     return rows
 
 
-def _key(wiz: Wizard) -> str:
+def sync_key(wiz: Wizard) -> str:
     """The sync key's destination field: as chosen, else the first identifier matched."""
     chosen = wiz.get("key")
     if chosen or "mapped" in wiz.form:
@@ -182,7 +185,7 @@ def _schedule(wiz: Wizard) -> dict[str, Any]:
     return body
 
 
-def _body(wiz: Wizard, obj: dict[str, Any], key: str) -> tuple[dict[str, Any], list[str]]:
+def sync_body(wiz: Wizard, obj: dict[str, Any], key: str) -> tuple[dict[str, Any], list[str]]:
     """The ``POST /syncs`` body, and which destination field each mapping index is."""
     pairs = [(m, r["field"].full_name) for r in wiz.rows if (m := _mapping(r, key))]
     body = {
@@ -197,7 +200,14 @@ def _body(wiz: Wizard, obj: dict[str, Any], key: str) -> tuple[dict[str, Any], l
     return body, [to for _, to in pairs]
 
 
-def _place_errors(message: str, order: list[str]) -> dict[str, str]:
+def check_key(wiz: Wizard, key: str) -> None:
+    row = next((r for r in wiz.rows if r["field"].full_name == key), None)
+    if row is None or row["kind"] != "column" or not row["value"]:
+        raise BadRequest("key: choose the sync key: a destination field that identifies "
+                         "records, mapped from a source column")
+
+
+def place_errors(message: str, order: list[str]) -> dict[str, str]:
     """Service messages next to their inputs: ``mappings[2]...`` beside that field's row."""
     known = {"label", "operation", "schedule_frequency", "schedule_hour", "schedule_minute",
              "schedule_day", "cron_expression", "mappings", "source_object", "key",
@@ -211,16 +221,16 @@ def _place_errors(message: str, order: list[str]) -> dict[str, str]:
     return errors
 
 
-def _page(ui: Console, wiz: Wizard, status: int = 200) -> Response:
-    return ui.page("wizard.html", status=status, wiz=wiz, key=_key(wiz) if wiz.target else "",
+def page(ui: Console, wiz: Wizard, status: int = 200) -> Response:
+    return ui.page("wizard.html", status=status, wiz=wiz, key=sync_key(wiz) if wiz.target else "",
                    frequencies=FREQUENCIES, days=DAYS)
 
 
 @router.get("/syncs/new")
 def new_sync(ui: Console = Depends(console)) -> Response:
     wiz = Wizard({})
-    _load(ui, wiz)
-    return _page(ui, wiz)
+    load(ui, wiz)
+    return page(ui, wiz)
 
 
 @router.post("/syncs/new")
@@ -229,24 +239,21 @@ def wizard_step(form: dict[str, str] = Depends(checked_form),
     ui.require("editor")
     wiz = Wizard(form)
     try:
-        obj = _load(ui, wiz)
+        obj = load(ui, wiz)
     except ReflowError as exc:
         wiz.errors = forms.field_errors(exc.message, {"source_object", "destination_object"})
-        return _page(ui, wiz, 400)
+        return page(ui, wiz, 400)
     action = form.get("action", "next")
     if wiz.step < 3 or action == "next" or obj is None:
-        return _page(ui, wiz)
+        return page(ui, wiz)
     return _finish(ui, wiz, obj, action)
 
 
 def _finish(ui: Console, wiz: Wizard, obj: dict[str, Any], action: str) -> Response:
-    key = _key(wiz)
-    body, order = _body(wiz, obj, key)
+    key = sync_key(wiz)
+    body, order = sync_body(wiz, obj, key)
     try:
-        key_row = next((r for r in wiz.rows if r["field"].full_name == key), None)
-        if key_row is None or key_row["kind"] != "column" or not key_row["value"]:
-            raise BadRequest("key: choose the sync key: a destination field that identifies "
-                             "records, mapped from a source column")
+        check_key(wiz, key)
         if action == "save":
             sync = syncs.create(ui.session, workspace_id=ui.workspace_id, vault=ui.vault,
                                 body=body)
@@ -258,6 +265,6 @@ def _finish(ui: Console, wiz: Wizard, obj: dict[str, Any], action: str) -> Respo
         wiz.step = 4
     except ReflowError as exc:
         ui.session.rollback()
-        wiz.errors = _place_errors(exc.message, order)
-        return _page(ui, wiz, 400)
-    return _page(ui, wiz)
+        wiz.errors = place_errors(exc.message, order)
+        return page(ui, wiz, 400)
+    return page(ui, wiz)

@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 from reflow.api.deps import get_runtime, get_session
 from reflow.console import (
     pages_connections,
+    pages_delete,
     pages_invite,
     pages_models,
     pages_settings,
+    pages_sync_edit,
     pages_syncs,
     pages_wizard,
 )
@@ -172,5 +174,5 @@ def switch_workspace(
 
 # The wizard first: its /syncs/new must match before /syncs/{sync_id}.
 for _module in (pages_wizard, pages_syncs, pages_connections, pages_models, pages_settings,
-                pages_invite):
+                pages_invite, pages_delete, pages_sync_edit):
     router.include_router(_module.router)
