@@ -40,6 +40,7 @@ class Served:
     base_url: str
     token: str
     home: Path
+    console_url: str  # what the terminal tells a person to open
 
 
 def free_port() -> int:
@@ -84,8 +85,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         banner = log.read_text()
         token = re.search(r"workspace_token: (\S+)", banner)
         assert token, banner
-        assert f"http://127.0.0.1:{port}/" in banner  # the banner names the console
-        yield Served(base_url, token.group(1), home)
+        console_url = re.search(r"Reflow console: (\S+)", banner)
+        assert console_url and console_url.group(1).startswith(f"http://127.0.0.1:{port}/")
+        yield Served(base_url, token.group(1), home, console_url.group(1))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -242,13 +244,15 @@ def test_connect_link_page_uses_the_console_look(served: Served, browser: Browse
 
 
 def test_the_console_works_without_javascript(served: Served, browser: Browser) -> None:
-    """Read-only pages and plain forms: sign in, open a sync, run it, see the run."""
+    """Read-only pages and plain forms: the console URL the terminal printed, sign in,
+    land on the demo sync, run it, see the run."""
     context = browser.new_context(base_url=served.base_url, java_script_enabled=False)
     page = context.new_page()
-    page.goto("/syncs")
+    page.goto(served.console_url)
     page.fill("#token", served.token)
     page.get_by_role("button", name="Sign in with token").click()
-    page.get_by_role("link", name="Customers to the demo CRM").click()
+    expect(page).to_have_url(re.compile(r"/syncs/\d+$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Customers to the demo CRM")
     expect(page.locator("dl.facts")).to_contain_text("customers")
     page.get_by_role("button", name="Run now").click()
     expect(page).to_have_url(re.compile(r"/runs/\d+$"))

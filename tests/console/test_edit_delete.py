@@ -4,10 +4,11 @@ through the services the API's PATCH and DELETE routes call."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
-from reflow.db.tables import Source, SourceModel, Sync
+from reflow.db.tables import Source, SourceModel, Sync, SyncRun
 from reflow.services import syncs
 from tests.console.conftest import App, csrf_of
 
@@ -63,6 +64,48 @@ def test_edit_a_sync_keeps_what_the_form_cannot_show(app: App) -> None:
     assert "no_such_operation" in bad.text
 
 
+def _statements(app: App, client: Any, path: str) -> int:
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(app.runtime.engine, "before_cursor_execute", count)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(app.runtime.engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_the_syncs_page_costs_the_same_statements_for_more_syncs(app: App) -> None:
+    client = app.signed_in()
+    with app.runtime.sessions() as s:
+        base = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
+        body = {"operation": "upsert", "mappings": base.mappings,
+                "source_attributes": {"connection_id": base.source_id,
+                                      "object": {"type": "model", "id": app.demo.model_id}},
+                "destination_attributes": {"connection_id": base.destination_id,
+                                           "object": base.destination_object}}
+    one = _statements(app, client, "/syncs")
+    copies = []
+    with app.runtime.session() as s:
+        for i in range(5):
+            made = syncs.create(s, workspace_id=app.demo.workspace_id, vault=app.runtime.vault,
+                                body={**body, "label": f"Copy {i}"})
+            assert made is not None
+            copies.append(made.id)
+            s.add(SyncRun(workspace_id=app.demo.workspace_id, sync_id=made.id,
+                          status="completed", records_processed=i))
+    six = _statements(app, client, "/syncs")
+    assert "Copy 4" in client.get("/syncs").text
+    assert six == one, (one, six)
+    with app.runtime.session() as s:
+        for sync_id in copies:
+            syncs.delete(s, sync=syncs.get(s, workspace_id=app.demo.workspace_id,
+                                           sync_id=sync_id))
+
+
 def test_deletes_refuse_what_is_in_use_inline_then_remove(app: App) -> None:
     client = app.signed_in()
     demo = app.demo
@@ -95,3 +138,4 @@ def test_deletes_refuse_what_is_in_use_inline_then_remove(app: App) -> None:
     done = client.post(f"/sources/{demo.source_id}/delete",
                        data={"csrf": csrf_of(page), "confirm": "1"}, follow_redirects=False)
     assert done.status_code == 303 and _count(app, Source) == sources_before - 1
+
