@@ -36,6 +36,7 @@ from reflow.console.deps import (
     workspaces_of,
 )
 from reflow.console.templating import render
+from reflow.console.throttle import SignInThrottle
 from reflow.crypto import hash_token
 from reflow.db.tables import ApiToken
 from reflow.db.tables_org import User
@@ -103,17 +104,40 @@ def signin(
     if not cookies.same_token(request.cookies.get(cookies.SIGNIN_COOKIE), form.get("csrf")):
         expired = {"form": "The sign-in form expired; try again."}
         return _signin_form(request, runtime, target, expired, status=400)
+    field = "token" if form.get("token", "").strip() else "password"
+    keys = SignInThrottle.keys(request.client.host if request.client else "?",
+                               None if field == "token" else form.get("email", "").strip())
+    limiter = _throttle(request)
+    wait = limiter.retry_after(keys)
+    if wait is not None:
+        response = _signin_form(
+            request, runtime, target, {"form": "Too many failed sign-ins; try again in "
+                                       f"{(wait + 59) // 60} min."},
+            {"email": form.get("email", "")}, status=429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         state = _authenticate(session, form)
     except ReflowError as exc:
-        field = "token" if form.get("token", "").strip() else "password"
+        if exc.status_code == 401:
+            limiter.failed(keys)
         return _signin_form(request, runtime, target, {field: exc.message},
                             {"email": form.get("email", "")}, status=exc.status_code)
+    limiter.succeeded(keys)
     session.commit()
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, runtime, state)
     response.delete_cookie(cookies.SIGNIN_COOKIE, path="/signin")
     return response
+
+
+def _throttle(request: Request) -> SignInThrottle:
+    """The app's failed sign-in counts (one per app, so each test app starts afresh)."""
+    state = request.app.state
+    if getattr(state, "signin_throttle", None) is None:
+        state.signin_throttle = SignInThrottle()
+    throttle: SignInThrottle = state.signin_throttle
+    return throttle
 
 
 def _authenticate(session: Session, form: dict[str, str]) -> cookies.ConsoleSession:
