@@ -24,7 +24,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from reflow.config import Settings
+from reflow.console import session as cookies
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -323,3 +326,59 @@ def _choose_object(page: Page, name: str) -> None:
         page.wait_for_timeout(250)
         page.get_by_role("button", name="Next").click()
     pytest.fail(f"destination object {name} never appeared")
+
+
+def _sign_in(page: Page, token: str) -> None:
+    page.fill("#token", token)
+    page.get_by_role("button", name="Sign in with token").click()
+
+
+def _expire_session(context: BrowserContext, served: Served) -> None:
+    """The browser's session cookie, re-sealed as if it had been issued too long ago."""
+    secret = Settings(home=served.home / "state").resolved_secret_key()
+    cookie = next(c for c in context.cookies() if c["name"] == cookies.COOKIE)
+    state = cookies.decode(secret, cookie["value"])
+    assert state is not None
+    stale = cookies.encode(secret, state, at=time.time() - cookies.MAX_AGE_SECONDS - 60)
+    context.add_cookies([{"name": cookies.COOKIE, "value": stale, "url": served.base_url}])
+
+
+def test_edit_delete_and_an_expired_session(served: Served, browser: Browser) -> None:
+    """Edit the demo sync's schedule, be refused deleting the source it reads (inline),
+    come back after the session expired to the page asked for, then delete the sync."""
+    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(served.console_url)
+    _sign_in(page, served.token)
+    sync_url = page.url
+    page.get_by_role("link", name="Edit", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Edit sync")
+    expect(page.locator("#operation")).to_have_value("upsert")
+    expect(page.locator("input[name=key][value=id]")).to_be_checked()
+    page.select_option("#frequency", "daily")
+    page.fill("#hour", "6")
+    page.fill("#minute", "30")
+    _shot(page, "14-sync-edit")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page).to_have_url(sync_url)
+    expect(page.locator("dl.facts")).to_contain_text("Daily at 06:30 UTC")
+
+    page.locator("dl.facts").get_by_role("link", name="Demo warehouse").click()
+    page.check("input[name=confirm]")
+    page.get_by_role("button", name="Delete source").click()
+    expect(page.locator("#delete-error")).to_contain_text("is used by syncs")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Demo warehouse")
+    _shot(page, "15-delete-refused")
+
+    _expire_session(context, served)
+    page.goto(sync_url + "?page=1")
+    expect(page).to_have_url(re.compile(r"/signin\?next=%2Fsyncs%2F\d+%3Fpage%3D1$"))
+    _sign_in(page, served.token)
+    expect(page).to_have_url(sync_url + "?page=1")
+
+    page.check("input[name=confirm]")
+    page.get_by_role("button", name="Delete sync").click()
+    expect(page).to_have_url(re.compile(r"/syncs$"))
+    expect(page.get_by_role("link", name="Customers to the demo CRM")).to_have_count(0)
+    context.close()
