@@ -343,9 +343,10 @@ def _expire_session(context: BrowserContext, served: Served) -> None:
     context.add_cookies([{"name": cookies.COOKIE, "value": stale, "url": served.base_url}])
 
 
-def test_edit_delete_and_an_expired_session(served: Served, browser: Browser) -> None:
+def test_edit_alert_delete_and_an_expired_session(served: Served, browser: Browser) -> None:
     """Edit the demo sync's schedule, be refused deleting the source it reads (inline),
-    come back after the session expired to the page asked for, then delete the sync."""
+    come back after the session expired to the page asked for, add an alert in settings,
+    then delete the sync."""
     context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -377,6 +378,15 @@ def test_edit_delete_and_an_expired_session(served: Served, browser: Browser) ->
     _sign_in(page, served.token)
     expect(page).to_have_url(sync_url + "?page=1")
 
+    page.goto("/settings#alerts")
+    page.select_option("#al-sync", label="Customers to the demo CRM")
+    page.select_option("#al-type", "InvalidRecordPercentAlertConfiguration")
+    page.fill("#al-threshold", "5")
+    page.get_by_role("button", name="Add alert").click()
+    expect(page.locator("table.configured-alerts")).to_contain_text("threshold 5")
+    _shot(page, "16-settings-alerts")
+
+    page.goto(sync_url)
     page.check("input[name=confirm]")
     page.get_by_role("button", name="Delete sync").click()
     expect(page).to_have_url(re.compile(r"/syncs$"))

@@ -106,6 +106,36 @@ def test_the_syncs_page_costs_the_same_statements_for_more_syncs(app: App) -> No
                                            sync_id=sync_id))
 
 
+def test_alerts_are_added_and_removed_in_settings(app: App) -> None:
+    client = app.signed_in()
+    sid = str(app.demo.sync_id)
+    page = client.get("/settings").text
+    assert "No sync has alerts configured" in page
+    bad = client.post("/settings/alerts", data={
+        "csrf": csrf_of(page), "sync_id": sid, "type": "InvalidRecordPercentAlertConfiguration",
+        "threshold": "150"})
+    assert bad.status_code == 400
+    assert re.search(r'id="err-alert.threshold" role="alert">[^<]*at most 100', bad.text)
+    ok = client.post("/settings/alerts", data={
+        "csrf": csrf_of(page), "sync_id": sid, "type": "RuntimeAlertConfiguration",
+        "send_for": "every_time", "threshold": "30", "unit": "minutes", "record_type":
+        "records_failed", "status_name": "completed"}, follow_redirects=False)
+    assert ok.status_code == 303, ok.text
+    with app.runtime.sessions() as s:
+        sync = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id)
+        assert [(a["type"], a["send_for"], a["should_send_recovery"], a["options"])
+                for a in sync.alert_attributes] == [
+            ("RuntimeAlertConfiguration", "every_time", False,
+             {"threshold": "30", "unit": "minutes"})]
+        alert_id = sync.alert_attributes[0]["id"]
+    page = client.get("/settings").text
+    assert "RuntimeAlertConfiguration" in page and "threshold 30" in page
+    client.post(f"/settings/alerts/{sid}/{alert_id}/delete", data={"csrf": csrf_of(page)})
+    with app.runtime.sessions() as s:
+        assert syncs.get(s, workspace_id=app.demo.workspace_id,
+                         sync_id=app.demo.sync_id).alert_attributes == []
+
+
 def test_deletes_refuse_what_is_in_use_inline_then_remove(app: App) -> None:
     client = app.signed_in()
     demo = app.demo
@@ -138,4 +168,3 @@ def test_deletes_refuse_what_is_in_use_inline_then_remove(app: App) -> None:
     done = client.post(f"/sources/{demo.source_id}/delete",
                        data={"csrf": csrf_of(page), "confirm": "1"}, follow_redirects=False)
     assert done.status_code == 303 and _count(app, Source) == sources_before - 1
-

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from reflow.api.deps import get_runtime, get_session
 from reflow.console import (
+    pages_alerts,
     pages_connections,
     pages_delete,
     pages_invite,
@@ -198,5 +199,5 @@ def switch_workspace(
 
 # The wizard first: its /syncs/new must match before /syncs/{sync_id}.
 for _module in (pages_wizard, pages_syncs, pages_connections, pages_models, pages_settings,
-                pages_invite, pages_delete, pages_sync_edit):
+                pages_invite, pages_delete, pages_sync_edit, pages_alerts):
     router.include_router(_module.router)
