@@ -72,3 +72,14 @@ def test_wrong_passwords_are_refused_for_a_while_then_a_right_one_works(app: App
         assert answer.headers["location"] == "/models"
     finally:
         app.client.app.state.signin_throttle = None  # type: ignore[attr-defined]
+
+
+def test_the_sign_in_address_goes_straight_on_when_signed_in(app: App) -> None:
+    client = app.signed_in()
+    target = f"/syncs/{app.demo.sync_id}"
+    answer = client.get(f"/signin?next={target}", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == target
+    outside = client.get("/signin?next=//evil.example/", follow_redirects=False)
+    assert outside.headers["location"] == "/syncs"  # never another site
+    fresh = TestClient(app.client.app)
+    assert fresh.get(f"/signin?next={target}", follow_redirects=False).status_code == 200

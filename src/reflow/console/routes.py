@@ -29,6 +29,7 @@ from reflow.console import session as cookies
 from reflow.console.deps import (
     Console,
     ConsoleRoute,
+    SignInRequired,
     checked_form,
     console,
     form_data,
@@ -77,9 +78,15 @@ def _safe_next(value: str | None) -> str:
 
 @router.get("/signin")
 def signin_page(
-    request: Request, next: str | None = Query(None), runtime: Runtime = Depends(get_runtime)
+    request: Request, next: str | None = Query(None), session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
 ) -> Response:
-    return _signin_form(request, runtime, _safe_next(next))
+    """Someone already signed in goes straight on (the address ``make run`` prints)."""
+    try:
+        console(request, session, runtime)
+    except SignInRequired:
+        return _signin_form(request, runtime, _safe_next(next))
+    return RedirectResponse(_safe_next(next), status_code=303)
 
 
 def _signin_form(
