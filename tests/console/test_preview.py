@@ -125,3 +125,22 @@ def test_the_api_preview_is_bounded_and_refuses_bad_bodies(app: App, wired: dict
                         headers=auth)
     assert too_many.status_code == 400 and "limit" in too_many.json()["message"]
     assert _state(app, wired["crm"]) == before
+
+
+def test_a_source_that_cannot_be_read_is_a_4xx_naming_it(app: App,
+                                                         wired: dict[str, Any]) -> None:
+    with app.runtime.sessions() as s:
+        path = Path(sources.get(s, workspace_id=app.demo.workspace_id,
+                                source_id=wired["source"]).connection_details["path"])
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE people RENAME TO people_gone")
+    conn.close()
+    try:
+        answer = app.client.post("/api/v1/syncs/preview", json=_body(wired, "upsert"),
+                                 headers={"Authorization": f"Bearer {app.demo.workspace_token}"})
+        assert 400 <= answer.status_code < 500, answer.text
+        assert "people" in answer.json()["message"], answer.json()
+    finally:
+        with sqlite3.connect(path) as conn:
+            conn.execute("ALTER TABLE people_gone RENAME TO people")
+        conn.close()

@@ -97,19 +97,25 @@ def preview(session: Session, *, workspace_id: int, vault: Vault, body: dict[str
     sync = syncs.validated(session, workspace_id=workspace_id, vault=vault, body=body)
     if any(m["from"]["type"] == "segment_membership" for m in sync.mappings):
         raise BadRequest("mappings: segment_membership cannot be previewed yet")
-    source = sources.connector(
-        sources.get(session, workspace_id=workspace_id, source_id=sync.source_id), vault=vault)
+    source = _connector(sources, sources.get(
+        session, workspace_id=workspace_id, source_id=sync.source_id), vault, "source")
     try:
-        destination = destinations.connector(destinations.get(
-            session, workspace_id=workspace_id, destination_id=sync.destination_id), vault=vault)
+        destination = _connector(destinations, destinations.get(
+            session, workspace_id=workspace_id, destination_id=sync.destination_id), vault,
+            "destination")
         try:
             return _run(session, sync, source, destination, limit)
         finally:
             destination.close()
-    except ConnectorError as exc:
-        raise BadRequest(f"source_attributes: {exc}") from exc
     finally:
         source.close()
+
+
+def _connector(service: Any, row: Any, vault: Vault, kind: str) -> Any:
+    try:
+        return service.connector(row, vault=vault)
+    except Exception as exc:  # undecryptable or no longer valid credentials
+        raise BadRequest(f"{kind}_attributes: {kind} {row.id} cannot be used: {exc}") from exc
 
 
 def _run(session: Session, sync: Sync, source: SourceConnector,
@@ -119,30 +125,43 @@ def _run(session: Session, sync: Sync, source: SourceConnector,
     except LookupError as exc:
         raise BadRequest(f"source_attributes: {exc}") from exc
     key_field = next(m["to"] for m in sync.mappings if m["is_primary_identifier"])
-    mappings, types, skipped = _fields(sync, source, destination, query)
+    try:
+        mappings, types, skipped = _fields(sync, source, destination, query)
+    except ConnectorError as exc:
+        raise BadRequest(f"destination_attributes: {exc}") from exc
     result = SyncPreview(sync.operation, key_field, limit, 0, 0, skipped_columns=skipped)
-    meta = {"sync_run_id": None, "sync_id": None,
-            "sync_started_at": _now(), "record_synced_at": _now()}
     with tempfile.TemporaryDirectory(prefix="reflow-preview-") as tmp:
         store = SnapshotStore(Path(tmp) / "snapshot.duckdb")
         try:
-            sql = f"SELECT * FROM ({query}) AS reflow_preview LIMIT {limit + 1}"
-            for batch in source.read(sql, batch_size=limit + 1):
-                batch = batch.slice(0, limit - result.rows_read)
-                result.rows_read += batch.num_rows
-                coerced = coerce(map_batch(batch, mappings, meta), types)
-                _uncastable(result, coerced.invalid, coerced.reasons, key_field)
-                store.stage(coerced.valid, key_field)
-                if result.rows_read >= limit:
-                    break
+            _stage(result, store, source, query, mappings, types)
             invalid, changed = store.classify(full=True)
             _diffed(result, store, invalid, changed)
+            result.source_rows = result.rows_read
+            if result.rows_read >= limit:
+                result.source_rows = _count(source, query)
+        except ConnectorError as exc:
+            raise BadRequest(f"source_attributes: {exc}") from exc
         finally:
             store.close()
-    result.source_rows = result.rows_read
-    if result.rows_read >= limit:
-        result.source_rows = _count(source, query)
     return result
+
+
+def _stage(result: SyncPreview, store: SnapshotStore, source: SourceConnector, query: str,
+           mappings: list[dict[str, Any]], types: dict[str, Any]) -> None:
+    """The first ``result.limit`` rows read, mapped and coerced as a run does; rows whose
+    values do not fit are counted invalid, the others staged for the diff."""
+    meta = {"sync_run_id": None, "sync_id": None,
+            "sync_started_at": _now(), "record_synced_at": _now()}
+    limit = result.limit
+    sql = f"SELECT * FROM ({query}) AS reflow_preview LIMIT {limit + 1}"
+    for batch in source.read(sql, batch_size=limit + 1):
+        batch = batch.slice(0, limit - result.rows_read)
+        result.rows_read += batch.num_rows
+        coerced = coerce(map_batch(batch, mappings, meta), types)
+        _uncastable(result, coerced.invalid, coerced.reasons, result.key_field)
+        store.stage(coerced.valid, result.key_field)
+        if result.rows_read >= limit:
+            return
 
 
 def _now() -> str:
