@@ -6,6 +6,7 @@ Pages call the same services the API routers call, with the session's workspace 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -52,6 +53,7 @@ _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/pn
                  ".svg": "image/svg+xml"}
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+_THROTTLE_LOCK = threading.Lock()
 
 
 @router.get("/static/{name:path}")
@@ -142,9 +144,10 @@ def signin(
 def _throttle(request: Request) -> SignInThrottle:
     """The app's failed sign-in counts (one per app, so each test app starts afresh)."""
     state = request.app.state
-    if getattr(state, "signin_throttle", None) is None:
-        state.signin_throttle = SignInThrottle()
-    throttle: SignInThrottle = state.signin_throttle
+    with _THROTTLE_LOCK:  # two first sign-ins at once must share one
+        if getattr(state, "signin_throttle", None) is None:
+            state.signin_throttle = SignInThrottle()
+        throttle: SignInThrottle = state.signin_throttle
     return throttle
 
 
