@@ -4,6 +4,7 @@ through the services the API's PATCH and DELETE routes call."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -134,6 +135,32 @@ def test_alerts_are_added_and_removed_in_settings(app: App) -> None:
     with app.runtime.sessions() as s:
         assert syncs.get(s, workspace_id=app.demo.workspace_id,
                          sync_id=app.demo.sync_id).alert_attributes == []
+
+
+def test_a_sync_of_a_table_opens_for_editing_with_its_table_chosen(app: App) -> None:
+    client = app.signed_in()
+    with app.runtime.session() as s:
+        made = syncs.create(s, workspace_id=app.demo.workspace_id, vault=app.runtime.vault, body={
+            "operation": "upsert", "label": "From the table",
+            "source_attributes": {"connection_id": app.demo.source_id, "object": {
+                "type": "table", "table_catalog": "main", "table_schema": "main",
+                "table_name": "customers"}},
+            "destination_attributes": {"connection_id": app.demo.destination_id,
+                                       "object": "customers"},
+            "mappings": [{"from": {"type": "column", "data": "id"}, "to": "id",
+                          "is_primary_identifier": True}]})
+        assert made is not None
+        sync_id = made.id
+    page = ""
+    for _ in range(100):  # the source's table list loads in the background on first use
+        page = client.get(f"/syncs/{sync_id}/edit").text
+        if re.search(r'<option value="table:\d+" selected>Table · main.customers', page):
+            break
+        time.sleep(0.1)
+    assert re.search(r'<option value="table:\d+" selected>Table · main.customers', page), page
+    assert re.search(r'name="key" value="id"[^>]*checked', page)
+    with app.runtime.session() as s:
+        syncs.delete(s, sync=syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=sync_id))
 
 
 def test_deletes_refuse_what_is_in_use_inline_then_remove(app: App) -> None:
