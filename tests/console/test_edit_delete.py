@@ -159,6 +159,21 @@ def test_a_sync_of_a_table_opens_for_editing_with_its_table_chosen(app: App) -> 
         time.sleep(0.1)
     assert re.search(r'<option value="table:\d+" selected>Table · main.customers', page), page
     assert re.search(r'name="key" value="id"[^>]*checked', page)
+    # Saved with only the schedule changed: the mappings stay exactly as stored, so the
+    # next run is not made a full resync by an edit that did not touch them.
+    form = dict(re.findall(r'<input[^>]*name="(\w+)"[^>]*value="([^"]*)"', page))
+    form.update(re.findall(r'<select[^>]*name="(\w+)"[^>]*>(?:(?!</select>).)*?'
+                           r'<option value="([^"]*)" selected', page, re.S))
+    form.update({"csrf": csrf_of(page), "action": "save", "frequency": "hourly",
+                 "minute": "5"})
+    with app.runtime.sessions() as s:
+        before = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=sync_id).mappings
+    answer = client.post(f"/syncs/{sync_id}/edit", data=form, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    with app.runtime.sessions() as s:
+        after = syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=sync_id)
+        assert after.mappings == before
+        assert after.mode["triggers"]["schedule"]["frequency"] == "hourly"
     with app.runtime.session() as s:
         syncs.delete(s, sync=syncs.get(s, workspace_id=app.demo.workspace_id, sync_id=sync_id))
 
