@@ -115,6 +115,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     _dump_threads_on_sigusr1()
     runtime = Runtime.from_settings(settings)
+    console = f"http://{args.host}:{args.port}/"
     if not is_initialized(runtime.engine):
         if not args.init:
             print("reflow serve: the state store is empty; run `reflow init` first",
@@ -125,6 +126,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
             seeded = demo.seed(runtime)
             print(demo.instructions(seeded, f"http://{args.host}:{args.port}"), flush=True)
+            console = demo.console_url(seeded, f"http://{args.host}:{args.port}")
         else:
             result = initialize(runtime.engine)
             _print_init(result, as_json=False)
@@ -138,7 +140,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from reflow.runtime import install_outbound_policy
 
     install_outbound_policy(settings, serving_host=args.host)
-    print(f"Reflow console: http://{args.host}:{args.port}/  (API under /api/v1)", flush=True)
+    print(f"Reflow console: {console}  (API under /api/v1)", flush=True)
     if args.workers > 1:
         from reflow.api import workers
 

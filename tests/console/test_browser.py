@@ -24,7 +24,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from reflow.config import Settings
+from reflow.console import session as cookies
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,6 +43,7 @@ class Served:
     base_url: str
     token: str
     home: Path
+    console_url: str  # what the terminal tells a person to open
 
 
 def free_port() -> int:
@@ -84,8 +88,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         banner = log.read_text()
         token = re.search(r"workspace_token: (\S+)", banner)
         assert token, banner
-        assert f"http://127.0.0.1:{port}/" in banner  # the banner names the console
-        yield Served(base_url, token.group(1), home)
+        console_url = re.search(r"Reflow console: (\S+)", banner)
+        assert console_url and console_url.group(1).startswith(f"http://127.0.0.1:{port}/")
+        yield Served(base_url, token.group(1), home, console_url.group(1))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -177,7 +182,7 @@ def test_create_run_and_debug_a_sync(served: Served, browser: Browser,
     page.get_by_role("button", name="Save model").click()
     expect(page).to_have_url(re.compile(r"/models/\d+$"))
 
-    _wizard(page)
+    _wizard(page, crm)
     _shot(page, "07-sync")
 
     page.get_by_role("button", name="Run now").click()
@@ -242,13 +247,15 @@ def test_connect_link_page_uses_the_console_look(served: Served, browser: Browse
 
 
 def test_the_console_works_without_javascript(served: Served, browser: Browser) -> None:
-    """Read-only pages and plain forms: sign in, open a sync, run it, see the run."""
+    """Read-only pages and plain forms: the console URL the terminal printed, sign in,
+    land on the demo sync, run it, see the run."""
     context = browser.new_context(base_url=served.base_url, java_script_enabled=False)
     page = context.new_page()
-    page.goto("/syncs")
+    page.goto(served.console_url)
     page.fill("#token", served.token)
     page.get_by_role("button", name="Sign in with token").click()
-    page.get_by_role("link", name="Customers to the demo CRM").click()
+    expect(page).to_have_url(re.compile(r"/syncs/\d+$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Customers to the demo CRM")
     expect(page.locator("dl.facts")).to_contain_text("customers")
     page.get_by_role("button", name="Run now").click()
     expect(page).to_have_url(re.compile(r"/runs/\d+$"))
@@ -276,7 +283,7 @@ def _demo_sync(page: Page, home: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 860})
 
 
-def _wizard(page: Page) -> None:
+def _wizard(page: Page, crm: Path) -> None:
     page.goto("/syncs/new")
     page.select_option("#source_id", label="People warehouse (sqlite)")
     page.get_by_role("button", name="Next").click()
@@ -291,9 +298,17 @@ def _wizard(page: Page) -> None:
     page.fill("#label", XSS_LABEL)
     page.get_by_role("button", name="Dry run").click()
     dry = page.locator(".dry-run")
-    expect(dry).to_contain_text("Rows in the source")
-    expect(dry.locator("dd").first).to_have_text("43")
-    expect(dry).to_contain_text("42")  # sendable: one null key
+    # The warehouse (see ``files``): 43 rows, one without a key; the CRM refuses a row
+    # only when written, which a dry run never does.
+    expect(dry.locator('[data-count="rows"]')).to_have_text("43")
+    expect(dry.locator('[data-count="creates_or_updates"] strong')).to_have_text("42")
+    expect(dry.locator('[data-count="deletes"] strong')).to_have_text("0")
+    expect(dry.locator('[data-count="invalid"]')).to_have_text("1")
+    expect(dry.locator("table.invalid-preview")).to_contain_text("Matching ID id is null")
+    expect(dry.locator("table.sample-records tbody tr")).to_have_count(5)
+    with sqlite3.connect(crm) as conn:  # nothing written by the dry run
+        assert conn.execute("SELECT count(*) FROM contacts").fetchone()[0] == 0
+    conn.close()
     _no_script_ran(page)
     _shot(page, "06-wizard-dry-run")
     page.get_by_role("button", name="Save sync").click()
@@ -311,3 +326,69 @@ def _choose_object(page: Page, name: str) -> None:
         page.wait_for_timeout(250)
         page.get_by_role("button", name="Next").click()
     pytest.fail(f"destination object {name} never appeared")
+
+
+def _sign_in(page: Page, token: str) -> None:
+    page.fill("#token", token)
+    page.get_by_role("button", name="Sign in with token").click()
+
+
+def _expire_session(context: BrowserContext, served: Served) -> None:
+    """The browser's session cookie, re-sealed as if it had been issued too long ago."""
+    secret = Settings(home=served.home / "state").resolved_secret_key()
+    cookie = next(c for c in context.cookies() if c["name"] == cookies.COOKIE)
+    state = cookies.decode(secret, cookie["value"])
+    assert state is not None
+    stale = cookies.encode(secret, state, at=time.time() - cookies.MAX_AGE_SECONDS - 60)
+    context.add_cookies([{"name": cookies.COOKIE, "value": stale, "url": served.base_url}])
+
+
+def test_edit_alert_delete_and_an_expired_session(served: Served, browser: Browser) -> None:
+    """Edit the demo sync's schedule, be refused deleting the source it reads (inline),
+    come back after the session expired to the page asked for, add an alert in settings,
+    then delete the sync."""
+    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(served.console_url)
+    _sign_in(page, served.token)
+    sync_url = page.url
+    page.get_by_role("link", name="Edit", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Edit sync")
+    expect(page.locator("#operation")).to_have_value("upsert")
+    expect(page.locator("input[name=key][value=id]")).to_be_checked()
+    page.select_option("#frequency", "daily")
+    page.fill("#hour", "6")
+    page.fill("#minute", "30")
+    _shot(page, "14-sync-edit")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page).to_have_url(sync_url)
+    expect(page.locator("dl.facts")).to_contain_text("Daily at 06:30 UTC")
+
+    page.locator("dl.facts").get_by_role("link", name="Demo warehouse").click()
+    page.check("input[name=confirm]")
+    page.get_by_role("button", name="Delete source").click()
+    expect(page.locator("#delete-error")).to_contain_text("is used by syncs")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Demo warehouse")
+    _shot(page, "15-delete-refused")
+
+    _expire_session(context, served)
+    page.goto(sync_url + "?page=1")
+    expect(page).to_have_url(re.compile(r"/signin\?next=%2Fsyncs%2F\d+%3Fpage%3D1$"))
+    _sign_in(page, served.token)
+    expect(page).to_have_url(sync_url + "?page=1")
+
+    page.goto("/settings#alerts")
+    page.select_option("#al-sync", label="Customers to the demo CRM")
+    page.select_option("#al-type", "InvalidRecordPercentAlertConfiguration")
+    page.fill("#al-threshold", "5")
+    page.get_by_role("button", name="Add alert").click()
+    expect(page.locator("table.configured-alerts")).to_contain_text("threshold 5")
+    _shot(page, "16-settings-alerts")
+
+    page.goto(sync_url)
+    page.check("input[name=confirm]")
+    page.get_by_role("button", name="Delete sync").click()
+    expect(page).to_have_url(re.compile(r"/syncs$"))
+    expect(page.get_by_role("link", name="Customers to the demo CRM")).to_have_count(0)
+    context.close()

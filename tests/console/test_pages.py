@@ -292,7 +292,9 @@ def test_wizard_constants_templates_and_a_mapping_error_beside_its_row(app: App)
     mapping[f"value_{rows['name']}"] = "{{ record.email | upcase }}"
     status, page = _wizard_post(client, app, action="preview", **mapping)
     assert status == 200 and "Dry run" in page
-    assert re.search(r"Rows in the source</dt><dd>50</dd>", page)
+    assert 'data-count="rows">50<' in page  # the demo's 50 customers, all valid
+    assert 'data-count="creates_or_updates"><strong>50<' in page
+    assert re.search(r"CUSTOMER\d+@EXAMPLE.COM", page)  # a sample record, template applied
     status, location = _wizard_post(client, app, action="save", **mapping)
     assert status == 303 and location.startswith("/syncs/")
     with app.runtime.sessions() as s:
@@ -367,7 +369,7 @@ def test_wizard_reads_a_table_and_run_records_are_paginated(app: App) -> None:
     assert table, page
     status, page = _wizard_post(client, app, source_object=table.group(1), action="preview",
                                 mapped="1", key="id", kind_0="column", value_0="id")
-    assert status == 200 and re.search(r"Rows in the source</dt><dd>50</dd>", page), page
+    assert status == 200 and 'data-count="rows">50<' in page, page
 
     with app.runtime.session() as s:
         run = SyncRun(workspace_id=app.demo.workspace_id, sync_id=app.demo.sync_id,

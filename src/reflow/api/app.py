@@ -38,6 +38,7 @@ from reflow.api.routers import links as links_router
 from reflow.api.routers import records as records_router
 from reflow.api.routers import segments as segments_router
 from reflow.api.routers import source_catalog as source_catalog_router
+from reflow.api.routers import sync_preview as sync_preview_router
 from reflow.api.routers import webhooks as webhooks_router
 from reflow.api.schemas.common import ERRORS
 from reflow.console import routes as console_routes
@@ -112,6 +113,7 @@ def _include_routers(app: FastAPI) -> None:
     api(unsupported.router)
     # Before destinations: its /objects/{full_name:path} would swallow */refresh_fields*.
     api(destination_objects.router)
+    api(sync_preview_router.router)  # POST /syncs/preview, a Reflow extension
     for module in (catalog, sources, destinations, syncs, organization, organization_workspaces):
         api(module.router)
     for module in (webhooks_router, links_router):

@@ -51,6 +51,8 @@ class Console:
     user: User | None = None
     kind: str = "token"  # what signed in: "token" (workspace key), "pat" or "user"
     subject_id: int = 0
+    #: Why a delete was refused (in use...), shown inline beside the page's delete form.
+    delete_error: str | None = None
 
     @property
     def vault(self) -> Any:

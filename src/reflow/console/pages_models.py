@@ -22,7 +22,7 @@ def _sources(ui: Console) -> list[Source]:
     return every(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
 
 
-def _model(ui: Console, model_id: int) -> tuple[SourceModel, Source]:
+def model_of(ui: Console, model_id: int) -> tuple[SourceModel, Source]:
     row = get_scoped(ui.session, SourceModel, model_id, ui.workspace_id, "model")
     source = sources.get(ui.session, workspace_id=ui.workspace_id, source_id=row.source_id)
     return models.get(ui.session, source=source, model_id=model_id), source
@@ -97,7 +97,7 @@ def create_model(form: dict[str, str] = Depends(checked_form),
 @router.get("/models/{model_id}")
 def model_detail(model_id: int, preview: bool = Query(False),
                  ui: Console = Depends(console)) -> Response:
-    model, source = _model(ui, model_id)
+    model, source = model_of(ui, model_id)
     values = {"source_id": str(source.id), "name": model.name, "query": model.query,
               "description": model.description or ""}
     shown = previews.preview(source, vault=ui.vault, query=model.query) if preview else None
@@ -107,5 +107,5 @@ def model_detail(model_id: int, preview: bool = Query(False),
 @router.post("/models/{model_id}")
 def update_model(model_id: int, form: dict[str, str] = Depends(checked_form),
                  ui: Console = Depends(console)) -> Response:
-    model, _ = _model(ui, model_id)
+    model, _ = model_of(ui, model_id)
     return _submit(ui, form, model)

@@ -13,12 +13,20 @@ from fastapi.responses import RedirectResponse, Response
 
 from reflow.console import forms
 from reflow.console import session as cookies
-from reflow.console.deps import Console, ConsoleRoute, checked_form, console, secret_key
+from reflow.console.deps import Console, ConsoleRoute, checked_form, console, every, secret_key
 from reflow.db.repo import PageParams
 from reflow.db.tables import Workspace
 from reflow.db.tables_org import Invitation, User
 from reflow.errors import BadRequest, Forbidden, ReflowError
-from reflow.services import alerts, api_keys, invitations, organization, webhooks, workspace_admin
+from reflow.services import (
+    alerts,
+    api_keys,
+    invitations,
+    organization,
+    syncs,
+    webhooks,
+    workspace_admin,
+)
 
 router = APIRouter(route_class=ConsoleRoute)
 _PAGE = PageParams(1, 100, "desc")
@@ -34,11 +42,15 @@ def _members(ui: Console) -> list[tuple[User, str]]:
 def _settings(ui: Console, status: int = 200, **extra: Any) -> Response:
     values: dict[str, Any] = {"errors": {}, "secret": None, "secret_label": "", "form": {}}
     values.update(extra)
+    found = every(lambda p: syncs.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     return ui.page(
         "settings.html", status=status,
         hooks=webhooks.list_(ui.session, workspace_id=ui.workspace_id, params=_PAGE).items,
         alerts=alerts.list_instances(ui.session, workspace_id=ui.workspace_id,
                                      params=PageParams(1, 20, "desc")).items,
+        syncs=found,
+        configured=[(sync, alert) for sync in found for alert in sync.alert_attributes or []],
+        alert_types=alerts.ALERT_TYPES, record_types=tuple(alerts.RECORD_TYPES),
         keys=api_keys.list_(ui.session, workspace_id=ui.workspace_id),
         members=_members(ui),
         invites=invitations.list_for_workspace(ui.session, workspace_id=ui.workspace_id,
@@ -64,7 +76,7 @@ def _invite_emails(ui: Console) -> dict[int, tuple[str, bool, str]]:
     return out
 
 
-def _failed(ui: Console, exc: ReflowError, section: str, form: dict[str, str],
+def failed(ui: Console, exc: ReflowError, section: str, form: dict[str, str],
             known: set[str]) -> Response:
     ui.session.rollback()
     errors = {f"{section}.{k}": v for k, v in forms.field_errors(exc.message, known).items()}
@@ -88,7 +100,7 @@ def create_webhook(form: dict[str, str] = Depends(checked_form),
                                        allow_http=ui.runtime.settings.allow_http_webhooks,
                                        body=body)
     except ReflowError as exc:
-        return _failed(ui, exc, "webhook", form, {"name", "endpoint", "description"})
+        return failed(ui, exc, "webhook", form, {"name", "endpoint", "description"})
     ui.session.commit()
     return _settings(ui, secret=secret, secret_label=f"Signing secret of webhook {hook.name}")
 
@@ -148,7 +160,7 @@ def invite(form: dict[str, str] = Depends(checked_form),
         invitations.invite_to_workspace(ui.session, workspace=workspace, creator=creator,
                                         body={"emails": emails, "role": form.get("role", "")})
     except ReflowError as exc:
-        return _failed(ui, exc, "invite", form, {"emails", "role", "email"})
+        return failed(ui, exc, "invite", form, {"emails", "role", "email"})
     ui.session.commit()
     return RedirectResponse("/settings#members", status_code=303)
 
@@ -168,7 +180,7 @@ def accept(grant_id: int, form: dict[str, str] = Depends(checked_form),
         user, token = invitations.accept(ui.session, invitation=invitation,
                                          password=form.get("password", ""))
     except ReflowError as exc:
-        return _failed(ui, exc, f"accept{grant_id}", form, {"password"})
+        return failed(ui, exc, f"accept{grant_id}", form, {"password"})
     ui.session.commit()
     return _settings(ui, secret=token,
                      secret_label=f"{user.email} can now sign in with the password you set, "
@@ -188,6 +200,6 @@ def change_password(form: dict[str, str] = Depends(checked_form),
             raise BadRequest("confirm: the two new passwords differ")
         organization.set_password(ui.session, user=ui.user, password=form.get("password", ""))
     except ReflowError as exc:
-        return _failed(ui, exc, "password", {}, {"current", "password", "confirm"})
+        return failed(ui, exc, "password", {}, {"current", "password", "confirm"})
     ui.session.commit()
     return _settings(ui, notice="Your password is changed.")

@@ -2,9 +2,10 @@
 operation and schedule → a dry run → save.
 
 One form, posted at each step with the earlier answers carried in its fields, so it
-works without JavaScript. The dry run validates through ``syncs.create(validate_only)``
-(the API's own checks, nothing stored) and counts in the source what a first run would
-meet; saving calls ``syncs.create`` like ``POST /syncs``.
+works without JavaScript. The dry run is ``sync_preview.preview`` (what
+``POST /api/v1/syncs/preview`` answers: the API's own checks, then the engine's mapping,
+coercion and diff over the first rows, nothing written); saving calls ``syncs.create``
+like ``POST /syncs``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from reflow.services import (
     destination_objects,
     destinations,
     models,
-    previews,
     source_catalog,
     sources,
+    sync_preview,
     syncs,
 )
 from reflow.services.schedules import DAYS, FREQUENCIES
@@ -50,8 +51,11 @@ class Wizard:
     target: DestinationObject | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per destination field
     errors: dict[str, str] = field(default_factory=dict)
-    profile: previews.KeyProfile | None = None
+    preview: sync_preview.SyncPreview | None = None
     step: int = 1
+    #: Editing: the sync's id, and its mappings the form cannot show, kept as they are.
+    sync_id: int | None = None
+    kept: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, name: str, default: str = "") -> str:
         return self.form.get(name, default)
@@ -79,54 +83,54 @@ def _chosen_source(ui: Console, wiz: Wizard) -> Source | None:
     return sources.get(ui.session, workspace_id=ui.workspace_id, source_id=int(raw))
 
 
-SourceChoice = tuple[dict[str, Any], list[tuple[str, str]], str | None]
+SourceChoice = tuple[dict[str, Any], list[tuple[str, str]]]
 
 
 def _source_object(ui: Console, source: Source, value: str) -> SourceChoice:
-    """(the sync's source object, its columns, a model's query) for ``model:1``/``table:2``."""
+    """(the sync's source object, its columns) for ``model:1``/``table:2``."""
     kind, _, raw = value.partition(":")
     if not raw.isdigit():
         raise BadRequest("source_object: choose a model or a table")
     if kind == "model":
         model = models.get(ui.session, source=source, model_id=int(raw))
         columns = [(c["name"], c["type"]) for c in model.columns]
-        return {"type": "model", "id": model.id}, columns, model.query
+        return {"type": "model", "id": model.id}, columns
     table = source_catalog.get_table(ui.session, source=source, table_id=int(raw))
     table = source_catalog.ensure_columns(ui.session, source=source, vault=ui.vault, table=table)
     obj = {"type": "table", "table_catalog": table.table_catalog,
            "table_schema": table.table_schema, "table_name": table.table_name}
-    return obj, [(c["name"], c["data_type"]) for c in table.columns or []], None
+    return obj, [(c["name"], c["data_type"]) for c in table.columns or []]
 
 
-def _load(ui: Console, wiz: Wizard) -> tuple[dict[str, Any] | None, str | None]:
-    """Fill the choices each step offers; returns the source object and model query."""
+def load(ui: Console, wiz: Wizard) -> dict[str, Any] | None:
+    """Fill the choices each step offers; returns the chosen source object."""
     wiz.sources = every(lambda p: sources.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     source = _chosen_source(ui, wiz)
     if source is None:
-        return None, None
+        return None
     wiz.objects = _source_objects(ui, source)
     if not wiz.get("source_object"):
-        return None, None
-    obj, wiz.columns, query = _source_object(ui, source, wiz.get("source_object"))
+        return None
+    obj, wiz.columns = _source_object(ui, source, wiz.get("source_object"))
     wiz.step = 2
     wiz.destinations = every(
         lambda p: destinations.list_(ui.session, workspace_id=ui.workspace_id, params=p))
     raw = wiz.get("destination_id")
     if not raw.isdigit():
-        return obj, query
+        return obj
     destination = destinations.get(ui.session, workspace_id=ui.workspace_id,
                                    destination_id=int(raw))
     wiz.dest_objects = destination_objects.cached(ui.session, destination_id=destination.id)
     name = wiz.get("destination_object")
     if not name:
-        return obj, query
+        return obj
     wiz.target = destinations.get_object(destination, vault=ui.vault, full_name=name)
     wiz.step = 3
-    wiz.rows = _rows(wiz)
-    return obj, query
+    wiz.rows = field_rows(wiz)
+    return obj
 
 
-def _rows(wiz: Wizard) -> list[dict[str, Any]]:
+def field_rows(wiz: Wizard) -> list[dict[str, Any]]:
     """A row per destination field; on the first visit columns are matched by name."""
     assert wiz.target is not None
     by_name = {_norm(c): c for c, _ in wiz.columns}
@@ -141,7 +145,7 @@ def _rows(wiz: Wizard) -> list[dict[str, Any]]:
     return rows
 
 
-def _key(wiz: Wizard) -> str:
+def sync_key(wiz: Wizard) -> str:
     """The sync key's destination field: as chosen, else the first identifier matched."""
     chosen = wiz.get("key")
     if chosen or "mapped" in wiz.form:
@@ -181,7 +185,7 @@ def _schedule(wiz: Wizard) -> dict[str, Any]:
     return body
 
 
-def _body(wiz: Wizard, obj: dict[str, Any], key: str) -> tuple[dict[str, Any], list[str]]:
+def sync_body(wiz: Wizard, obj: dict[str, Any], key: str) -> tuple[dict[str, Any], list[str]]:
     """The ``POST /syncs`` body, and which destination field each mapping index is."""
     pairs = [(m, r["field"].full_name) for r in wiz.rows if (m := _mapping(r, key))]
     body = {
@@ -196,7 +200,14 @@ def _body(wiz: Wizard, obj: dict[str, Any], key: str) -> tuple[dict[str, Any], l
     return body, [to for _, to in pairs]
 
 
-def _place_errors(message: str, order: list[str]) -> dict[str, str]:
+def check_key(wiz: Wizard, key: str) -> None:
+    row = next((r for r in wiz.rows if r["field"].full_name == key), None)
+    if row is None or row["kind"] != "column" or not row["value"]:
+        raise BadRequest("key: choose the sync key: a destination field that identifies "
+                         "records, mapped from a source column")
+
+
+def place_errors(message: str, order: list[str]) -> dict[str, str]:
     """Service messages next to their inputs: ``mappings[2]...`` beside that field's row."""
     known = {"label", "operation", "schedule_frequency", "schedule_hour", "schedule_minute",
              "schedule_day", "cron_expression", "mappings", "source_object", "key",
@@ -210,16 +221,16 @@ def _place_errors(message: str, order: list[str]) -> dict[str, str]:
     return errors
 
 
-def _page(ui: Console, wiz: Wizard, status: int = 200) -> Response:
-    return ui.page("wizard.html", status=status, wiz=wiz, key=_key(wiz) if wiz.target else "",
+def page(ui: Console, wiz: Wizard, status: int = 200) -> Response:
+    return ui.page("wizard.html", status=status, wiz=wiz, key=sync_key(wiz) if wiz.target else "",
                    frequencies=FREQUENCIES, days=DAYS)
 
 
 @router.get("/syncs/new")
 def new_sync(ui: Console = Depends(console)) -> Response:
     wiz = Wizard({})
-    _load(ui, wiz)
-    return _page(ui, wiz)
+    load(ui, wiz)
+    return page(ui, wiz)
 
 
 @router.post("/syncs/new")
@@ -228,46 +239,32 @@ def wizard_step(form: dict[str, str] = Depends(checked_form),
     ui.require("editor")
     wiz = Wizard(form)
     try:
-        obj, query = _load(ui, wiz)
+        obj = load(ui, wiz)
     except ReflowError as exc:
         wiz.errors = forms.field_errors(exc.message, {"source_object", "destination_object"})
-        return _page(ui, wiz, 400)
+        return page(ui, wiz, 400)
     action = form.get("action", "next")
     if wiz.step < 3 or action == "next" or obj is None:
-        return _page(ui, wiz)
-    return _finish(ui, wiz, obj, query, action)
+        return page(ui, wiz)
+    return _finish(ui, wiz, obj, action)
 
 
-def _finish(ui: Console, wiz: Wizard, obj: dict[str, Any], query: str | None,
-            action: str) -> Response:
-    key = _key(wiz)
-    body, order = _body(wiz, obj, key)
+def _finish(ui: Console, wiz: Wizard, obj: dict[str, Any], action: str) -> Response:
+    key = sync_key(wiz)
+    body, order = sync_body(wiz, obj, key)
     try:
-        key_row = next((r for r in wiz.rows if r["field"].full_name == key), None)
-        if key_row is None or key_row["kind"] != "column" or not key_row["value"]:
-            raise BadRequest("key: choose the sync key: a destination field that identifies "
-                             "records, mapped from a source column")
-        syncs.create(ui.session, workspace_id=ui.workspace_id, vault=ui.vault,
-                     body={**body, "validate_only": True})
+        check_key(wiz, key)
         if action == "save":
             sync = syncs.create(ui.session, workspace_id=ui.workspace_id, vault=ui.vault,
                                 body=body)
             assert sync is not None
             ui.session.commit()
             return RedirectResponse(f"/syncs/{sync.id}", status_code=303)
-        wiz.profile = _dry_run(ui, wiz, obj, query, key, body)
+        wiz.preview = sync_preview.preview(ui.session, workspace_id=ui.workspace_id,
+                                           vault=ui.vault, body=body)
         wiz.step = 4
     except ReflowError as exc:
         ui.session.rollback()
-        wiz.errors = _place_errors(exc.message, order)
-        return _page(ui, wiz, 400)
-    return _page(ui, wiz)
-
-
-def _dry_run(ui: Console, wiz: Wizard, obj: dict[str, Any], query: str | None, key: str,
-             body: dict[str, Any]) -> previews.KeyProfile:
-    source = sources.get(ui.session, workspace_id=ui.workspace_id,
-                         source_id=int(wiz.get("source_id")))
-    sql = previews.source_query(source, vault=ui.vault, obj=obj, model_query=query)
-    column = next(m["from"]["data"] for m in body["mappings"] if m["is_primary_identifier"])
-    return previews.key_profile(source, vault=ui.vault, query=sql, key=column)
+        wiz.errors = place_errors(exc.message, order)
+        return page(ui, wiz, 400)
+    return page(ui, wiz)

@@ -6,6 +6,7 @@ Pages call the same services the API routers call, with the session's workspace 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,10 +16,13 @@ from sqlalchemy.orm import Session
 
 from reflow.api.deps import get_runtime, get_session
 from reflow.console import (
+    pages_alerts,
     pages_connections,
+    pages_delete,
     pages_invite,
     pages_models,
     pages_settings,
+    pages_sync_edit,
     pages_syncs,
     pages_wizard,
 )
@@ -26,6 +30,7 @@ from reflow.console import session as cookies
 from reflow.console.deps import (
     Console,
     ConsoleRoute,
+    SignInRequired,
     checked_form,
     console,
     form_data,
@@ -34,6 +39,7 @@ from reflow.console.deps import (
     workspaces_of,
 )
 from reflow.console.templating import render
+from reflow.console.throttle import SignInThrottle
 from reflow.crypto import hash_token
 from reflow.db.tables import ApiToken
 from reflow.db.tables_org import User
@@ -47,6 +53,7 @@ _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/pn
                  ".svg": "image/svg+xml"}
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+_THROTTLE_LOCK = threading.Lock()
 
 
 @router.get("/static/{name:path}")
@@ -73,9 +80,15 @@ def _safe_next(value: str | None) -> str:
 
 @router.get("/signin")
 def signin_page(
-    request: Request, next: str | None = Query(None), runtime: Runtime = Depends(get_runtime)
+    request: Request, next: str | None = Query(None), session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
 ) -> Response:
-    return _signin_form(request, runtime, _safe_next(next))
+    """Someone already signed in goes straight on (the address ``make run`` prints)."""
+    try:
+        console(request, session, runtime)
+    except SignInRequired:
+        return _signin_form(request, runtime, _safe_next(next))
+    return RedirectResponse(_safe_next(next), status_code=303)
 
 
 def _signin_form(
@@ -101,17 +114,41 @@ def signin(
     if not cookies.same_token(request.cookies.get(cookies.SIGNIN_COOKIE), form.get("csrf")):
         expired = {"form": "The sign-in form expired; try again."}
         return _signin_form(request, runtime, target, expired, status=400)
+    field = "token" if form.get("token", "").strip() else "password"
+    keys = SignInThrottle.keys(request.client.host if request.client else "?",
+                               None if field == "token" else form.get("email", "").strip())
+    limiter = _throttle(request)
+    wait = limiter.retry_after(keys)
+    if wait is not None:
+        response = _signin_form(
+            request, runtime, target, {"form": "Too many failed sign-ins; try again in "
+                                       f"{(wait + 59) // 60} min."},
+            {"email": form.get("email", "")}, status=429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         state = _authenticate(session, form)
     except ReflowError as exc:
-        field = "token" if form.get("token", "").strip() else "password"
+        if exc.status_code == 401:
+            limiter.failed(keys)
         return _signin_form(request, runtime, target, {field: exc.message},
                             {"email": form.get("email", "")}, status=exc.status_code)
+    limiter.succeeded(keys)
     session.commit()
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, runtime, state)
     response.delete_cookie(cookies.SIGNIN_COOKIE, path="/signin")
     return response
+
+
+def _throttle(request: Request) -> SignInThrottle:
+    """The app's failed sign-in counts (one per app, so each test app starts afresh)."""
+    state = request.app.state
+    with _THROTTLE_LOCK:  # two first sign-ins at once must share one
+        if getattr(state, "signin_throttle", None) is None:
+            state.signin_throttle = SignInThrottle()
+        throttle: SignInThrottle = state.signin_throttle
+    return throttle
 
 
 def _authenticate(session: Session, form: dict[str, str]) -> cookies.ConsoleSession:
@@ -172,5 +209,5 @@ def switch_workspace(
 
 # The wizard first: its /syncs/new must match before /syncs/{sync_id}.
 for _module in (pages_wizard, pages_syncs, pages_connections, pages_models, pages_settings,
-                pages_invite):
+                pages_invite, pages_delete, pages_sync_edit, pages_alerts):
     router.include_router(_module.router)

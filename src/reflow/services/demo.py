@@ -169,6 +169,13 @@ def write_crm(path: Path) -> None:
     conn.close()
 
 
+def console_url(result: DemoResult, base_url: str) -> str:
+    """The console's sign-in page, which goes on to the demo sync. It carries no
+    credential: a token in a URL would stay in browser history and access logs, while
+    the terminal already shows it once for the person who started Reflow."""
+    return f"{base_url}/signin?next=%2Fsyncs%2F{result.sync_id}"
+
+
 def instructions(result: DemoResult, base_url: str) -> str:
     auth = f'-H "Authorization: Bearer {result.workspace_token}"'
     api = f"{base_url}/api/v1"
@@ -183,8 +190,9 @@ def instructions(result: DemoResult, base_url: str) -> str:
         f"  warehouse: {result.warehouse_path}  (table customers)",
         f"  CRM:       {result.crm_path}  (table customers, keyed by id)",
         "",
-        f"Open the web console at {base_url}/ and sign in with the workspace_token;",
-        "it shows the demo sync: press Run now and watch the run. Or, with curl",
+        f"Open the web console at {console_url(result, base_url)}",
+        "and sign in with the workspace_token: it opens on the demo sync; press Run now",
+        "and watch the run. Or, with curl",
         "(start the server with `reflow serve` if it is not running):",
         "",
         "1. Trigger the sync (the answer carries data.sync_run_id):",

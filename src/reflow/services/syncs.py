@@ -60,15 +60,24 @@ def create(
     session: Session, *, workspace_id: int, vault: Vault, body: dict[str, Any]
 ) -> Sync | None:
     """Validate and create; with ``validate_only`` nothing is stored and None returned."""
+    sync = validated(session, workspace_id=workspace_id, vault=vault, body=body)
+    if body.get("validate_only"):
+        return None
+    session.add(sync)
+    session.flush()
+    return sync
+
+
+def validated(
+    session: Session, *, workspace_id: int, vault: Vault, body: dict[str, Any]
+) -> Sync:
+    """A ``POST /syncs`` body checked and applied to a sync that is not stored (the dry
+    run previews it)."""
     for field in ("operation", "source_attributes", "destination_attributes", "mappings"):
         if body.get(field) is None:
             raise BadRequest(f"{field} is required")
     sync = Sync(workspace_id=workspace_id, settings=dict(SETTINGS_DEFAULTS))
     _apply(session, sync, body, vault=vault)
-    if body.get("validate_only"):
-        return None
-    session.add(sync)
-    session.flush()
     return sync
 
 
