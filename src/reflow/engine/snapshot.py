@@ -1,9 +1,11 @@
 """The engine-side snapshot: what the last successful deliveries of a sync were
 (sync key -> hash of the mapped values), kept in a DuckDB file per sync.
 
-A run stages the mapped source rows next to it (tables dropped when the run ends;
-``CREATE OR REPLACE`` clears what a crashed run left), and DuckDB computes the diff;
-DuckDB spills to disk, so memory stays bounded whatever the model's size.
+A run stages the mapped source rows in an in-memory database attached beside it
+(``RUN_DB``: it spills to the spill directory past the memory limit, so memory stays
+bounded whatever the model's size), and DuckDB computes the diff. The run's tables
+never enter the snapshot file: nothing of them is logged or checkpointed, and the
+file that is checked back into storage holds only the snapshot.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 import pyarrow as pa
 
 KEY, HASH = "__reflow_key", "__reflow_hash"
+#: The in-memory database holding a run's work tables (stage, dupes, invalid, ...).
+RUN_DB = "reflow_run"
+_RUN_TABLES = ("stage", "dupes", "invalid", "changed", "removed")
 
 
 def _q(name: str) -> str:
@@ -46,10 +51,25 @@ class SnapshotStore:
             "CREATE TABLE IF NOT EXISTS snapshot (key VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL)"
         )
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
+        for table in _RUN_TABLES:  # left in the file by a run of an earlier version
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        # Unqualified names resolve to the run's tables first, then the snapshot's; new
+        # tables are created in the run's database (the first entry).
+        file_db = self.con.execute("SELECT current_database()").fetchall()[0][0]
+        self.con.execute(f"ATTACH ':memory:' AS {RUN_DB}")
+        self._search_path = f"SET search_path = '{RUN_DB}.main,{_q(file_db)}.main'"
+        self.con.execute(self._search_path)
         self._staged = False
         self._closed = False
-        self._writer = self.con.cursor()
+        self._writer = self._cursor()
         self._readers: list[Any] = []
+
+    def _cursor(self) -> Any:
+        """Another connection to the same database (one open result per connection),
+        resolving names as ``con`` does."""
+        cursor = self.con.cursor()
+        cursor.execute(self._search_path)
+        return cursor
 
     # -- bookkeeping -------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -73,9 +93,13 @@ class SnapshotStore:
         run) travel with the row but do not count as a change."""
         hashed = [c for c in table.column_names if c not in unhashed] or [key_field]
         cols = ", ".join(f"{_q(c)} := {_q(c)}" for c in hashed)
+        # DuckDB's 64-bit hash of the row (each type's own hash, combined per field), as
+        # the in-warehouse diff hashes with PostgreSQL's: md5 of the row's JSON cost
+        # ~8 s of a 1M-row run. A DuckDB release that hashed differently would make
+        # every row look changed once (a full resend), never hide a change.
         select = (
             f"SELECT *, CAST({_q(key_field)} AS VARCHAR) AS {KEY},"
-            f" md5(CAST(to_json(struct_pack({cols})) AS VARCHAR)) AS {HASH} FROM staged_batch"
+            f" CAST(hash(struct_pack({cols})) AS VARCHAR) AS {HASH} FROM staged_batch"
         )
         self.con.register("staged_batch", table)
         try:
@@ -137,7 +161,7 @@ class SnapshotStore:
     def batches(self, table: str, batch_size: int) -> pa.RecordBatchReader:
         # Each reader gets its own cursor: DuckDB allows one open result per connection,
         # and the snapshot is written while a reader streams.
-        cursor = self.con.cursor()
+        cursor = self._cursor()
         self._readers.append(cursor)
         # A relation streams; a DB-API result (``execute``) would first copy every row
         # of the table into memory (RSS grew with the model: 350 MB at 200k rows,
@@ -165,15 +189,13 @@ class SnapshotStore:
             self._writer.unregister("gone")
 
     def close(self) -> None:
-        """Drop the run's tables, close the file (DuckDB checkpoints it) and check it back
-        into storage. Idempotent: the run closes early to report a failed check-in."""
+        """Close the file (DuckDB checkpoints it; the run's in-memory tables go with the
+        connection) and check it back into storage. Idempotent: the run closes early to report a failed check-in."""
         if self._closed:
             return
         self._closed = True
         for cursor in self._readers:
             cursor.close()
-        for table in ("stage", "dupes", "invalid", "changed", "removed"):
-            self.con.execute(f"DROP TABLE IF EXISTS {table}")
         self._writer.close()
         self.con.close()
         if self._on_close is not None:
