@@ -194,6 +194,14 @@ class S3Storage:
             tmp.unlink(missing_ok=True)
             raise StorageError(f"storage {self.url}: cannot read {key}: {exc}") from exc
 
+    def read(self, key: str) -> bytes:
+        """A small object's content."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._name(key))["Body"]
+            return bytes(body.read())
+        except Exception as exc:
+            raise StorageError(f"storage {self.url}: cannot read {key}: {exc}") from exc
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
 
@@ -238,11 +246,14 @@ class S3Storage:
 
 
 class RunFiles:
-    """Per-run files (the succeeded-record logs, engine/records.py) under ``home/runs``.
+    """Per-run files under ``home/runs/<run id>/``: the succeeded-record logs
+    (``succeeded/``, engine/records.py) and records exports (``export/<token>/``,
+    services/records.py).
 
-    Alone, that directory is the truth. With a shared store, each file a worker writes is
+    Alone, that directory is the truth. With a shared store, each file a process writes is
     put under the store's ``runs/`` prefix and its local copy dropped; a process that reads
-    a run's files (the records API, on any machine) fetches the ones it lacks first."""
+    a run's files (the records API or an export download, on any machine) fetches the ones
+    it lacks first."""
 
     def __init__(self, home: Path, shared: S3Storage | None) -> None:
         self.root = home / "runs"
@@ -254,13 +265,29 @@ class RunFiles:
             self.shared.upload(path, path.relative_to(self.root).as_posix())
             path.unlink()
 
-    def fetch(self, run_id: int) -> None:
+    def fetch(self, run_id: int, folder: str = "succeeded") -> None:
+        """Bring ``<run id>/<folder>/`` here, file by file, the ones not here yet."""
         if self.shared is None:
             return
-        for key in self.shared.keys(f"{run_id}/"):
+        for key in self.shared.keys(f"{run_id}/{folder}/"):
             local = self.root / key
             if not local.exists():
                 self.shared.download(key, local)
+
+    def delete_folder(self, run_id: int, folder: str) -> None:
+        shutil.rmtree(self.root / str(run_id) / folder, ignore_errors=True)
+        if self.shared is not None:
+            self.shared.delete_prefix(f"{run_id}/{folder}/")
+
+    def shared_keys(self) -> Iterator[str]:
+        """Every key in the shared store (none without one): a full listing, for the
+        retention job only."""
+        if self.shared is not None:
+            yield from self.shared.keys()
+
+    def read_shared(self, key: str) -> bytes:
+        assert self.shared is not None
+        return self.shared.read(key)
 
     def run_ids(self) -> set[int]:
         """Runs that have files here or in the shared store."""
