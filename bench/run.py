@@ -1,7 +1,8 @@
 """Reflow side by side with its anchors, PostgreSQL -> PostgreSQL upsert.
 
     .venv/bin/python -m bench.run [--rows 1000000] [--quick] [--rss-rows 5000000]
-                                  [--skip-dlt] [--profile DIR] [--sections pg,http,hubspot,api,engine]
+                                  [--skip-dlt] [--profile DIR]
+                                  [--sections pg,http,hubspot,api,engine]
 
 Creates a scratch database, generates a 10-column model with generate_series, and
 measures in one invocation:
