@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--skip-hubspot", action="store_true",
                         help="leave out the HubSpot lines (bench.hubspot)")
     parser.add_argument("--hubspot-rows", type=int, default=100_000)
-    parser.add_argument("--sections", default="pg,http,hubspot,api",
+    parser.add_argument("--sections", default="pg,http,hubspot,api,engine",
                         help="comma-separated: pg (PostgreSQL -> PostgreSQL), http (HTTP "
                         "destination vs an httpx script), hubspot (100k records into the "
                         "HubSpot fake vs an httpx script, and under its rate limit), api (API "
@@ -174,6 +174,10 @@ def main() -> None:
                         "a bare DuckDB diff, snapshot local and in moto S3: bench/engine_bench.py)")
     parser.add_argument("--engine-storage", default="local,s3",
                         help="engine section: where the snapshot is kept (local, s3)")
+    parser.add_argument("--engine-rss-storage", default="local",
+                        help="engine section: where the snapshot is kept for the RSS run at "
+                        "--rss-rows (the S3 one adds ~4 min; python -m bench.engine_bench "
+                        "measures both)")
     parser.add_argument("--http-rows", type=int, default=200_000)
     parser.add_argument("--api-seconds", type=float, default=15,
                         help="seconds per request rate (--quick: 5)")
@@ -195,7 +199,8 @@ def main() -> None:
         if "engine" in sections:
             from bench import engine_bench  # it builds on this module's anchors
 
-            engine_bench.run(db, tmp, args.rows, args.rss_rows, args.engine_storage.split(","))
+            engine_bench.run(db, tmp, args.rows, args.rss_rows, args.engine_storage.split(","),
+                             args.engine_rss_storage.split(","))
         if "hubspot" in sections and not args.skip_hubspot:
             from bench import hubspot
 
