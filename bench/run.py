@@ -200,7 +200,7 @@ def main() -> None:
             from bench import engine_bench  # it builds on this module's anchors
 
             engine_bench.run(db, tmp, args.rows, args.rss_rows, args.engine_storage.split(","),
-                             args.engine_rss_storage.split(","))
+                             args.engine_rss_storage.split(","), repeat=args.repeat)
         if "hubspot" in sections and not args.skip_hubspot:
             from bench import hubspot
 
