@@ -34,14 +34,16 @@ class SnapshotStore:
 
     def __init__(
         self, path: Path, *, memory_limit: str = "128MB",
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[bool], None] | None = None,
     ) -> None:
         import duckdb
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path))
-        #: Checks the snapshot back into storage once the connection is closed.
+        #: Checks the snapshot back into storage once the connection is closed; told
+        #: whether this run wrote to it (an unchanged one is not uploaded again).
         self._on_close = on_close
+        self.modified = False
         #: Set when the snapshot could not be read and this run starts from an empty one.
         self.notice: str | None = None
         spill = path.parent / "spill"
@@ -83,10 +85,13 @@ class SnapshotStore:
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self._writer.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+        if self.meta(key) != value:  # every run sets its mappings' fingerprint again
+            self._writer.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+            self.modified = True
 
     def reset(self) -> None:
         self._writer.execute("DELETE FROM snapshot")
+        self.modified = True
 
     # -- staging -----------------------------------------------------------------------
     def stage(
@@ -203,6 +208,7 @@ class SnapshotStore:
     def commit_delivered(self, keys: pa.Array, hashes: pa.Array) -> None:
         """Record rows the destination acknowledged."""
         delivered = pa.table({"key": keys, "hash": hashes})
+        self.modified = True
         self._writer.register("delivered", delivered)
         try:
             self._writer.execute("INSERT OR REPLACE INTO snapshot SELECT key, hash FROM delivered")
@@ -210,6 +216,7 @@ class SnapshotStore:
             self._writer.unregister("delivered")
 
     def commit_removed(self, keys: pa.Array) -> None:
+        self.modified = True
         self._writer.register("gone", pa.table({"key": keys}))
         try:
             self._writer.execute("DELETE FROM snapshot WHERE key IN (SELECT key FROM gone)")
@@ -228,7 +235,7 @@ class SnapshotStore:
         self._writer.close()
         self.con.close()
         if self._on_close is not None:
-            self._on_close()
+            self._on_close(self.modified)
 
 
 def rows_of(table: pa.Table | pa.RecordBatch, limit: int | None = None) -> list[dict[str, Any]]:
