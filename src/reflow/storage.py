@@ -58,6 +58,9 @@ class Storage(Protocol):
     def checkin(self, key: str, path: Path) -> None:
         """Make ``path``'s content the object ``key``, atomically."""
 
+    def release(self, key: str, path: Path) -> None:
+        """The run is done with ``path`` and changed nothing in it: ``key`` stays as it is."""
+
     def delete(self, key: str) -> None: ...
 
     def delete_prefix(self, prefix: str) -> int: ...
@@ -90,6 +93,9 @@ class LocalStorage:
         target = self.root / key
         if path != target:
             os.replace(path, target)
+
+    def release(self, key: str, path: Path) -> None:
+        """Used in place: nothing to drop."""
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -164,6 +170,7 @@ class S3Storage:
         try:
             self.client.download_file(self.bucket, self._name(key), str(path))
         except Exception as exc:
+            shutil.rmtree(path.parent, ignore_errors=True)  # no working copy was made
             if _is_missing(exc):
                 return None
             raise StorageError(f"storage {self.url}: cannot read {key}: {exc}") from exc
@@ -176,6 +183,10 @@ class S3Storage:
             raise StorageError(f"storage {self.url}: cannot write {key}: {exc}") from exc
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
+
+    def release(self, key: str, path: Path) -> None:
+        """Drop the private working copy; the object is unchanged, so no upload."""
+        shutil.rmtree(path.parent, ignore_errors=True)
 
     def upload(self, path: Path, key: str) -> None:
         """Put a copy of ``path`` as ``key`` (the local file stays)."""

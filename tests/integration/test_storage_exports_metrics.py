@@ -137,3 +137,41 @@ def test_local_usage_is_cached_the_same_way(
     monkeypatch.setattr(metrics, "USAGE_EVERY", 0.0)
     sizes.append(list(metrics._storage(runtime))[0].samples[0].value)  # type: ignore[arg-type]
     assert sizes == [5, 5, 8]
+
+
+def test_a_run_that_changed_nothing_does_not_upload_its_snapshot_again(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+
+    from reflow.engine.warehouse_diff import open_engine_side
+
+    for key, value in {**AWS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(key, value)
+    storage = S3Storage(f"s3://{_bucket(s3_endpoint)}/snapshots", tmp_path / "work")
+    puts: list[str] = []
+    storage.client.meta.events.register("before-call.s3.PutObject",
+                                        lambda **kw: puts.append("put"))
+    storage.client.meta.events.register("before-call.s3.CreateMultipartUpload",
+                                        lambda **kw: puts.append("put"))
+
+    first = open_engine_side(storage, "sync_1.duckdb", sync_id=1)
+    first.set_meta("mappings", "m1")
+    first.commit_delivered(pa.array(["1", "2"]), pa.array(["h1", "h2"]))
+    first.close()
+    assert len(puts) == 1
+
+    again = open_engine_side(storage, "sync_1.duckdb", sync_id=1)
+    again.set_meta("mappings", "m1")  # what every run does: the same value
+    assert again.meta("mappings") == "m1"
+    again.close()
+    assert len(puts) == 1  # nothing changed: not uploaded again
+    assert not list((tmp_path / "work").iterdir())  # its working copy is gone
+
+    changed = open_engine_side(storage, "sync_1.duckdb", sync_id=1)
+    changed.commit_removed(pa.array(["2"]))
+    changed.close()
+    assert len(puts) == 2
+    last = open_engine_side(storage, "sync_1.duckdb", sync_id=1)
+    assert last.con.execute("SELECT key FROM snapshot").fetchall() == [("1",)]
+    last.close()
