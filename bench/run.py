@@ -1,7 +1,8 @@
 """Reflow side by side with its anchors, PostgreSQL -> PostgreSQL upsert.
 
     .venv/bin/python -m bench.run [--rows 1000000] [--quick] [--rss-rows 5000000]
-                                  [--skip-dlt] [--profile DIR] [--sections pg,http,hubspot,api]
+                                  [--skip-dlt] [--profile DIR]
+                                  [--sections pg,http,hubspot,api,engine]
 
 Creates a scratch database, generates a 10-column model with generate_series, and
 measures in one invocation:
@@ -12,6 +13,8 @@ measures in one invocation:
   (LEFT JOIN of the model against a key/hash snapshot table), once with md5 of the
   row's text and once with the typed key and 64-bit row hash Reflow itself uses;
 * peak RSS of a Reflow full sync at --rows and at --rss-rows;
+* the engine-side diff (the path of sources without in-warehouse bookkeeping) beside
+  the limit and a bare DuckDB diff, snapshot local and in moto S3 (bench/engine_bench.py);
 * the HTTP Request destination beside a hand-written httpx script (bench/http_bench.py);
 * the API beside uvicorn's hello-world at fixed request rates (bench/api_bench.py).
 
@@ -108,12 +111,12 @@ def resync(db: str, tmp: Path, label: str, name: str, p: Any, adv_home: str,
 
 
 def reflow(home: Path, db: str, model: str, dest: str, engine: str,
-           profile: str | None = None) -> dict[str, Any]:
+           profile: str | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     cmd = [PY, "-m", "bench.reflow_child", "--home", str(home), "--database", db,
            "--model", model, "--dest", dest, "--engine", engine]
     if profile:
         cmd += ["--profile", profile]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"reflow run failed:\n{proc.stderr}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -163,11 +166,18 @@ def main() -> None:
     parser.add_argument("--skip-hubspot", action="store_true",
                         help="leave out the HubSpot lines (bench.hubspot)")
     parser.add_argument("--hubspot-rows", type=int, default=100_000)
-    parser.add_argument("--sections", default="pg,http,hubspot,api",
+    parser.add_argument("--sections", default="pg,http,hubspot,api,engine",
                         help="comma-separated: pg (PostgreSQL -> PostgreSQL), http (HTTP "
                         "destination vs an httpx script), hubspot (100k records into the "
                         "HubSpot fake vs an httpx script, and under its rate limit), api (API "
-                        "vs uvicorn hello-world)")
+                        "vs uvicorn hello-world), engine (engine-side diff vs the limit and "
+                        "a bare DuckDB diff, snapshot local and in moto S3: bench/engine_bench.py)")
+    parser.add_argument("--engine-storage", default="local,s3",
+                        help="engine section: where the snapshot is kept (local, s3)")
+    parser.add_argument("--engine-rss-storage", default="local",
+                        help="engine section: where the snapshot is kept for the RSS run at "
+                        "--rss-rows (the S3 one adds ~4 min; python -m bench.engine_bench "
+                        "measures both)")
     parser.add_argument("--http-rows", type=int, default=200_000)
     parser.add_argument("--api-seconds", type=float, default=15,
                         help="seconds per request rate (--quick: 5)")
@@ -186,6 +196,11 @@ def main() -> None:
             run(args, db, tmp, prof)
         if "http" in sections:
             http_bench.run(db, tmp, args.http_rows, args.repeat, prof)
+        if "engine" in sections:
+            from bench import engine_bench  # it builds on this module's anchors
+
+            engine_bench.run(db, tmp, args.rows, args.rss_rows, args.engine_storage.split(","),
+                             args.engine_rss_storage.split(","), repeat=args.repeat)
         if "hubspot" in sections and not args.skip_hubspot:
             from bench import hubspot
 

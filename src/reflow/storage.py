@@ -58,6 +58,9 @@ class Storage(Protocol):
     def checkin(self, key: str, path: Path) -> None:
         """Make ``path``'s content the object ``key``, atomically."""
 
+    def release(self, key: str, path: Path) -> None:
+        """The run is done with ``path`` and changed nothing in it: ``key`` stays as it is."""
+
     def delete(self, key: str) -> None: ...
 
     def delete_prefix(self, prefix: str) -> int: ...
@@ -90,6 +93,9 @@ class LocalStorage:
         target = self.root / key
         if path != target:
             os.replace(path, target)
+
+    def release(self, key: str, path: Path) -> None:
+        """Used in place: nothing to drop."""
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -164,6 +170,7 @@ class S3Storage:
         try:
             self.client.download_file(self.bucket, self._name(key), str(path))
         except Exception as exc:
+            shutil.rmtree(path.parent, ignore_errors=True)  # no working copy was made
             if _is_missing(exc):
                 return None
             raise StorageError(f"storage {self.url}: cannot read {key}: {exc}") from exc
@@ -176,6 +183,10 @@ class S3Storage:
             raise StorageError(f"storage {self.url}: cannot write {key}: {exc}") from exc
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
+
+    def release(self, key: str, path: Path) -> None:
+        """Drop the private working copy; the object is unchanged, so no upload."""
+        shutil.rmtree(path.parent, ignore_errors=True)
 
     def upload(self, path: Path, key: str) -> None:
         """Put a copy of ``path`` as ``key`` (the local file stays)."""
@@ -192,6 +203,14 @@ class S3Storage:
             os.replace(tmp, path)  # a reader never sees half a file
         except Exception as exc:
             tmp.unlink(missing_ok=True)
+            raise StorageError(f"storage {self.url}: cannot read {key}: {exc}") from exc
+
+    def read(self, key: str) -> bytes:
+        """A small object's content."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._name(key))["Body"]
+            return bytes(body.read())
+        except Exception as exc:
             raise StorageError(f"storage {self.url}: cannot read {key}: {exc}") from exc
 
     def delete(self, key: str) -> None:
@@ -238,11 +257,14 @@ class S3Storage:
 
 
 class RunFiles:
-    """Per-run files (the succeeded-record logs, engine/records.py) under ``home/runs``.
+    """Per-run files under ``home/runs/<run id>/``: the succeeded-record logs
+    (``succeeded/``, engine/records.py) and records exports (``export/<token>/``,
+    services/records.py).
 
-    Alone, that directory is the truth. With a shared store, each file a worker writes is
+    Alone, that directory is the truth. With a shared store, each file a process writes is
     put under the store's ``runs/`` prefix and its local copy dropped; a process that reads
-    a run's files (the records API, on any machine) fetches the ones it lacks first."""
+    a run's files (the records API or an export download, on any machine) fetches the ones
+    it lacks first."""
 
     def __init__(self, home: Path, shared: S3Storage | None) -> None:
         self.root = home / "runs"
@@ -254,13 +276,29 @@ class RunFiles:
             self.shared.upload(path, path.relative_to(self.root).as_posix())
             path.unlink()
 
-    def fetch(self, run_id: int) -> None:
+    def fetch(self, run_id: int, folder: str = "succeeded") -> None:
+        """Bring ``<run id>/<folder>/`` here, file by file, the ones not here yet."""
         if self.shared is None:
             return
-        for key in self.shared.keys(f"{run_id}/"):
+        for key in self.shared.keys(f"{run_id}/{folder}/"):
             local = self.root / key
             if not local.exists():
                 self.shared.download(key, local)
+
+    def delete_folder(self, run_id: int, folder: str) -> None:
+        shutil.rmtree(self.root / str(run_id) / folder, ignore_errors=True)
+        if self.shared is not None:
+            self.shared.delete_prefix(f"{run_id}/{folder}/")
+
+    def shared_keys(self) -> Iterator[str]:
+        """Every key in the shared store (none without one): a full listing, for the
+        retention job only."""
+        if self.shared is not None:
+            yield from self.shared.keys()
+
+    def read_shared(self, key: str) -> bytes:
+        assert self.shared is not None
+        return self.shared.read(key)
 
     def run_ids(self) -> set[int]:
         """Runs that have files here or in the shared store."""

@@ -125,8 +125,11 @@ def open_engine_side(storage: Storage, key: str, *, sync_id: int) -> SnapshotSto
     return store
 
 
-def _checkin(storage: Storage, key: str, path: Path) -> Callable[[], None]:
-    def checkin() -> None:
+def _checkin(storage: Storage, key: str, path: Path) -> Callable[[bool], None]:
+    def checkin(changed: bool) -> None:
+        if not changed:  # a no-change run: the stored snapshot is still the truth
+            storage.release(key, path)
+            return
         try:
             storage.checkin(key, path)
         except StorageError as exc:  # the snapshot was not saved: the run must say so

@@ -8,7 +8,9 @@ same, and nothing is lost when a worker restarts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -24,6 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from reflow.db.tables import SyncRun, utcnow
 from reflow.runtime import Runtime
+from reflow.storage import Usage
 
 STATUSES = ("queued", "working", "completed", "failed", "skipped")
 log = logging.getLogger(__name__)
@@ -61,20 +64,62 @@ class RunsCollector(Collector):
         yield from _storage(self.runtime)
 
 
+#: Storage usage is measured at most this often per process: on object storage it is a
+#: listing of every object under the prefix, which a scrape every 15 s must not repeat.
+USAGE_EVERY = 300.0
+
+
+class _UsageCache:
+    """The last measured usage of each store, keyed by kind and location. One thread
+    measures a stale entry; scrapes meanwhile report the previous value."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._measuring: set[tuple[str, str]] = set()
+        self._values: dict[tuple[str, str], tuple[float, Usage]] = {}
+
+    def get(self, kind: str, where: str, measure: Callable[[], Usage]) -> Usage | None:
+        key = (kind, where)
+        now = time.monotonic()
+        with self._lock:
+            known = self._values.get(key)
+            if (known and now - known[0] < USAGE_EVERY) or key in self._measuring:
+                return known[1] if known else None
+            self._measuring.add(key)
+        try:
+            usage = measure()
+        finally:
+            with self._lock:
+                self._measuring.discard(key)
+        with self._lock:
+            self._values[key] = (time.monotonic(), usage)
+        return usage
+
+
+_usage = _UsageCache()
+
+
 def _storage(runtime: Runtime) -> Iterator[Metric]:
-    """What runs keep outside the state database (storage.py), by kind."""
+    """What runs keep outside the state database (storage.py), by kind, measured at most
+    every ``USAGE_EVERY`` seconds."""
     size = GaugeMetricFamily("reflow_storage_bytes", "Bytes kept in run storage.",
                              labels=["kind"])
     objects = GaugeMetricFamily("reflow_storage_objects", "Files kept in run storage.",
                                 labels=["kind"])
-    for kind, store in (("snapshots", runtime.snapshots), ("record_logs", runtime.run_files)):
+    stores: tuple[tuple[str, str, Any], ...] = (
+        ("snapshots", runtime.snapshots.url, runtime.snapshots),
+        ("record_logs", runtime.run_files.shared.url if runtime.run_files.shared
+         else str(runtime.run_files.root), runtime.run_files),
+    )
+    for kind, where, store in stores:
         try:
-            usage = store.usage()
+            usage = _usage.get(kind, where, store.usage)
         except Exception:  # an unreachable store must not break the whole scrape
             log.warning("metrics: cannot read the usage of %s storage", kind, exc_info=True)
             continue
-        size.add_metric([kind], usage.bytes)
-        objects.add_metric([kind], usage.objects)
+        if usage is not None:
+            size.add_metric([kind], usage.bytes)
+            objects.add_metric([kind], usage.objects)
     yield size
     yield objects
 

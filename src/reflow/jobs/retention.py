@@ -6,6 +6,8 @@
   by the scheduler.
 * A deleted sync's engine-side snapshot and its runs' files go with it
   (services/sync_cleanup.py).
+* Expired records exports kept in object storage are deleted here (an API process
+  prunes those on its own disk when it writes a new export).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy import delete, select
 
 from reflow.db.tables import SyncRun, SyncRunRecord, utcnow
 from reflow.runtime import Runtime
+from reflow.storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -40,4 +43,25 @@ def prune(runtime: Runtime, now: dt.datetime | None = None) -> int:
     if gone:
         log.info("retention: deleted the record logs of %d runs finished before %s",
                  len(gone), cutoff.isoformat())
+    _prune_shared_exports(runtime, now or utcnow())
     return len(gone)
+
+
+def _prune_shared_exports(runtime: Runtime, now: dt.datetime) -> int:
+    """Delete expired exports (``<run id>/export/<token>/``) from the shared store:
+    one listing of it, and one read of each export's expiry."""
+    files = runtime.run_files
+    expired = []
+    for key in files.shared_keys():
+        parts = key.split("/")
+        if len(parts) != 4 or parts[1] != "export" or parts[3] != "expires":
+            continue
+        try:
+            expires = int(files.read_shared(key))
+        except (StorageError, ValueError):
+            expires = 0  # unreadable: as an export without an expiry, expired
+        if now.timestamp() > expires:
+            expired.append((int(parts[0]), f"export/{parts[2]}"))
+    for run_id, folder in expired:
+        files.delete_folder(run_id, folder)
+    return len(expired)

@@ -28,6 +28,7 @@ from reflow.db.repo import Page, PageParams
 from reflow.db.tables import SyncRun, SyncRunRecord
 from reflow.engine import records as files
 from reflow.errors import BadRequest, Gone, NotFound, ReflowError
+from reflow.storage import RunFiles
 from reflow.timestamps import iso
 
 STATUSES = ("succeeded", "rejected", "invalid", "NULL", "DUPLICATE")
@@ -213,10 +214,12 @@ class Export:
 
 def export(
     session: Session, *, home: Path, run: SyncRun, filters: RecordFilter, ttl_seconds: int,
-    now: float | None = None,
+    now: float | None = None, run_files: RunFiles | None = None,
 ) -> Export:
-    """Write the run's records as Parquet files (owner-only), valid ``ttl_seconds``.
-    Expired exports of every run are pruned first."""
+    """Write the run's records as Parquet files (owner-only), valid ``ttl_seconds``, and
+    hand each to ``run_files`` (shared with every API process when runs keep their files in
+    object storage). Expired exports on this machine are pruned first (those in object
+    storage by the retention job)."""
     if run.status not in TERMINAL:
         raise TooEarly("sync run has not finished processing")
     now = time.time() if now is None else now
@@ -231,8 +234,10 @@ def export(
         names.append(EXPORT_NAMES[0])
     if _export_files(home, run, filters, directory / EXPORT_NAMES[1]):
         names.append(EXPORT_NAMES[1])
-    for path in directory.iterdir():
+    for path in list(directory.iterdir()):
         path.chmod(0o600)
+        if run_files is not None:
+            run_files.saved(path)
     return Export(token, names, expires)
 
 
@@ -277,14 +282,21 @@ def _export_files(home: Path, run: SyncRun, filters: RecordFilter, path: Path) -
 
 
 def export_file(home: Path, *, run_id: int, token: str, name: str,
-                now: float | None = None) -> Path:
-    """A file of an earlier export, if it has not expired (an expired one is deleted).
-    The caller has checked the URL's signature or the workspace token first."""
+                now: float | None = None, run_files: RunFiles | None = None) -> Path:
+    """A file of an earlier export, if it has not expired (an expired one is deleted),
+    fetched from ``run_files`` when another process wrote it. The caller has checked the
+    URL's signature or the workspace token first."""
+    if not _TOKEN.match(token) or name not in EXPORT_NAMES:
+        raise NotFound("export file not found")
+    if run_files is not None:
+        run_files.fetch(run_id, f"export/{token}")
     directory = files.run_dir(home, run_id) / "export" / token
     path = directory / name
-    if not _TOKEN.match(token) or name not in EXPORT_NAMES or not path.is_file():
+    if not path.is_file():
         raise NotFound("export file not found")
     if _expired(directory, time.time() if now is None else now):
+        if run_files is not None:
+            run_files.delete_folder(run_id, f"export/{token}")
         shutil.rmtree(directory, ignore_errors=True)
         raise Gone("this export has expired; request a new one from records_export")
     return path

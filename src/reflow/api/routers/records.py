@@ -70,7 +70,7 @@ def export_records(
     ctx.runtime.run_files.fetch(run.id)
     settings = ctx.runtime.settings
     done = records.export(ctx.session, home=settings.home, run=run, filters=filters,
-                          ttl_seconds=settings.export_ttl_seconds)
+                          ttl_seconds=settings.export_ttl_seconds, run_files=ctx.runtime.run_files)
     base = (settings.public_url or str(request.base_url)).rstrip("/")
     key = _export_key(ctx.runtime)
     urls = []
@@ -105,7 +105,8 @@ def download_export(
         ctx = workspace_context(request, session, runtime)
         if workspace_id != ctx.workspace_id:
             raise NotFound("export file not found")
-    path = records.export_file(runtime.settings.home, run_id=run_id, token=token, name=name)
+    path = records.export_file(runtime.settings.home, run_id=run_id, token=token, name=name,
+                               run_files=runtime.run_files)
     return FileResponse(path, media_type="application/vnd.apache.parquet", filename=name)
 
 
