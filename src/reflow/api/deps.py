@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -68,11 +69,22 @@ class WorkspaceContext:
         self.session.commit()
 
 
-def workspace_context(
+async def workspace_context(
     request: Request,
     session: Session = Depends(get_session),
     runtime: Runtime = Depends(get_runtime),
 ) -> WorkspaceContext:
+    """A workspace API key the edge resolved names its workspace: no statement, no
+    worker thread. Anything else (a personal access token, whose role in the workspace
+    it names is read from the database) is resolved on a worker thread."""
+    principal = request.scope.get("state", {}).get("principal")
+    if isinstance(principal, Principal) and principal.workspace_id is not None:
+        return WorkspaceContext(session, runtime, principal.workspace_id, principal)
+    return await run_in_threadpool(resolve_workspace, request, session, runtime)
+
+
+def resolve_workspace(request: Request, session: Session, runtime: Runtime) -> WorkspaceContext:
+    """``workspace_context`` on this thread, with the statements it needs."""
     principal = caller(request, session)
     if principal.workspace_id is None:
         # A personal access token names its workspace in a header; its user's role

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,12 +16,34 @@ from sqlalchemy.orm import Session, sessionmaker
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         _owner_only(make_url(url).database)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               json_deserializer=json_loads)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         json_deserializer=json_loads)
+
+
+_LONG_NUMBER = re.compile(r"\d{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+
+
+def json_loads(data: str | bytes) -> Any:
+    """A JSON column's value, read by orjson (a page of syncs decodes five columns a
+    row; the standard library took a third of the page's time) wherever it reads what
+    ``json.loads`` reads: a number of 19 digits or more (orjson turns integers beyond
+    64 bits into floats) and what orjson refuses (NaN, lone surrogates...) go to
+    ``json.loads``, so stored values come back exactly as before."""
+    long = (_LONG_NUMBER.search(data) if isinstance(data, str)
+            else _LONG_NUMBER_BYTES.search(data))
+    if long is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data if isinstance(data, str | bytes) else bytes(data))
 
 
 def _owner_only(path: str | None) -> None:

@@ -131,6 +131,18 @@ def annotated(
     session: Session, *, workspace_id: int, kind: str, items: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Rendered resources with ``slug`` and ``managed_by`` (null when no project
-    manages them): how the API shows what ``reflow apply`` manages."""
-    rows = marks(session, workspace_id=workspace_id, kind=kind)
+    manages them): how the API shows what ``reflow apply`` manages. One statement for
+    the page's objects only, however many the workspace holds."""
+    if not items:
+        return items
+    table = _table(kind)
+    found = session.execute(
+        select(ManagedObject, table.created_at)
+        .join(table, table.id == ManagedObject.object_id)
+        .where(ManagedObject.workspace_id == workspace_id, ManagedObject.kind == kind,
+               ManagedObject.object_id.in_([item["id"] for item in items]),
+               table.workspace_id == workspace_id)
+        .order_by(ManagedObject.object_id)
+    ).all()
+    rows = _live([row for row, _ in found], {row.object_id: born for row, born in found})
     return [annotate(item, rows.get(item["id"])) for item in items]
