@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -26,24 +25,24 @@ def make_engine(url: str) -> Engine:
                          json_deserializer=json_loads)
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
-_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+#: Digits to "0", anything else to " ": a run of 19 digits is then a plain substring
+#: search (a regular expression took longer than parsing the JSON).
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def json_loads(data: str | bytes) -> Any:
     """A JSON column's value, read by orjson (a page of syncs decodes five columns a
-    row; the standard library took a third of the page's time) wherever it reads what
-    ``json.loads`` reads: a number of 19 digits or more (orjson turns integers beyond
-    64 bits into floats) and what orjson refuses (NaN, lone surrogates...) go to
-    ``json.loads``, so stored values come back exactly as before."""
-    long = (_LONG_NUMBER.search(data) if isinstance(data, str)
-            else _LONG_NUMBER_BYTES.search(data))
-    if long is None:
+    row) wherever it reads what ``json.loads`` reads: text with a number of 19 digits
+    or more (orjson turns integers beyond 64 bits into floats) and what orjson refuses
+    (NaN, lone surrogates...) go to ``json.loads``, so values come back as before."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if _LONG_NUMBER not in raw.translate(_DIGITS):
         try:
-            return orjson.loads(data)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data if isinstance(data, str | bytes) else bytes(data))
+    return json.loads(data if isinstance(data, str) else raw)
 
 
 def _owner_only(path: str | None) -> None:
