@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -21,8 +23,36 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         json_deserializer=json_loads)
+    engine = create_engine(url, pool_size=10, max_overflow=20, json_deserializer=json_loads)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled connection unused for longer than this is pinged before it is handed out.
+IDLE_PING_SECONDS = 10.0
+_CHECKED_IN = "reflow_checked_in"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping`` for the connections that need it: one that waited in the pool
+    for ``IDLE_PING_SECONDS`` (the server may have restarted or dropped it meanwhile) is
+    pinged, and replaced if dead, before use. A busy API reuses its connections within
+    milliseconds and pays no round trip per request for the ping (``pool_pre_ping``
+    pinged on every checkout: a second round trip for a request of one statement)."""
+
+    @event.listens_for(engine, "checkin")
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN)
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
 #: Digits to "0", anything else to " ": a run of 19 digits is then a plain substring
