@@ -52,9 +52,12 @@ def get_scoped(session: Session, table: type[T], id_: int, workspace_id: int, wh
 
 
 def paginate(session: Session, stmt: Select[Any], params: PageParams, id_column: Any) -> Page:
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    """One page of ``stmt``'s rows and their total. A page that is not full, past an
+    offset the rows show to exist, is the last one: its total needs no count."""
     order = id_column.asc() if params.order == "asc" else id_column.desc()
-    rows = session.scalars(
-        stmt.order_by(order).offset((params.page - 1) * params.per_page).limit(params.per_page)
-    ).all()
-    return Page(list(rows), total, params)
+    offset = (params.page - 1) * params.per_page
+    rows = list(session.scalars(stmt.order_by(order).offset(offset).limit(params.per_page)))
+    if len(rows) < params.per_page and (rows or offset == 0):
+        return Page(rows, offset + len(rows), params)
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    return Page(rows, total, params)
