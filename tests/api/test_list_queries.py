@@ -260,3 +260,18 @@ def test_totals_are_exact_on_full_partial_and_empty_pages(
         assert [s["id"] for s in body["data"]] == [s["id"] for s in expected]
         assert body["pagination"]["total_records"] == total
         assert body["pagination"]["last_page"] == last
+
+
+def test_a_skipped_run_is_not_the_last_run_in_the_list_nor_the_fetch(app: App) -> None:
+    sync_id, _, _ = add_syncs(app, 1)[0]
+    with app.runtime.session() as session:
+        ran = SyncRun(workspace_id=app.workspace_id, sync_id=sync_id, status="completed")
+        session.add(ran)
+        session.flush()
+        session.add(SyncRun(workspace_id=app.workspace_id, sync_id=sync_id, status="skipped"))
+        ran_id = ran.id
+    listed, _ = app.count("workspace", "/api/v1/syncs", 100)
+    fetched = app.client.get(f"/api/v1/syncs/{sync_id}", headers={
+        "Authorization": f"Bearer {app.tokens['workspace']}"}).json()["data"]
+    for shown in ({s["id"]: s for s in listed}[sync_id], fetched):
+        assert shown["last_run_id"] == ran_id and shown["status"] == "Up to Date"

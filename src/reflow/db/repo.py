@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func
 from sqlalchemy.orm import Session
 
 from reflow.errors import NotFound
@@ -59,5 +59,5 @@ def paginate(session: Session, stmt: Select[Any], params: PageParams, id_column:
     rows = list(session.scalars(stmt.order_by(order).offset(offset).limit(params.per_page)))
     if len(rows) < params.per_page and (rows or offset == 0):
         return Page(rows, offset + len(rows), params)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    return Page(rows, total, params)
+    counted = stmt.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+    return Page(rows, session.scalar(counted) or 0, params)

@@ -5,26 +5,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from reflow.db.tables import SourceModel, Sync, SyncRun
 from reflow.db.tables_links import ProjectModel
 
+# The hot statements of lists and fetches are built once, with their values as bound
+# parameters: building one (and its cache key) cost more than SQLite running it.
+_LAST_RUNS = select(SyncRun).where(SyncRun.id.in_(
+    select(func.max(SyncRun.id))
+    .where(SyncRun.sync_id.in_(bindparam("ids", expanding=True)), SyncRun.status != "skipped")
+    .group_by(SyncRun.sync_id)
+    .scalar_subquery()
+))
+
 
 def last_runs(session: Session, *, sync_ids: Sequence[int]) -> dict[int, SyncRun]:
-    """Each sync's latest run (highest id), in one statement."""
+    """Each sync's last run that ran, in one statement: a skipped run did nothing, so it
+    says nothing about the sync's health (its ``status`` would turn back to Ready)."""
     if not sync_ids:
         return {}
-    latest = (
-        select(func.max(SyncRun.id))
-        .where(SyncRun.sync_id.in_(sync_ids))
-        .group_by(SyncRun.sync_id)
-        .scalar_subquery()
-    )
-    runs = session.scalars(select(SyncRun).where(SyncRun.id.in_(latest))).all()
+    runs = session.scalars(_LAST_RUNS, {"ids": list(sync_ids)})
     return {run.sync_id: run for run in runs}
 
 
@@ -36,7 +41,12 @@ def preload(session: Session, table: Any, ids: Iterable[int | None]) -> list[Any
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return []
-    return list(session.scalars(select(table).where(table.id.in_(wanted))))
+    return list(session.scalars(_by_ids(table), {"ids": sorted(wanted)}))
+
+
+@cache
+def _by_ids(table: Any) -> Select[Any]:
+    return select(table).where(table.id.in_(bindparam("ids", expanding=True)))
 
 
 def preload_source_objects(session: Session, *, syncs: Sequence[Sync]) -> list[Any]:

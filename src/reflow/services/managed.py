@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from reflow.db.tables import Destination, Source, SourceModel, Sync
@@ -64,6 +65,22 @@ def _rows(session: Session, workspace_id: int, kind: str) -> list[ManagedObject]
             ManagedObject.workspace_id == workspace_id, ManagedObject.kind == kind
         ).order_by(ManagedObject.object_id)
     ))
+
+
+@cache
+def _marks_of(kind: str) -> Select[Any]:
+    """Rows and their objects' creation times for given ids: built once per kind (every
+    list and fetch of a kind runs it; building a statement costs more than running it)."""
+    table = _table(kind)
+    return (
+        select(ManagedObject, table.created_at)
+        .join(table, table.id == ManagedObject.object_id)
+        .where(ManagedObject.workspace_id == bindparam("workspace_id"),
+               ManagedObject.kind == kind,
+               ManagedObject.object_id.in_(bindparam("ids", expanding=True)),
+               table.workspace_id == bindparam("workspace_id"))
+        .order_by(ManagedObject.object_id)
+    )
 
 
 def list_(session: Session, *, workspace_id: int) -> list[ManagedObject]:
@@ -135,14 +152,7 @@ def annotated(
     the page's objects only, however many the workspace holds."""
     if not items:
         return items
-    table = _table(kind)
-    found = session.execute(
-        select(ManagedObject, table.created_at)
-        .join(table, table.id == ManagedObject.object_id)
-        .where(ManagedObject.workspace_id == workspace_id, ManagedObject.kind == kind,
-               ManagedObject.object_id.in_([item["id"] for item in items]),
-               table.workspace_id == workspace_id)
-        .order_by(ManagedObject.object_id)
-    ).all()
+    found = session.execute(_marks_of(kind), {
+        "workspace_id": workspace_id, "ids": [item["id"] for item in items]}).all()
     rows = _live([row for row, _ in found], {row.object_id: born for row, born in found})
     return [annotate(item, rows.get(item["id"])) for item in items]

@@ -545,11 +545,7 @@ def delete(session: Session, *, sync: Sync, runtime: Runtime | None = None) -> N
 
 
 def last_run(session: Session, *, sync: Sync) -> SyncRun | None:
-    """The last run that ran: a skipped run did nothing, so it says nothing about the
-    sync's health (its ``status`` would turn back to Ready)."""
-    return session.scalar(
-        select(SyncRun)
-        .where(SyncRun.sync_id == sync.id, SyncRun.status != "skipped")
-        .order_by(SyncRun.id.desc())
-        .limit(1)
-    )
+    """The last run that ran (as a list of syncs shows it: ``listing.last_runs``)."""
+    from reflow.services.listing import last_runs
+
+    return last_runs(session, sync_ids=[sync.id]).get(sync.id)
