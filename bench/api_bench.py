@@ -9,7 +9,8 @@ GET /syncs/{id} round-robin at 50 and 200 requests/s for ``--seconds`` each, wit
 process and with ``--workers 2``. The same rates against ``bench.hello`` on the same
 uvicorn (one process). Then PostgreSQL state with
 ``--workers 2`` at 500 requests/s, beside hello-world at 500. Prints p50, p99 and
-errors per line, and Reflow's p99 over hello-world's.
+errors per line, and Reflow's p99 over hello-world's. Before those, the CPU each of
+the three requests costs in process (``bench.api_inprocess``), on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench import common
+from bench import api_inprocess, common
 
 PY = sys.executable
 REFLOW = [PY, "-m", "reflow.cli"]
@@ -212,6 +213,11 @@ def main() -> None:
 
 
 def run(*, seconds: float, postgres: bool = True) -> None:
+    # First the CPU per request in process (no sockets, no other process in the way):
+    # the figure a shared machine moves least; then the open loop, which it moves most.
+    api_inprocess.run(postgres=False)
+    if postgres:
+        api_inprocess.run(postgres=True)
     print(f"\nAPI, open loop, {seconds:.0f} s per rate: GET /syncs (30 syncs), "
           "GET /sync_runs/{id}, GET /syncs/{id} round-robin")
     tmp = Path(tempfile.mkdtemp(prefix="reflow-bench-api-"))

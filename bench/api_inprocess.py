@@ -118,11 +118,10 @@ async def measure(runtime: Any, token: str, paths: list[str], n: int,
         for _ in range(20):
             await call(app, path, token)
     anchor = await cpu_per_request(hello.app, "/", n, None)
-    print(f"  {'uvicorn hello-world app':<44} {anchor:6.3f} ms CPU/request")
+    print(f"  {'hello-world ASGI app (no server)':<44} {anchor:6.3f} ms CPU/request")
     for path in paths:
         ms = await cpu_per_request(app, path, n, token)
-        print(f"  {'reflow GET ' + path:<44} {ms:6.3f} ms CPU/request  x{ms / anchor:.0f} "
-              "of hello-world", flush=True)
+        print(f"  {'reflow GET ' + path:<44} {ms:6.3f} ms CPU/request", flush=True)
     if profile:
         inline_threads()  # cProfile sees only this thread
         profiler = cProfile.Profile()
