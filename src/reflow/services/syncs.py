@@ -7,14 +7,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from sqlalchemy import bindparam, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reflow.connectors.base import DestinationConnector, DestinationObject, options_error
 from reflow.crypto import Vault
 from reflow.db.engine import after_commit
-from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.repo import Page, Paged, PageParams, get_scoped
 from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
 from reflow.errors import BadRequest, NotFound
 from reflow.services import destinations, models, sources, sync_cleanup, sync_columns
@@ -524,9 +524,11 @@ def get(session: Session, *, workspace_id: int, sync_id: int) -> Sync:
     return get_scoped(session, Sync, sync_id, workspace_id, "sync")
 
 
+_LIST = Paged(select(Sync).where(Sync.workspace_id == bindparam("workspace_id")), Sync.id)
+
+
 def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
-    stmt = select(Sync).where(Sync.workspace_id == workspace_id)
-    return paginate(session, stmt, params, Sync.id)
+    return _LIST.page(session, params, workspace_id=workspace_id)
 
 
 def delete(session: Session, *, sync: Sync, runtime: Runtime | None = None) -> None:
