@@ -63,21 +63,28 @@ class Paged:
     statements (and their cache keys) cost as much as running them."""
 
     def __init__(self, stmt: Select[Any], id_column: Any) -> None:
-        window: dict[str, Any] = {"offset": bindparam("page_offset"),
-                                  "limit": bindparam("page_limit")}
-        self.ordered = {
-            order: stmt.order_by(column).offset(window["offset"]).limit(window["limit"])
-            for order, column in (("asc", id_column.asc()), ("desc", id_column.desc()))
-        }
-        self.count = stmt.with_only_columns(func.count(), maintain_column_froms=True).order_by(
-            None)
+        self.stmt, self.id_column = stmt, id_column
+        self._built: dict[str, Select[Any]] = {}  # each built when first needed
 
     def page(self, session: Session, params: PageParams, **values: Any) -> Page:
         """A page that is not full, past an offset its rows show to exist, is the last
         one: its total needs no count."""
         offset = (params.page - 1) * params.per_page
-        rows = list(session.scalars(self.ordered[params.order], {
+        rows = list(session.scalars(self._statement(params.order), {
             **values, "page_offset": offset, "page_limit": params.per_page}))
         if len(rows) < params.per_page and (rows or offset == 0):
             return Page(rows, offset + len(rows), params)
-        return Page(rows, session.scalar(self.count, values) or 0, params)
+        return Page(rows, session.scalar(self._statement("count"), values) or 0, params)
+
+    def _statement(self, kind: str) -> Select[Any]:
+        built = self._built.get(kind)
+        if built is None:
+            if kind == "count":
+                built = self.stmt.with_only_columns(
+                    func.count(), maintain_column_froms=True).order_by(None)
+            else:
+                column = self.id_column.asc() if kind == "asc" else self.id_column.desc()
+                built = self.stmt.order_by(column).offset(bindparam("page_offset")).limit(
+                    bindparam("page_limit"))
+            self._built[kind] = built
+        return built
