@@ -1,6 +1,7 @@
 """The API beside uvicorn's hello-world, at fixed request rates (issue 15).
 
     .venv/bin/python -m bench.api_bench [--seconds 15] [--quick] [--skip-postgres]
+        [--only inprocess|sqlite|workers|interference|postgres ...]
 
 ``reflow serve`` on the embedded default (SQLite state, local executor, scheduler):
 the demo workspace plus 29 more syncs (30), one completed run; then, open loop
@@ -9,7 +10,8 @@ GET /syncs/{id} round-robin at 50 and 200 requests/s for ``--seconds`` each, wit
 process and with ``--workers 2``. The same rates against ``bench.hello`` on the same
 uvicorn (one process). Then PostgreSQL state with
 ``--workers 2`` at 500 requests/s, beside hello-world at 500. Prints p50, p99 and
-errors per line, and Reflow's p99 over hello-world's.
+errors per line, and Reflow's p99 over hello-world's. Before those, the CPU each of
+the three requests costs in process (``bench.api_inprocess``), on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from bench import common
+from bench import api_inprocess, common
 
 PY = sys.executable
 REFLOW = [PY, "-m", "reflow.cli"]
@@ -207,32 +209,51 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--quick", action="store_true", help="5 s per rate")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--only", choices=LINES, action="append",
+                        help="only these lines (repeatable), each beside hello-world at its "
+                             "rates: inprocess, sqlite (one process), workers (SQLite, "
+                             "--workers 2), interference, postgres")
     args = parser.parse_args()
-    run(seconds=5 if args.quick else args.seconds, postgres=not args.skip_postgres)
+    run(seconds=5 if args.quick else args.seconds, postgres=not args.skip_postgres,
+        only=set(args.only or LINES))
 
 
-def run(*, seconds: float, postgres: bool = True) -> None:
+LINES = ("inprocess", "sqlite", "workers", "interference", "postgres")
+
+
+def run(*, seconds: float, postgres: bool = True, only: set[str] | None = None) -> None:
+    only = set(LINES) if only is None else only
+    if not postgres:
+        only.discard("postgres")
+    # First the CPU per request in process (no sockets, no other process in the way):
+    # the figure a shared machine moves least; then the open loop, which it moves most.
+    if "inprocess" in only:
+        api_inprocess.run(postgres=False)
+        if postgres:
+            api_inprocess.run(postgres=True)
     print(f"\nAPI, open loop, {seconds:.0f} s per rate: GET /syncs (30 syncs), "
           "GET /sync_runs/{id}, GET /syncs/{id} round-robin")
     tmp = Path(tempfile.mkdtemp(prefix="reflow-bench-api-"))
     base = {**os.environ, "REFLOW_LOG_LEVEL": "WARNING", "REFLOW_SECRET_KEY": "bench"}
     base.pop("REFLOW_DATABASE_URL", None)
-    rates = [50.0, 200.0] + ([500.0] if postgres else [])
+    rates = ([50.0, 200.0] if only & {"sqlite", "workers", "interference"} else []) + (
+        [500.0] if "postgres" in only else [])
     hello: dict[float, dict[str, Any]] = {}
     hello_cmd = [PY, "-m", "uvicorn", "bench.hello:app", "--log-level", "warning"]
     with process(hello_cmd, base, tmp / "hello.log") as url:
         for rate in rates:
             hello[rate] = load(url, ["/"], rate, seconds)
             line(f"uvicorn hello-world, {rate:.0f} req/s", hello[rate])
-    for workers in (1, 2):
+    for workers in [w for w, name in ((1, "sqlite"), (2, "workers")) if name in only]:
         home = tmp / f"sqlite-{workers}"
         home.mkdir()
         label = "embedded (SQLite)" + (f", --workers {workers}" if workers > 1 else "")
         reflow_lines({**base, "REFLOW_HOME": str(home)}, home, [50.0, 200.0], seconds, hello,
                      workers, label)
-    print("\nsync runs and API traffic in one embedded process")
-    interference(base, tmp, 50.0, seconds)
-    if postgres:
+    if "interference" in only:
+        print("\nsync runs and API traffic in one embedded process")
+        interference(base, tmp, 50.0, seconds)
+    if "postgres" in only:
         db = common.create_database()
         home = tmp / "pg"
         home.mkdir()

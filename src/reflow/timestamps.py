@@ -9,12 +9,16 @@ import datetime as dt
 
 
 def iso(value: dt.datetime | None) -> str | None:
+    """A naive value is UTC (SQLite gives naive values back). ``isoformat`` truncates to
+    milliseconds as the format says, at a fraction of ``strftime``'s cost (a page of 25
+    syncs formats a hundred of these); a year below 1000 keeps ``strftime``'s form."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    if value.year < 1000:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.isoformat(timespec="milliseconds") + "Z"
 
 
 def utcnow() -> dt.datetime:

@@ -4,12 +4,14 @@ is read.
 ``EdgeGuard`` is a pure ASGI middleware, so it runs before FastAPI reads or parses
 anything. For ``/api/v1`` it resolves the caller's token once (a missing or unknown
 token is a 401 without a byte of the body read, so a flood of bad tokens costs one
-indexed lookup each, no more than a good one) and keeps the principal in the request
-scope, where ``deps.workspace_context`` reuses it. For every request it counts the
-body's bytes as they stream in: a declared ``Content-Length`` above the limit is a
-413 at once, a body that grows past it is a 413 when it does. Capability-link routes
-(their token is in the URL) and topic ingestion (its own secret) are not API-token
-routes; ingestion has its own, larger limit.
+indexed lookup each, no more than a good one's first request) and keeps the principal
+in the request scope, where ``deps.workspace_context`` reuses it. A token seen less
+than a second ago is resolved on the event loop from ``services/auth.py``'s cache
+(revocation: see there); any other goes to a worker thread for its lookup. For every
+request it counts the body's bytes as they stream in: a declared ``Content-Length``
+above the limit is a 413 at once, a body that grows past it is a 413 when it does.
+Capability-link routes (their token is in the URL) and topic ingestion (its own
+secret) are not API-token routes; ingestion has its own, larger limit.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reflow.errors import BadRequest, PayloadTooLarge, ReflowError, Unauthorized
 from reflow.runtime import Runtime
-from reflow.services.auth import MISSING_TOKEN, Principal, authenticate
+from reflow.services.auth import MISSING_TOKEN, Principal, authenticate, cached
 
 #: /api/v1 routes a capability token in the URL authorises instead of an API token.
 _PUBLIC = re.compile(
@@ -70,7 +72,8 @@ class EdgeGuard:
                 token = token_from_header(headers.get("authorization", ""))
                 if not token:  # refused without a thread or a database session
                     raise Unauthorized(MISSING_TOKEN)
-                principal = await anyio.to_thread.run_sync(self._authenticate, token)
+                principal = cached(self.runtime.engine, token) or await anyio.to_thread.run_sync(
+                    self._authenticate, token)
                 scope.setdefault("state", {})["principal"] = principal
             limit = self._limit(scope["path"])
             _check_declared_length(headers, limit)

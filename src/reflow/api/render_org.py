@@ -16,8 +16,12 @@ def user(row: User) -> dict[str, Any]:
     return {"id": row.id, "email": row.email, "created_at": iso(row.created_at), "role": row.role}
 
 
-def invitation(session: Session, row: Invitation) -> dict[str, Any]:
-    grants = invitations.workspace_grants(session, invitation=row)
+def invitation(
+    session: Session, row: Invitation, grants: list[WorkspaceInvitation] | None = None
+) -> dict[str, Any]:
+    """``grants``: the invitation's workspace grants, when a page loaded them."""
+    if grants is None:
+        grants = invitations.workspace_grants(session, invitation=row)
     return {
         "id": row.id,
         "email": row.email,
@@ -34,13 +38,19 @@ def invitation(session: Session, row: Invitation) -> dict[str, Any]:
     }
 
 
-def workspace(session: Session, row: Workspace, api_key: str | None = None) -> dict[str, Any]:
+def workspace(
+    session: Session, row: Workspace, api_key: str | None = None,
+    emails: list[str] | None = None,
+) -> dict[str, Any]:
+    """``emails``: the workspace's notification emails, when a page loaded them."""
+    if emails is None:
+        emails = workspace_admin.notification_emails(session, workspace_id=row.id)
     data: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
         "organization_id": row.organization_id,
         "created_at": iso(row.created_at),
-        "notification_emails": workspace_admin.notification_emails(session, workspace_id=row.id),
+        "notification_emails": emails,
     }
     if api_key is not None:
         data["api_key"] = api_key

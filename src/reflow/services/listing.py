@@ -4,35 +4,54 @@ fixed number of statements per page, whatever its length (no statement per row).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from reflow.db.tables import SourceModel, Sync, SyncRun
+from reflow.db.tables_links import ProjectModel
+
+# The hot statements of lists and fetches are built once, with their values as bound
+# parameters: building one (and its cache key) cost more than SQLite running it.
+_LAST_RUNS = select(SyncRun).where(SyncRun.id.in_(
+    select(func.max(SyncRun.id))
+    .where(SyncRun.sync_id.in_(bindparam("ids", expanding=True)), SyncRun.status != "skipped")
+    .group_by(SyncRun.sync_id)
+    .scalar_subquery()
+))
 
 
 def last_runs(session: Session, *, sync_ids: Sequence[int]) -> dict[int, SyncRun]:
-    """Each sync's latest run (highest id), in one statement."""
+    """Each sync's last run that ran, in one statement: a skipped run did nothing, so it
+    says nothing about the sync's health (its ``status`` would turn back to Ready)."""
     if not sync_ids:
         return {}
-    latest = (
-        select(func.max(SyncRun.id))
-        .where(SyncRun.sync_id.in_(sync_ids))
-        .group_by(SyncRun.sync_id)
-        .scalar_subquery()
-    )
-    runs = session.scalars(select(SyncRun).where(SyncRun.id.in_(latest))).all()
+    runs = session.scalars(_LAST_RUNS, {"ids": list(sync_ids)})
     return {run.sync_id: run for run in runs}
 
 
+def preload(session: Session, table: Any, ids: Iterable[int | None]) -> list[Any]:
+    """The rows of ``table`` with these ids, in one statement, loaded into the session's
+    identity map: ``session.get`` then finds each without a statement of its own, so a
+    renderer that looks one up per item renders exactly as before. The identity map
+    holds objects weakly: the caller keeps the returned list while it renders."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return []
+    return list(session.scalars(_by_ids(table), {"ids": sorted(wanted)}))
+
+
+@cache
+def _by_ids(table: Any) -> Select[Any]:
+    return select(table).where(table.id.in_(bindparam("ids", expanding=True)))
+
+
 def preload_source_objects(session: Session, *, syncs: Sequence[Sync]) -> list[Any]:
-    """Load the models, segments and topics the syncs read, one statement per kind, into
-    the session's identity map: ``source_objects.describe`` then finds each with
-    ``session.get`` without a statement of its own, and renders exactly as before. The
-    identity map holds objects weakly: the caller keeps the returned list while it
-    renders."""
+    """The models, segments and topics the syncs read, one statement per kind (see
+    ``preload``), for ``source_objects.describe``."""
     ids: dict[str, set[int]] = defaultdict(set)
     for sync in syncs:
         obj = sync.source_object or {}
@@ -40,8 +59,7 @@ def preload_source_objects(session: Session, *, syncs: Sequence[Sync]) -> list[A
             ids[obj["type"]].add(obj["id"])
     loaded: list[Any] = []
     for kind, wanted in ids.items():
-        table = _table(kind)
-        loaded += session.scalars(select(table).where(table.id.in_(wanted))).all()
+        loaded += preload(session, _table(kind), wanted)
     return loaded
 
 
@@ -68,3 +86,31 @@ def sync_page(
     rows = [(sync, describe(session, sync=sync), runs.get(sync.id)) for sync in syncs]
     del loaded  # held until every sync was described
     return rows
+
+
+def grouped(session: Session, column: Any, ids: Sequence[int], *order: Any) -> dict[int, list[Any]]:
+    """The rows whose ``column`` (a foreign key) is one of ``ids``, grouped by it, in one
+    statement: what each item of a page owns (an invitation's workspace grants...)."""
+    out: dict[int, list[Any]] = defaultdict(list)
+    if ids:
+        table = column.class_
+        for row in session.scalars(select(table).where(column.in_(ids)).order_by(*order)):
+            out[getattr(row, column.key)].append(row)
+    return out
+
+
+def project_models(
+    session: Session, *, project_ids: Sequence[int]
+) -> dict[int, list[tuple[ProjectModel, SourceModel]]]:
+    """Each project's (project model, model) pairs, in one statement."""
+    out: dict[int, list[tuple[ProjectModel, SourceModel]]] = defaultdict(list)
+    if project_ids:
+        rows = session.execute(
+            select(ProjectModel, SourceModel)
+            .join(SourceModel, SourceModel.id == ProjectModel.model_id)
+            .where(ProjectModel.project_id.in_(project_ids))
+            .order_by(ProjectModel.id)
+        )
+        for pm, model in rows:
+            out[pm.project_id].append((pm, model))
+    return out

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from reflow.db.tables import Destination, Source, SourceModel, Sync
@@ -64,6 +65,22 @@ def _rows(session: Session, workspace_id: int, kind: str) -> list[ManagedObject]
             ManagedObject.workspace_id == workspace_id, ManagedObject.kind == kind
         ).order_by(ManagedObject.object_id)
     ))
+
+
+@cache
+def _marks_of(kind: str) -> Select[Any]:
+    """Rows and their objects' creation times for given ids: built once per kind (every
+    list and fetch of a kind runs it; building a statement costs more than running it)."""
+    table = _table(kind)
+    return (
+        select(ManagedObject, table.created_at)
+        .join(table, table.id == ManagedObject.object_id)
+        .where(ManagedObject.workspace_id == bindparam("workspace_id"),
+               ManagedObject.kind == kind,
+               ManagedObject.object_id.in_(bindparam("ids", expanding=True)),
+               table.workspace_id == bindparam("workspace_id"))
+        .order_by(ManagedObject.object_id)
+    )
 
 
 def list_(session: Session, *, workspace_id: int) -> list[ManagedObject]:
@@ -131,6 +148,11 @@ def annotated(
     session: Session, *, workspace_id: int, kind: str, items: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Rendered resources with ``slug`` and ``managed_by`` (null when no project
-    manages them): how the API shows what ``reflow apply`` manages."""
-    rows = marks(session, workspace_id=workspace_id, kind=kind)
+    manages them): how the API shows what ``reflow apply`` manages. One statement for
+    the page's objects only, however many the workspace holds."""
+    if not items:
+        return items
+    found = session.execute(_marks_of(kind), {
+        "workspace_id": workspace_id, "ids": [item["id"] for item in items]}).all()
+    rows = _live([row for row, _ in found], {row.object_id: born for row, born in found})
     return [annotate(item, rows.get(item["id"])) for item in items]

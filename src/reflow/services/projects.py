@@ -189,13 +189,9 @@ def list_(session: Session, *, source: Source, params: PageParams) -> Page:
 
 
 def models_of(session: Session, *, project: Project) -> list[tuple[ProjectModel, SourceModel]]:
-    rows = session.execute(
-        select(ProjectModel, SourceModel)
-        .join(SourceModel, SourceModel.id == ProjectModel.model_id)
-        .where(ProjectModel.project_id == project.id)
-        .order_by(ProjectModel.id)
-    ).all()
-    return [(pm, m) for pm, m in rows]
+    from reflow.services.listing import project_models
+
+    return project_models(session, project_ids=[project.id])[project.id]
 
 
 def refresh(session: Session, *, project: Project, source: Source, vault: Vault) -> ProjectRefresh:

@@ -6,11 +6,11 @@ import datetime as dt
 from functools import partial
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from reflow.db.engine import after_commit
-from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.repo import Page, Paged, PageParams, get_scoped
 from reflow.db.tables import Sync, SyncRun, utcnow
 from reflow.errors import BadRequest, Conflict
 from reflow.services import events
@@ -72,9 +72,11 @@ def get(session: Session, *, workspace_id: int, run_id: int) -> SyncRun:
     return get_scoped(session, SyncRun, run_id, workspace_id, "sync run")
 
 
+_FOR_SYNC = Paged(select(SyncRun).where(SyncRun.sync_id == bindparam("sync_id")), SyncRun.id)
+
+
 def list_for_sync(session: Session, *, sync: Sync, params: PageParams) -> Page:
-    stmt = select(SyncRun).where(SyncRun.sync_id == sync.id)
-    return paginate(session, stmt, params, SyncRun.id)
+    return _FOR_SYNC.page(session, params, sync_id=sync.id)
 
 
 def request_cancel(session: Session, *, run: SyncRun) -> None:

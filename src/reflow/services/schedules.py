@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, get_args
 
+import orjson
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -479,6 +480,22 @@ def schedule_mode(body: dict[str, Any], *, current: dict[str, Any] | None) -> di
     return render_schedule_fields(spec)["mode"]
 
 
+#: Stored mode -> its wire fields, both as JSON: a page of syncs shares a few modes, and
+#: parsing one (pydantic models) cost more than the rest of the sync's rendering.
+_RENDERED: dict[bytes, bytes] = {}
+
+
 def schedule_fields(mode: dict[str, Any] | None) -> dict[str, Any]:
-    """Every wire field (``mode`` and the legacy flat ones) from the stored mode."""
-    return render_schedule_fields(parse_schedule_input({"mode": mode or DEFAULT_MODE}))
+    """Every wire field (``mode`` and the legacy flat ones) from the stored mode; each
+    call gets objects of its own."""
+    mode = mode or DEFAULT_MODE
+    try:
+        key = orjson.dumps(mode, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        rendered = _RENDERED.get(key)
+        if rendered is None:
+            rendered = orjson.dumps(render_schedule_fields(parse_schedule_input({"mode": mode})))
+            if len(_RENDERED) < 1024:
+                _RENDERED[key] = rendered
+    except TypeError:  # orjson refuses integers beyond 64 bits: not remembered
+        return render_schedule_fields(parse_schedule_input({"mode": mode}))
+    return orjson.loads(rendered)  # type: ignore[no-any-return]

@@ -7,14 +7,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from sqlalchemy import bindparam, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reflow.connectors.base import DestinationConnector, DestinationObject, options_error
 from reflow.crypto import Vault
 from reflow.db.engine import after_commit
-from reflow.db.repo import Page, PageParams, get_scoped, paginate
+from reflow.db.repo import Page, Paged, PageParams, get_scoped
 from reflow.db.tables import Source, Sync, SyncRun, SyncRunRecord
 from reflow.errors import BadRequest, NotFound
 from reflow.services import destinations, models, sources, sync_cleanup, sync_columns
@@ -533,9 +533,11 @@ def get(session: Session, *, workspace_id: int, sync_id: int) -> Sync:
     return get_scoped(session, Sync, sync_id, workspace_id, "sync")
 
 
+_LIST = Paged(select(Sync).where(Sync.workspace_id == bindparam("workspace_id")), Sync.id)
+
+
 def list_(session: Session, *, workspace_id: int, params: PageParams) -> Page:
-    stmt = select(Sync).where(Sync.workspace_id == workspace_id)
-    return paginate(session, stmt, params, Sync.id)
+    return _LIST.page(session, params, workspace_id=workspace_id)
 
 
 def delete(session: Session, *, sync: Sync, runtime: Runtime | None = None) -> None:
@@ -554,11 +556,7 @@ def delete(session: Session, *, sync: Sync, runtime: Runtime | None = None) -> N
 
 
 def last_run(session: Session, *, sync: Sync) -> SyncRun | None:
-    """The last run that ran: a skipped run did nothing, so it says nothing about the
-    sync's health (its ``status`` would turn back to Ready)."""
-    return session.scalar(
-        select(SyncRun)
-        .where(SyncRun.sync_id == sync.id, SyncRun.status != "skipped")
-        .order_by(SyncRun.id.desc())
-        .limit(1)
-    )
+    """The last run that ran (as a list of syncs shows it: ``listing.last_runs``)."""
+    from reflow.services.listing import last_runs
+
+    return last_runs(session, sync_ids=[sync.id]).get(sync.id)

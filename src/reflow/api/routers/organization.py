@@ -17,7 +17,9 @@ from reflow.api.schemas.common import Int64
 from reflow.api.schemas.requests import InvitationCreate, InvitationUpdate, UserUpdate
 from reflow.api.schemas.responses import Deleted, Envelope, InvitationRead, ListEnvelope, UserRead
 from reflow.db.repo import PageParams
+from reflow.db.tables_org import WorkspaceInvitation
 from reflow.services import invitations, organization
+from reflow.services.listing import grouped
 
 router = APIRouter(tags=["organization"])
 
@@ -77,7 +79,10 @@ def list_invitations(
     ctx: OrganizationContext = Depends(organization_context),
 ) -> JSONResponse:
     page = invitations.list_(ctx.session, organization_id=ctx.organization_id, params=params)
-    return listing(request, page, [render_org.invitation(ctx.session, i) for i in page.items])
+    grants = grouped(ctx.session, WorkspaceInvitation.invitation_id,
+                     [i.id for i in page.items], WorkspaceInvitation.id)
+    return listing(request, page, [render_org.invitation(ctx.session, i, grants[i.id])
+                                   for i in page.items])
 
 
 @router.post("/invitations", response_model=Envelope[InvitationRead])

@@ -41,8 +41,10 @@ from reflow.api.schemas.responses import (
 )
 from reflow.db.repo import PageParams
 from reflow.db.tables import Workspace
+from reflow.db.tables_org import Invitation, User, WorkspaceProfile
 from reflow.errors import BadRequest
 from reflow.services import invitations, organization, workspace_admin
+from reflow.services.listing import grouped, preload
 
 router = APIRouter(tags=["workspaces"])
 
@@ -67,6 +69,11 @@ def current_workspace(ctx: WorkspaceContext = Depends(workspace_context)) -> JSO
     return ok(render_org.workspace(ctx.session, workspace))
 
 
+def _emails(profiles: list[WorkspaceProfile]) -> list[str]:
+    """A workspace's notification emails from its profile row, if it has one."""
+    return list(profiles[0].notification_emails) if profiles else []
+
+
 @router.get("/workspaces", response_model=ListEnvelope[WorkspaceRead])
 def list_workspaces(
     request: Request,
@@ -76,7 +83,9 @@ def list_workspaces(
     page = workspace_admin.list_workspaces(
         ctx.session, organization_id=ctx.organization_id, params=params
     )
-    return listing(request, page, [render_org.workspace(ctx.session, w) for w in page.items])
+    profiles = grouped(ctx.session, WorkspaceProfile.workspace_id, [w.id for w in page.items])
+    return listing(request, page, [
+        render_org.workspace(ctx.session, w, emails=_emails(profiles[w.id])) for w in page.items])
 
 
 @router.post("/workspaces", status_code=201, response_model=Envelope[WorkspaceRead])
@@ -150,7 +159,10 @@ def list_workspace_users(
 ) -> JSONResponse:
     workspace = _workspace(ctx, workspace_id)
     page = workspace_admin.list_members(ctx.session, workspace_id=workspace.id, params=params)
-    return listing(request, page, [render_org.workspace_user(ctx.session, m) for m in page.items])
+    users = preload(ctx.session, User, [m.user_id for m in page.items])
+    data = [render_org.workspace_user(ctx.session, m) for m in page.items]
+    del users  # held until every member was rendered
+    return listing(request, page, data)
 
 
 @router.put(
@@ -220,9 +232,10 @@ def list_workspace_invitations(
 ) -> JSONResponse:
     workspace = _workspace(ctx, workspace_id)
     page = invitations.list_for_workspace(ctx.session, workspace_id=workspace.id, params=params)
-    return listing(
-        request, page, [render_org.workspace_invitation(ctx.session, g) for g in page.items]
-    )
+    parents = preload(ctx.session, Invitation, [g.invitation_id for g in page.items])
+    data = [render_org.workspace_invitation(ctx.session, g) for g in page.items]
+    del parents  # held until every grant was rendered
+    return listing(request, page, data)
 
 
 @router.patch(

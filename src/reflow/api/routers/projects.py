@@ -20,14 +20,22 @@ from reflow.api.schemas.responses import (
     RefreshKey,
 )
 from reflow.db.repo import PageParams
-from reflow.db.tables_links import Project
+from reflow.db.tables import SourceModel
+from reflow.db.tables_links import Project, ProjectModel
 from reflow.errors import BadRequest
+from reflow.services import listing as listing_service
 from reflow.services import projects, sources
 
 router = APIRouter(tags=["projects"])
 
 
-def render_project(ctx: WorkspaceContext, project: Project) -> dict[str, Any]:
+def render_project(
+    ctx: WorkspaceContext, project: Project,
+    models: list[tuple[ProjectModel, SourceModel]] | None = None,
+) -> dict[str, Any]:
+    """``models``: the project's (project model, model) pairs, when a page loaded them."""
+    if models is None:
+        models = projects.models_of(ctx.session, project=project)
     return {
         "id": project.id,
         "name": project.name,
@@ -46,7 +54,7 @@ def render_project(ctx: WorkspaceContext, project: Project) -> dict[str, Any]:
                 "compiled_query": pm.compiled_query,
                 "columns": m.columns,
             }
-            for pm, m in projects.models_of(ctx.session, project=project)
+            for pm, m in models
         ],
     }
 
@@ -75,7 +83,8 @@ def list_projects(
 ) -> JSONResponse:
     source = sources.get(ctx.session, workspace_id=ctx.workspace_id, source_id=source_id)
     page = projects.list_(ctx.session, source=source, params=params)
-    return listing(request, page, [render_project(ctx, p) for p in page.items])
+    models = listing_service.project_models(ctx.session, project_ids=[p.id for p in page.items])
+    return listing(request, page, [render_project(ctx, p, models[p.id]) for p in page.items])
 
 
 @router.post("/sources/{source_id}/projects", status_code=201, response_model=Envelope[ProjectRead])

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.orm import Session
 
-from reflow.api.deps import WorkspaceContext, get_runtime, get_session, workspace_context
+from reflow.api.deps import (
+    WorkspaceContext,
+    get_runtime,
+    get_session,
+    resolve_workspace,
+    workspace_context,
+)
 from reflow.api.envelope import listing, ok, page_params
 from reflow.api.schemas.common import Int64
 from reflow.api.schemas.responses import Envelope, Json, ListEnvelope, RecordCount, RecordsExport
@@ -102,7 +108,7 @@ def download_export(
     if not signed:
         if signature is not None or not request.headers.get("authorization"):
             raise NotFound("export file not found, or its URL has expired")
-        ctx = workspace_context(request, session, runtime)
+        ctx = resolve_workspace(request, session, runtime)
         if workspace_id != ctx.workspace_id:
             raise NotFound("export file not found")
     path = records.export_file(runtime.settings.home, run_id=run_id, token=token, name=name,

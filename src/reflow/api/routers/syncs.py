@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from reflow.api import render
-from reflow.api.deps import WorkspaceContext, body_of, workspace_context
+from reflow.api.deps import WorkspaceContext, body_of, polled_read, workspace_context
 from reflow.api.envelope import listing, ok, page_params
 from reflow.api.schemas.common import Int64
 from reflow.api.schemas.requests import SyncCreate, SyncTrigger, SyncUpdate
@@ -56,6 +56,7 @@ def create_sync(
 
 
 @router.get("/syncs", response_model=ListEnvelope[SyncRead])
+@polled_read
 def list_syncs(
     request: Request,
     params: PageParams = Depends(page_params),
@@ -69,6 +70,7 @@ def list_syncs(
 
 
 @router.get("/syncs/{sync_id}", response_model=Envelope[SyncRead])
+@polled_read
 def get_sync(sync_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     sync = syncs.get(ctx.session, workspace_id=ctx.workspace_id, sync_id=sync_id)
     item = _render_sync(ctx, sync)
@@ -117,6 +119,7 @@ def trigger_sync(
 
 
 @router.get("/syncs/{sync_id}/sync_runs", response_model=ListEnvelope[SyncRunRead])
+@polled_read
 def list_sync_runs(
     sync_id: Int64,
     request: Request,
@@ -129,6 +132,7 @@ def list_sync_runs(
 
 
 @router.get("/sync_runs/{run_id}", response_model=Envelope[SyncRunRead])
+@polled_read
 def get_sync_run(run_id: Int64, ctx: WorkspaceContext = Depends(workspace_context)) -> JSONResponse:
     return ok(render.sync_run(runs.get(ctx.session, workspace_id=ctx.workspace_id, run_id=run_id)))
 

@@ -26,6 +26,7 @@ from reflow.api.schemas.responses import (
 from reflow.db.repo import PageParams
 from reflow.db.tables_hooks import AlertInstance, Webhook, WebhookDelivery, WebhookEvent
 from reflow.services import alerts, runs, syncs, webhooks
+from reflow.services.listing import preload
 
 router = APIRouter(tags=["webhooks"])
 
@@ -149,7 +150,9 @@ def list_deliveries(
 ) -> JSONResponse:
     hook = webhooks.get(ctx.session, workspace_id=ctx.workspace_id, webhook_id=webhook_id)
     page = webhooks.list_deliveries(ctx.session, hook=hook, params=params, status=status)
+    events = preload(ctx.session, WebhookEvent, [d.event_id for d in page.items])
     data = [render_delivery(d, ctx.session.get(WebhookEvent, d.event_id)) for d in page.items]
+    del events  # held until every delivery was rendered
     return listing(request, page, data)
 
 
