@@ -106,15 +106,7 @@ def more_syncs(url: str, demo: dict[str, Any], total: int) -> tuple[int, int]:
     """Copies of the demo sync up to ``total`` syncs, and one completed run."""
     headers = {"Authorization": f"Bearer {demo['workspace_token']}"}
     with httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=60) as api:
-        sync = api.get(f"/syncs/{demo['sync_id']}").json()["data"]
-        body = {
-            "operation": sync["operation"],
-            "source_attributes": {"connection_id": demo["source_id"],
-                                  "object": {"type": "model", "id": demo["model_id"]}},
-            "destination_attributes": {"connection_id": demo["destination_id"],
-                                       "object": sync["destination_attributes"]["object"]},
-            "mappings": sync["mappings"],
-        }
+        body = api_inprocess.copy_of(demo, api.get(f"/syncs/{demo['sync_id']}").json()["data"])
         for _ in range(total - 1):
             created = api.post("/syncs", json=body)
             assert created.status_code == 200, created.text

@@ -67,6 +67,18 @@ async def cpu_per_request(app: App, path: str, n: int, token: str | None) -> flo
     return best
 
 
+def copy_of(demo: dict[str, Any], sync: dict[str, Any]) -> dict[str, Any]:
+    """A ``POST /syncs`` body for another sync like the demo's ``sync``."""
+    return {
+        "operation": sync["operation"],
+        "source_attributes": {"connection_id": demo["source_id"],
+                              "object": {"type": "model", "id": demo["model_id"]}},
+        "destination_attributes": {"connection_id": demo["destination_id"],
+                                   "object": sync["destination_attributes"]["object"]},
+        "mappings": sync["mappings"],
+    }
+
+
 def seed(home: Path, database_url: str | None) -> tuple[Any, dict[str, Any], list[str]]:
     """The runtime, the demo's ids and token, and the three paths the benchmark GETs."""
     from reflow.api.app import create_app
@@ -86,15 +98,7 @@ def seed(home: Path, database_url: str | None) -> tuple[Any, dict[str, Any], lis
 
     headers = {"Authorization": f"Bearer {demo['workspace_token']}"}
     with TestClient(app, headers=headers, base_url="http://127.0.0.1") as client:
-        sync = client.get(f"/api/v1/syncs/{demo['sync_id']}").json()["data"]
-        body = {
-            "operation": sync["operation"],
-            "source_attributes": {"connection_id": demo["source_id"],
-                                  "object": {"type": "model", "id": demo["model_id"]}},
-            "destination_attributes": {"connection_id": demo["destination_id"],
-                                       "object": sync["destination_attributes"]["object"]},
-            "mappings": sync["mappings"],
-        }
+        body = copy_of(demo, client.get(f"/api/v1/syncs/{demo['sync_id']}").json()["data"])
         for _ in range(29):
             assert client.post("/api/v1/syncs", json=body).status_code == 200
         run_id = client.post(f"/api/v1/syncs/{demo['sync_id']}/trigger").json()["data"][
