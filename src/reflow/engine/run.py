@@ -19,7 +19,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from reflow.connectors.base import BatchWriter, WriteContext
+from reflow.connectors.base import (
+    BatchWriter,
+    DestinationConnector,
+    SourceConnector,
+    WriteContext,
+)
 from reflow.connectors.errors import ConnectorError
 from reflow.connectors.saas.metadata import FieldCreator, sql_field_type
 from reflow.engine import appending, memory
@@ -33,7 +38,7 @@ from reflow.engine.mapping import (
 )
 from reflow.engine.plan import RunPlan, RunReporter
 from reflow.engine.records import SucceededLog
-from reflow.engine.snapshot import HASH, KEY, SnapshotStore
+from reflow.engine.snapshot import HASH, KEY, SnapshotStore, refused_key
 from reflow.engine.warehouse_diff import WarehouseDiff, open_store
 from reflow.engine.writing import (
     HIDDEN_PREFIX,
@@ -106,47 +111,75 @@ def failure(exc: Exception, *, run_id: int) -> dict[str, Any]:
     return {"error_code": "INTERNAL_ERROR", "error_message": f"{type(exc).__name__}: {exc}"}
 
 
-def _resolve_fields(x: Execution) -> None:
+@dataclass(frozen=True)
+class Fields:
+    """The destination fields a sync's records go to, as a run resolves them."""
+
+    #: The sync's mappings plus those ``sync_all_properties`` adds.
+    mappings: list[dict[str, Any]]
+    #: Destination field -> (its type, the Arrow type values are cast to).
+    types: dict[str, tuple[str, pa.DataType]]
+    #: Source columns ``sync_all_properties`` leaves out (no such destination field).
+    skipped: list[str]
+
+
+def resolve_fields(
+    source: SourceConnector, destination: DestinationConnector, object_name: str, query: str,
+    mappings: list[dict[str, Any]], settings: dict[str, Any], *, create: bool,
+    sync_id: int | None = None,
+) -> Fields:
     """Read the destination object's fields: their types, and for
-    ``sync_all_properties`` the same-named fields new source columns map to."""
-    plan = x.plan
+    ``sync_all_properties`` the same-named fields new source columns map to. With
+    ``create``, fields the destination lacks are created where it can (a run; a dry run
+    creates nothing)."""
     obj = None
-    if not plan.destination.capabilities.file_system:
-        obj = plan.destination.get_object(plan.object_name)
-    if x.settings.get("field_behavior") == "sync_all_properties":
-        described = plan.source.query_columns(plan.query)
+    if not destination.capabilities.file_system:
+        obj = destination.get_object(object_name)
+    mappings, skipped = list(mappings), list[str]()
+    if settings.get("field_behavior") == "sync_all_properties":
+        described = source.query_columns(query)
         columns = [c.name for c in described]
         names = None
         if obj is not None and not obj.allow_custom_fields:
             names = [f.full_name for f in obj.fields]
-        normalization = x.settings.get("field_normalization")
-        added, skipped = auto_mappings(x.mappings, columns, names, normalization)
-        if skipped and obj is not None and isinstance(plan.destination, FieldCreator):
-            obj = _create_fields(x, obj, [c for c in described if c.name in skipped])
+        normalization = settings.get("field_normalization")
+        added, skipped = auto_mappings(mappings, columns, names, normalization)
+        if create and skipped and obj is not None and isinstance(destination, FieldCreator):
+            obj = _create_fields(destination, obj, [c for c in described if c.name in skipped],
+                                 normalization, sync_id)
             names = [f.full_name for f in obj.fields]
-            added, skipped = auto_mappings(x.mappings, columns, names, normalization)
-        x.mappings += added
-        if skipped:
-            log.warning("sync %s: source columns without a destination field are not synced: %s",
-                        plan.sync_id, ", ".join(skipped))
+            added, skipped = auto_mappings(mappings, columns, names, normalization)
+        mappings += added
+    types: dict[str, tuple[str, pa.DataType]] = {}
     if obj is not None:
         # A lookup's value is the parent's identifier, not of the reference field's type.
-        targets = {m["to"] for m in x.mappings if not m.get("lookup_object")}
-        x.types = {k: v for k, v in field_types(obj.fields).items() if k in targets}
+        targets = {m["to"] for m in mappings if not m.get("lookup_object")}
+        types = {k: v for k, v in field_types(obj.fields).items() if k in targets}
+    return Fields(mappings, types, skipped)
 
 
-def _create_fields(x: Execution, obj: Any, columns: list[Any]) -> Any:
+def _resolve_fields(x: Execution) -> None:
+    plan = x.plan
+    fields = resolve_fields(plan.source, plan.destination, plan.object_name, plan.query,
+                            x.mappings, x.settings, create=True, sync_id=plan.sync_id)
+    if fields.skipped:
+        log.warning("sync %s: source columns without a destination field are not synced: %s",
+                    plan.sync_id, ", ".join(fields.skipped))
+    x.mappings, x.types = fields.mappings, fields.types
+
+
+def _create_fields(destination: Any, obj: Any, columns: list[Any],
+                   normalization: str | None, sync_id: int | None) -> Any:
     """``sync_all_properties`` into a destination that can add fields (HubSpot
     properties): one field per source column it lacks, typed from the column. A field
     the destination refuses is logged and its column left out, as before."""
-    creator: Any = x.plan.destination
     for column in columns:
-        name = normalize_name(column.name, x.settings.get("field_normalization"))
+        name = normalize_name(column.name, normalization)
         try:
-            creator.create_field(obj.full_name, name, sql_field_type(column.type))
+            destination.create_field(obj.full_name, name, sql_field_type(column.type))
         except ConnectorError as exc:
-            log.warning("sync %s: could not create field %r: %s", x.plan.sync_id, name, exc)
-    return x.plan.destination.get_object(obj.full_name)
+            log.warning("sync %s: could not create field %r: %s", sync_id, name, exc)
+    return destination.get_object(obj.full_name)
 
 
 def _execute(x: Execution, stop: threading.Event) -> None:
@@ -280,10 +313,7 @@ def _log_invalid(x: Execution, store: Store) -> None:
         for row in batch.to_pylist():
             key = row.pop(KEY)
             row = {k: v for k, v in row.items() if not k.startswith(HIDDEN_PREFIX)}
-            if key is None:
-                status, reason = "NULL", f"Matching ID {key_field} is null"
-            else:
-                status, reason = "DUPLICATE", f"Duplicate value {key!r} of {key_field}"
+            status, reason = refused_key(key, key_field)
             by_status[status].append({"identifier": key, "reason": reason, "payload": row})
         for status, records in by_status.items():
             x.reporter.log_records(records, status=status, operation=x.plan.label)

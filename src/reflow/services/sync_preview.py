@@ -32,8 +32,9 @@ from reflow.connectors.base import DestinationConnector, SourceConnector
 from reflow.connectors.errors import ConnectorError
 from reflow.crypto import Vault
 from reflow.db.tables import Sync
-from reflow.engine.mapping import auto_mappings, coerce, field_types, map_batch
-from reflow.engine.snapshot import HASH, KEY, SnapshotStore
+from reflow.engine.mapping import coerce, map_batch
+from reflow.engine.run import resolve_fields
+from reflow.engine.snapshot import HASH, KEY, SnapshotStore, refused_key
 from reflow.errors import BadRequest
 from reflow.services import destinations, sources, syncs
 from reflow.services.source_objects import query_for
@@ -125,15 +126,16 @@ def _run(session: Session, sync: Sync, source: SourceConnector,
     except LookupError as exc:
         raise BadRequest(f"source_attributes: {exc}") from exc
     key_field = next(m["to"] for m in sync.mappings if m["is_primary_identifier"])
-    try:
-        mappings, types, skipped = _fields(sync, source, destination, query)
+    try:  # as a run resolves them, except that a preview never creates fields
+        fields = resolve_fields(source, destination, sync.destination_object, query,
+                                sync.mappings, sync.settings or {}, create=False)
     except ConnectorError as exc:
         raise BadRequest(f"destination_attributes: {exc}") from exc
-    result = SyncPreview(sync.operation, key_field, limit, 0, 0, skipped_columns=skipped)
+    result = SyncPreview(sync.operation, key_field, limit, 0, 0, skipped_columns=fields.skipped)
     with tempfile.TemporaryDirectory(prefix="reflow-preview-") as tmp:
         store = SnapshotStore(Path(tmp) / "snapshot.duckdb")
         try:
-            _stage(result, store, source, query, mappings, types)
+            _stage(result, store, source, query, fields.mappings, fields.types)
             invalid, changed = store.classify(full=True)
             _diffed(result, store, invalid, changed)
             result.source_rows = result.rows_read
@@ -150,8 +152,9 @@ def _stage(result: SyncPreview, store: SnapshotStore, source: SourceConnector, q
            mappings: list[dict[str, Any]], types: dict[str, Any]) -> None:
     """The first ``result.limit`` rows read, mapped and coerced as a run does; rows whose
     values do not fit are counted invalid, the others staged for the diff."""
-    meta = {"sync_run_id": None, "sync_id": None,
-            "sync_started_at": _now(), "record_synced_at": _now()}
+    now = dt.datetime.now(dt.UTC).isoformat()
+    meta = {"sync_run_id": None, "sync_id": None, "sync_started_at": now,
+            "record_synced_at": now}
     limit = result.limit
     sql = f"SELECT * FROM ({query}) AS reflow_preview LIMIT {limit + 1}"
     for batch in source.read(sql, batch_size=limit + 1):
@@ -162,34 +165,6 @@ def _stage(result: SyncPreview, store: SnapshotStore, source: SourceConnector, q
         store.stage(coerced.valid, result.key_field)
         if result.rows_read >= limit:
             return
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
-
-
-def _fields(sync: Sync, source: SourceConnector, destination: DestinationConnector,
-            query: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
-    """The run's mappings and destination types, as a run resolves them (except that
-    a preview never creates destination fields for ``sync_all_properties``)."""
-    mappings = list(sync.mappings)
-    obj = None
-    if not destination.capabilities.file_system:
-        obj = destination.get_object(sync.destination_object)
-    skipped: list[str] = []
-    if (sync.settings or {}).get("field_behavior") == "sync_all_properties":
-        names = None
-        if obj is not None and not obj.allow_custom_fields:
-            names = [f.full_name for f in obj.fields]
-        columns = [c.name for c in source.query_columns(query)]
-        added, skipped = auto_mappings(mappings, columns, names,
-                                       sync.settings.get("field_normalization"))
-        mappings += added
-    types: dict[str, Any] = {}
-    if obj is not None:
-        targets = {m["to"] for m in mappings if not m.get("lookup_object")}
-        types = {k: v for k, v in field_types(obj.fields).items() if k in targets}
-    return mappings, types, skipped
 
 
 def _uncastable(result: SyncPreview, rows: pa.Table, reasons: list[str], key: str) -> None:
@@ -209,8 +184,7 @@ def _diffed(result: SyncPreview, store: SnapshotStore, invalid: int, changed: in
         for row in _first(store, "invalid", room, strip=False):
             key = row.pop(KEY)
             row.pop(HASH)
-            reason = (f"Matching ID {result.key_field} is null" if key is None
-                      else f"Duplicate value {key!r} of {result.key_field}")
+            _, reason = refused_key(key, result.key_field)
             result.invalid_records.append(InvalidRecord(key, reason, row))
     result.samples = _first(store, "changed", SAMPLE_RECORDS) if changed else []
     op = result.operation
