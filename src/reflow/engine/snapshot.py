@@ -28,13 +28,13 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-
 def refused_key(key: Any, key_field: str) -> tuple[str, str]:
     """The status and reason of a row the diff refuses for its key (an ``invalid`` row):
     a null key, or one that more than one row has."""
     if key is None:
         return "NULL", f"Matching ID {key_field} is null"
     return "DUPLICATE", f"Duplicate value {key!r} of {key_field}"
+
 
 class SnapshotStore:
     #: The run streams the model through ``stage`` (the in-warehouse store reads it itself).

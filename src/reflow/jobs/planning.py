@@ -60,7 +60,7 @@ def plan_run(runtime: Runtime, run_id: int) -> RunPlan:
         destination = destinations.connector(dest_row, vault=runtime.vault)
         query = query_for(session, sync=sync, connector=source)
         mappings = _resolve_segment_membership(session, sync)
-        diff = _diff_strategy(source, session.get(Source, sync.source_id), sync, mappings)
+        diff = _diff_strategy(source, source_row, sync, mappings)
         session.expunge_all()
     return RunPlan(
         run_id=run.id,
@@ -88,11 +88,11 @@ def plan_run(runtime: Runtime, run_id: int) -> RunPlan:
 
 
 def _diff_strategy(
-    connector: Any, source: Source | None, sync: Sync, mappings: list[dict[str, Any]]
+    connector: Any, source: Source, sync: Sync, mappings: list[dict[str, Any]]
 ) -> DiffStrategy:
     """In the warehouse when the source and the sync allow it (see
     :func:`~reflow.engine.warehouse_diff.use_in_warehouse`), engine-side otherwise."""
-    if source is not None and use_in_warehouse(
+    if use_in_warehouse(
         connector, sync_engine=source.sync_engine, read_only=source.read_only_connection,
         mappings=mappings, operation=sync.operation,
     ):
