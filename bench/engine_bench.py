@@ -44,6 +44,7 @@ from typing import Any
 
 from bench import common
 from bench.run import checkpoint, limit_full, reflow
+from reflow.engine.snapshot import BASE_MEMORY_MB, MEMORY_MB_PER_COLUMN
 
 BUCKET = "reflow-bench"
 
@@ -96,9 +97,11 @@ def bare_diff(db: str, model: str, snapshot: Path, tmp: Path) -> tuple[float, in
     spill.mkdir(exist_ok=True)
     fields = ", ".join(f"{c} := m.{c}" for c in common.COLUMNS)
     sql = ("SELECT m.* FROM source m ANTI JOIN snapshot p ON p.key = CAST(m.id AS VARCHAR)"
-           f" AND p.hash = CAST(hash(struct_pack({fields})) AS VARCHAR)")
+           f" AND p.hash = hash(struct_pack({fields}))")
     con = duckdb.connect(str(copy), read_only=True)
-    con.execute("SET memory_limit = '128MB'")
+    # the memory the engine gives DuckDB for a stage of this width (columns, key, hash)
+    memory = BASE_MEMORY_MB + MEMORY_MB_PER_COLUMN * (len(common.COLUMNS) + 2)
+    con.execute(f"SET memory_limit = '{memory}MB'")
     con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET preserve_insertion_order = false")
     rows = 0

@@ -5,9 +5,11 @@
 
 The first call in a home sets up the state store (SQLite), source, model,
 destination (PostgreSQL, or HTTP Request with --http-url) and an upsert sync through
-the services; every call triggers one run
-and executes it in-process through the engine (read, map, diff, write, snapshot
-commit). Prints one JSON line: seconds of the run, its counters, peak RSS.
+the services, in a process of its own (``--setup``): a worker executing runs never
+does that, and its validation and ORM objects are not part of a run's memory. Every
+call then triggers one run and executes it in-process through the engine (read, map,
+diff, write, snapshot commit). Prints one JSON line: seconds of the run, its counters,
+peak RSS.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,7 +71,12 @@ def main() -> None:
     parser.add_argument("--http-url", help="write to an HTTP Request destination at this URL")
     parser.add_argument("--per-request", type=int, default=100)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--setup", action="store_true", help="only set the home up")
     args = parser.parse_args()
+    state = Path(args.home) / "bench.json"
+    if not args.setup and not state.exists():
+        subprocess.run([sys.executable, "-m", "bench.reflow_child", *sys.argv[1:], "--setup"],
+                       check=True)
 
     from reflow.config import Settings
     from reflow.db.tables import SyncRun
@@ -77,9 +86,9 @@ def main() -> None:
 
     home = Path(args.home)
     rt = Runtime.from_settings(Settings(home=home, secret_key="reflow-bench", log_level="WARNING"))
-    state = home / "bench.json"
-    if not state.exists():
+    if args.setup:
         state.write_text(json.dumps(_setup(rt, args)))
+        return
     workspace_id, sync_id = json.loads(state.read_text())
     with rt.session() as session:
         sync = syncs.get(session, workspace_id=workspace_id, sync_id=sync_id)

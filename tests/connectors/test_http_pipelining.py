@@ -145,7 +145,8 @@ def delivery(tmp_path: Path, server: Loopback) -> Iterator[Delivery]:
 def batch(*ids: int) -> pa.RecordBatch:
     keys = [str(i) for i in ids]
     return pa.RecordBatch.from_pydict({
-        "id": list(ids), "name": [f"p{i}" for i in ids], KEY: keys, HASH: [f"h{k}" for k in keys],
+        "id": list(ids), "name": [f"p{i}" for i in ids], KEY: keys,
+        HASH: pa.array(ids, pa.uint64()),
     })
 
 
@@ -161,7 +162,8 @@ def run_batches(d: Delivery, *batches: pa.RecordBatch) -> None:
 
 
 def snapshot_keys(d: Delivery) -> set[str]:
-    return {k for (k,) in d.store.con.execute("SELECT key FROM snapshot").fetchall()}
+    assert isinstance(d.store, SnapshotStore)
+    return set(d.store.delivered())
 
 
 @pytest.fixture

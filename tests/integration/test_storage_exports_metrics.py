@@ -157,7 +157,7 @@ def test_a_run_that_changed_nothing_does_not_upload_its_snapshot_again(
 
     first = open_engine_side(storage, "sync_1.duckdb", sync_id=1)
     first.set_meta("mappings", "m1")
-    first.commit_delivered(pa.array(["1", "2"]), pa.array(["h1", "h2"]))
+    first.commit_delivered(pa.array(["1", "2"]), pa.array([11, 12], pa.uint64()))
     first.close()
     assert len(puts) == 1
 
@@ -173,5 +173,5 @@ def test_a_run_that_changed_nothing_does_not_upload_its_snapshot_again(
     changed.close()
     assert len(puts) == 2
     last = open_engine_side(storage, "sync_1.duckdb", sync_id=1)
-    assert last.con.execute("SELECT key FROM snapshot").fetchall() == [("1",)]
+    assert list(last.delivered()) == ["1"]
     last.close()

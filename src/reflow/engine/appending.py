@@ -41,7 +41,7 @@ def reset(store: SnapshotStore | WarehouseDiff) -> None:
 
 
 def select(store: SnapshotStore, settings: dict[str, Any]) -> int:
-    """Replace the ``changed`` table with what this append run sends; returns its size."""
+    """Replace the ``changed`` view with what this append run sends; returns its size."""
     first = not store.meta(_STARTED)
     skip = first and settings.get("historical_sync_operation") == "skip_current_records"
     if settings.get("high_water_mark_attribute"):
@@ -62,16 +62,17 @@ def _by_high_water_mark(store: SnapshotStore) -> None:
     if previous is not None:
         params["prev"] = previous
     store.con.execute(
-        f"CREATE OR REPLACE TABLE changed AS SELECT s.* FROM stage s"
+        f"CREATE OR REPLACE TABLE appended AS SELECT s.* FROM stage s"
         f" WHERE s.{KEY} IS NOT NULL AND s.{KEY} NOT IN (SELECT {KEY} FROM dupes) AND {window}",
         params,
     )
+    store.con.execute("CREATE OR REPLACE VIEW changed AS SELECT * FROM appended")
 
 
 def _record_without_sending(store: SnapshotStore) -> None:
     for batch in store.batches("changed", 50_000):
         store.commit_delivered(batch.column(KEY), batch.column(HASH))
-    store.con.execute("CREATE OR REPLACE TABLE changed AS SELECT * FROM changed WHERE FALSE")
+    store.con.execute("CREATE OR REPLACE VIEW changed AS SELECT * FROM stage WHERE FALSE")
 
 
 def finish(store: SnapshotStore) -> None:

@@ -6,22 +6,49 @@ A run stages the mapped source rows in an in-memory database attached beside it
 bounded whatever the model's size), and DuckDB computes the diff. The run's tables
 never enter the snapshot file: nothing of them is logged or checkpointed, and the
 file that is checked back into storage holds only the snapshot.
+
+The snapshot table has no index: the diff hash-joins all of it anyway, and an index
+must fit in DuckDB's memory (with a primary key on 1M keys, a buffer pool below 128 MB
+failed the inserts). Acknowledged keys are appended to ``log``
+(committed per batch, so a crash keeps them) and folded into ``snapshot`` when the
+store closes, or when the next run opens a log a crashed run left behind. Within one
+run no key is logged twice: ``changed`` holds each valid key once, and removed keys are
+snapshot keys the model no longer has.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+log = logging.getLogger(__name__)
+
 KEY, HASH = "__reflow_key", "__reflow_hash"
 #: The in-memory database holding a run's work tables (stage, dupes, invalid, ...).
 RUN_DB = "reflow_run"
 _RUN_TABLES = ("stage", "dupes", "invalid", "changed", "removed")
-#: Rows of consecutive same-schema batches inserted into the stage with one statement.
+#: Rows of consecutive same-schema batches inserted into the stage with one statement,
+#: and at most this many bytes of them (wide rows: 250,000 of 40 text columns are
+#: 600 MB held in Arrow, and more than DuckDB's memory limit to insert at once).
 STAGE_ROWS = 250_000
+STAGE_BYTES = 16 * 2**20
+#: Bytes of a batch read out of the store (see ``batches``).
+BATCH_BYTES = 16 * 2**20
+#: DuckDB's buffer pool, in MB: the stage and the diff spill to disk past it. Scanning
+#: and writing a table pins blocks of every column on each thread, so the limit grows
+#: with the stage's width (measured: 300,000 rows of 40 text columns need 96 MB, of
+#: 10 columns 32 MB); a statement that still runs out of memory is retried with twice
+#: the limit, up to ``MAX_MEMORY_MB``.
+BASE_MEMORY_MB = 32
+MEMORY_MB_PER_COLUMN = 2
+MAX_MEMORY_MB = 2048
+
+
+_CREATE_LOG = "CREATE TABLE IF NOT EXISTS log (key VARCHAR, hash UBIGINT)"
 
 
 def _q(name: str) -> str:
@@ -41,8 +68,7 @@ class SnapshotStore:
     needs_rows = True
 
     def __init__(
-        self, path: Path, *, memory_limit: str = "128MB",
-        on_close: Callable[[bool], None] | None = None,
+        self, path: Path, *, on_close: Callable[[bool], None] | None = None,
     ) -> None:
         import duckdb
 
@@ -56,22 +82,28 @@ class SnapshotStore:
         self.notice: str | None = None
         spill = path.parent / "spill"
         spill.mkdir(exist_ok=True)
-        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.memory_mb = 0
+        self._allow_memory(BASE_MEMORY_MB)
         self.con.execute(f"SET temp_directory = '{spill}'")
         self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute(
-            "CREATE TABLE IF NOT EXISTS snapshot (key VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL)"
-        )
+        self._file_db = _q(self.con.execute("SELECT current_database()").fetchall()[0][0])
+        _upgrade(self.con)
+        self.con.execute("CREATE TABLE IF NOT EXISTS snapshot (key VARCHAR, hash UBIGINT)")
+        #: Acknowledged since the last fold: (key, hash), or (key, NULL) for a removal.
+        self.con.execute(_CREATE_LOG)
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
         for table in _RUN_TABLES:  # left in the file by a run of an earlier version
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        if self._log_rows():  # a crashed run's acknowledgements
+            self._fold()
         # Unqualified names resolve to the run's tables first, then the snapshot's; new
         # tables are created in the run's database (the first entry).
-        file_db = self.con.execute("SELECT current_database()").fetchall()[0][0]
         self.con.execute(f"ATTACH ':memory:' AS {RUN_DB}")
-        self._search_path = f"SET search_path = '{RUN_DB}.main,{_q(file_db)}.main'"
+        self._search_path = f"SET search_path = '{RUN_DB}.main,{self._file_db}.main'"
         self.con.execute(self._search_path)
         self._staged = False
+        #: Rows and Arrow bytes staged so far (the width of a row, for ``batches``).
+        self._staged_rows = self._staged_bytes = 0
         #: Batches not inserted yet (see ``stage``) and the arguments they came with.
         self._pending: list[pa.Table] = []
         self._pending_args: tuple[str, frozenset[str]] = ("", frozenset())
@@ -86,6 +118,27 @@ class SnapshotStore:
         cursor.execute(self._search_path)
         return cursor
 
+    def _allow_memory(self, mb: int) -> None:
+        if mb > self.memory_mb:
+            self.memory_mb = mb
+            self.con.execute(f"SET memory_limit = '{mb}MB'")
+
+    def _run(self, sql: str) -> None:
+        """Execute ``sql`` (one statement, atomic), with twice the memory while it runs
+        out of it."""
+        import duckdb
+
+        while True:
+            try:
+                self.con.execute(sql)
+                return
+            except duckdb.OutOfMemoryException:
+                if self.memory_mb * 2 > MAX_MEMORY_MB:
+                    raise
+                log.warning("engine-side diff: DuckDB ran out of its %s MB; retrying with %s MB",
+                            self.memory_mb, self.memory_mb * 2)
+                self._allow_memory(self.memory_mb * 2)
+
     # -- bookkeeping -------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
         # fetchall, not fetchone: DuckDB refuses new work while a result is unfinished.
@@ -99,7 +152,38 @@ class SnapshotStore:
 
     def reset(self) -> None:
         self._writer.execute("DELETE FROM snapshot")
+        self._writer.execute("DELETE FROM log")
         self.modified = True
+
+    def _log_rows(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM log").fetchall()[0][0])
+
+    def _fold(self) -> None:
+        """Move the log into the snapshot: one transaction, so a crash in between leaves
+        the log to fold again."""
+        self.con.execute("BEGIN")
+        if self._count("snapshot"):
+            self.con.execute("DELETE FROM snapshot WHERE key IN (SELECT key FROM log)")
+            self.con.execute(
+                "INSERT INTO snapshot SELECT key, hash FROM log WHERE hash IS NOT NULL")
+            self.con.execute("DELETE FROM log")
+        else:  # a first sync: the log becomes the snapshot (copying 1M rows took 0.4 s)
+            self.con.execute("DELETE FROM log WHERE hash IS NULL")
+            self.con.execute("DROP TABLE snapshot")
+            self.con.execute("ALTER TABLE log RENAME TO snapshot")
+            # new tables go to the run's database unless named with the file's
+            self.con.execute(_CREATE_LOG.replace(" log ", f" {self._file_db}.main.log "))
+        self.con.execute("COMMIT")
+
+    def delivered(self) -> dict[str, int | None]:
+        """The snapshot as it stands, acknowledgements not folded yet included: key ->
+        hash of every record Reflow delivered and has not removed (None: delivered by a
+        release whose hashes cannot be compared)."""
+        rows = self.con.execute(
+            "SELECT key, hash FROM snapshot WHERE key NOT IN (SELECT key FROM log)"
+            " UNION ALL SELECT key, hash FROM log WHERE hash IS NOT NULL"
+        ).fetchall()
+        return dict(rows)
 
     # -- staging -----------------------------------------------------------------------
     def stage(
@@ -119,7 +203,8 @@ class SnapshotStore:
             self._flush()
         self._pending.append(table)
         self._pending_args = (key_field, unhashed)
-        if sum(t.num_rows for t in self._pending) >= STAGE_ROWS:
+        if (sum(t.num_rows for t in self._pending) >= STAGE_ROWS
+                or sum(t.get_total_buffer_size() for t in self._pending) >= STAGE_BYTES):
             self._flush()
 
     def _flush(self) -> None:
@@ -128,6 +213,8 @@ class SnapshotStore:
         table = pa.concat_tables(self._pending)
         key_field, unhashed = self._pending_args
         self._pending = []
+        self._staged_rows += table.num_rows
+        self._staged_bytes += table.get_total_buffer_size()
         hashed = [c for c in table.column_names if c not in unhashed] or [key_field]
         cols = ", ".join(f"{_q(c)} := {_q(c)}" for c in hashed)
         # DuckDB's 64-bit hash of the row (each type's own hash, combined per field), as
@@ -136,14 +223,15 @@ class SnapshotStore:
         # every row look changed once (a full resend), never hide a change.
         select = (
             f"SELECT *, CAST({_q(key_field)} AS VARCHAR) AS {KEY},"
-            f" CAST(hash(struct_pack({cols})) AS VARCHAR) AS {HASH} FROM staged_batch"
+            f" hash(struct_pack({cols})) AS {HASH} FROM staged_batch"
         )
+        self._allow_memory(BASE_MEMORY_MB + MEMORY_MB_PER_COLUMN * (table.num_columns + 2))
         self.con.register("staged_batch", table)
         try:
             if self._staged:
-                self.con.execute(f"INSERT INTO stage {select}")
+                self._run(f"INSERT INTO stage {select}")
             else:
-                self.con.execute(f"CREATE OR REPLACE TABLE stage AS {select}")
+                self._run(f"CREATE OR REPLACE TABLE stage AS {select}")
                 self._staged = True
         finally:
             self.con.unregister("staged_batch")
@@ -159,21 +247,29 @@ class SnapshotStore:
         self._flush()
         if not self._staged:
             return 0, 0
-        self.con.execute(
+        self._run(
             f"CREATE OR REPLACE TABLE dupes AS SELECT {KEY} FROM stage"
             f" WHERE {KEY} IS NOT NULL GROUP BY 1 HAVING count(*) > 1"
         )
-        self.con.execute(
+        self._run(
             f"CREATE OR REPLACE TABLE invalid AS SELECT * FROM stage WHERE {KEY} IS NULL"
             f" OR {KEY} IN (SELECT {KEY} FROM dupes)"
         )
-        changed_filter = "TRUE" if full else f"p.hash IS DISTINCT FROM s.{HASH}"
-        self.con.execute(
-            f"CREATE OR REPLACE TABLE changed AS SELECT s.* FROM stage s"
-            f" LEFT JOIN snapshot p ON p.key = s.{KEY}"
-            f" WHERE s.{KEY} IS NOT NULL AND s.{KEY} NOT IN (SELECT {KEY} FROM dupes)"
-            f" AND {changed_filter}"
-        )
+        # ``changed`` is a view over the stage, read once while delivering: copied into
+        # a table of its own, a first sync's rows were written twice (0.45 s per 1M).
+        valid = f"{KEY} IS NOT NULL AND {KEY} NOT IN (SELECT {KEY} FROM dupes)"
+        if full:
+            self._run(f"CREATE OR REPLACE VIEW changed AS SELECT * FROM stage WHERE {valid}")
+        else:
+            # The join sees only keys, hashes and row ids: joined whole, its hash table
+            # could hold whole rows of a wide model.
+            self._run(
+                "CREATE OR REPLACE TABLE changed_rows AS SELECT s.rowid AS row"
+                f" FROM stage s LEFT JOIN snapshot p ON p.key = s.{KEY}"
+                f" WHERE s.{valid} AND p.hash IS DISTINCT FROM s.{HASH}"
+            )
+            self._run("CREATE OR REPLACE VIEW changed AS"
+                      " SELECT * FROM stage WHERE rowid IN (SELECT row FROM changed_rows)")
         return self._count("invalid"), self._count("changed")
 
     def removed_count(self, *, keep: pa.Array | None = None) -> int:
@@ -181,13 +277,13 @@ class SnapshotStore:
         those in ``keep`` (string keys of rows still there but invalid this run)."""
         self._flush()
         if self._staged:
-            self.con.execute(
+            self._run(
                 "CREATE OR REPLACE TABLE removed AS SELECT key AS "
                 f"{KEY} FROM snapshot WHERE key NOT IN "
                 f"(SELECT {KEY} FROM stage WHERE {KEY} IS NOT NULL)"
             )
         else:  # nothing staged: the model is empty, so everything delivered left it
-            self.con.execute(
+            self._run(
                 f"CREATE OR REPLACE TABLE removed AS SELECT key AS {KEY} FROM snapshot"
             )
         if keep is not None and len(keep):
@@ -199,7 +295,12 @@ class SnapshotStore:
         return self._count("removed")
 
     def batches(self, table: str, batch_size: int) -> pa.RecordBatchReader:
+        """The rows of ``table``, at most ``batch_size`` a batch and fewer for wide rows
+        (about ``BATCH_BYTES`` a batch: 50,000 rows of 40 text columns are 120 MB)."""
         self._flush()
+        if self._staged_rows:
+            width = max(1, self._staged_bytes // self._staged_rows)
+            batch_size = max(1, min(batch_size, BATCH_BYTES // width))
         # Each reader gets its own cursor: DuckDB allows one open result per connection,
         # and the snapshot is written while a reader streams.
         cursor = self._cursor()
@@ -215,21 +316,18 @@ class SnapshotStore:
     # -- committing ----------------------------------------------------------------------
     def commit_delivered(self, keys: pa.Array, hashes: pa.Array) -> None:
         """Record rows the destination acknowledged."""
-        delivered = pa.table({"key": keys, "hash": hashes})
-        self.modified = True
-        self._writer.register("delivered", delivered)
-        try:
-            self._writer.execute("INSERT OR REPLACE INTO snapshot SELECT key, hash FROM delivered")
-        finally:
-            self._writer.unregister("delivered")
+        self._append_log(pa.table({"key": keys, "hash": hashes}))
 
     def commit_removed(self, keys: pa.Array) -> None:
+        self._append_log(pa.table({"key": keys, "hash": pa.nulls(len(keys), pa.uint64())}))
+
+    def _append_log(self, acknowledged: pa.Table) -> None:
         self.modified = True
-        self._writer.register("gone", pa.table({"key": keys}))
+        self._writer.register("acknowledged", acknowledged)
         try:
-            self._writer.execute("DELETE FROM snapshot WHERE key IN (SELECT key FROM gone)")
+            self._writer.execute("INSERT INTO log SELECT key, hash FROM acknowledged")
         finally:
-            self._writer.unregister("gone")
+            self._writer.unregister("acknowledged")
 
     def close(self) -> None:
         """Close the file (DuckDB checkpoints it; the run's in-memory tables go with the
@@ -241,9 +339,33 @@ class SnapshotStore:
         for cursor in self._readers:
             cursor.close()
         self._writer.close()
-        self.con.close()
+        try:
+            if self.modified:
+                self._fold()
+        finally:
+            self.con.close()
         if self._on_close is not None:
             self._on_close(self.modified)
+
+
+def _upgrade(con: Any) -> None:
+    """A snapshot of an earlier version (``key VARCHAR PRIMARY KEY, hash VARCHAR``)
+    becomes an unindexed ``(key, hash UBIGINT)`` one. Its hashes were DuckDB's own, as
+    text, and keep their value; md5 hashes of older versions become NULL, which no row
+    hash equals, so those rows are sent once more."""
+    rows = con.execute(
+        "SELECT data_type FROM information_schema.columns WHERE table_schema = 'main'"
+        " AND table_name = 'snapshot' AND column_name = 'hash'"
+        " AND table_catalog = current_database()"
+    ).fetchall()
+    if not rows or rows[0][0] != "VARCHAR":
+        return
+    con.execute("BEGIN")
+    con.execute("CREATE TABLE snapshot_upgraded AS"
+                " SELECT key, TRY_CAST(hash AS UBIGINT) AS hash FROM snapshot")
+    con.execute("DROP TABLE snapshot")
+    con.execute("ALTER TABLE snapshot_upgraded RENAME TO snapshot")
+    con.execute("COMMIT")
 
 
 def rows_of(table: pa.Table | pa.RecordBatch, limit: int | None = None) -> list[dict[str, Any]]:
