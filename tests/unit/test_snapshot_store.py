@@ -8,7 +8,10 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
 
+from reflow.engine import snapshot
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 
 
@@ -91,3 +94,27 @@ def test_a_snapshot_of_the_earlier_shape_keeps_its_hashes(tmp_path: Path) -> Non
     changed_keys = [k for (k,) in store.con.execute(f"SELECT {KEY} FROM changed").fetchall()]
     store.close()
     assert (invalid, changed, changed_keys) == (0, 1, ["2"])
+
+
+def test_a_statement_out_of_memory_is_retried_with_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DuckDB's limit is sized to the stage's width; a model that still needs more gets
+    it (twice, and again), never a failed run: a statement is retried, and so is a
+    stream that runs out before its first batch."""
+    monkeypatch.setattr(snapshot, "BASE_MEMORY_MB", 4)
+    monkeypatch.setattr(snapshot, "MEMORY_MB_PER_COLUMN", 0)
+    store = SnapshotStore(tmp_path / "s.duckdb")
+    rows = 200_000
+    ids = pa.array(range(rows), pa.int64())
+    text = pc.binary_join_element_wise(pc.cast(ids, pa.string()), pa.scalar("x" * 40), "-")
+    with caplog.at_level("WARNING", logger="reflow.engine.snapshot"):
+        store.stage(pa.table({"id": ids, **{f"c{i}": text for i in range(20)}}), "id")
+        assert store.classify(full=True) == (0, rows)
+        assert "ran out of its 4 MB; retrying with 8 MB" in caplog.text
+        caplog.clear()
+        store.con.execute("SET memory_limit = '4MB'")  # as if staging had needed little
+        store.memory_mb = 4
+        assert sum(b.num_rows for b in store.batches("changed", 50_000)) == rows
+    store.close()
+    assert "ran out of its 4 MB reading changed; retrying with 8 MB" in caplog.text

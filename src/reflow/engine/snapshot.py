@@ -18,6 +18,7 @@ snapshot keys the model no longer has.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -297,18 +298,35 @@ class SnapshotStore:
     def batches(self, table: str, batch_size: int) -> pa.RecordBatchReader:
         """The rows of ``table``, at most ``batch_size`` a batch and fewer for wide rows
         (about ``BATCH_BYTES`` a batch: 50,000 rows of 40 text columns are 120 MB)."""
+        import duckdb
+
         self._flush()
         if self._staged_rows:
             width = max(1, self._staged_bytes // self._staged_rows)
             batch_size = max(1, min(batch_size, BATCH_BYTES // width))
-        # Each reader gets its own cursor: DuckDB allows one open result per connection,
-        # and the snapshot is written while a reader streams.
-        cursor = self._cursor()
-        self._readers.append(cursor)
-        # A relation streams; a DB-API result (``execute``) would first copy every row
-        # of the table into memory (RSS grew with the model: 350 MB at 200k rows,
-        # 600 MB at 1M).
-        return cursor.sql(f"SELECT * FROM {table}").to_arrow_reader(batch_size)
+        while True:
+            # Each reader gets its own cursor: DuckDB allows one open result per
+            # connection, and the snapshot is written while a reader streams.
+            cursor = self._cursor()
+            self._readers.append(cursor)
+            # A relation streams; a DB-API result (``execute``) would first copy every
+            # row of the table into memory (RSS grew with the model: 350 MB at 200k
+            # rows, 600 MB at 1M).
+            # Its start and first batch pin a block of every column on each thread:
+            # that is where a stream runs out of memory, before any of it was delivered.
+            try:
+                reader = cursor.sql(f"SELECT * FROM {table}").to_arrow_reader(batch_size)
+                first = [reader.read_next_batch()]
+            except StopIteration:
+                first = []
+            except (duckdb.OutOfMemoryException, OSError) as exc:  # OSError: through Arrow
+                if "Out of Memory" not in str(exc) or self.memory_mb * 2 > MAX_MEMORY_MB:
+                    raise
+                log.warning("engine-side diff: DuckDB ran out of its %s MB reading %s;"
+                            " retrying with %s MB", self.memory_mb, table, self.memory_mb * 2)
+                self._allow_memory(self.memory_mb * 2)
+                continue
+            return pa.RecordBatchReader.from_batches(reader.schema, itertools.chain(first, reader))
 
     def _count(self, table: str) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
