@@ -173,7 +173,8 @@ def _file_rows(home: Path, run: SyncRun, filters: RecordFilter, offset: int,
     sql = (f"SELECT * EXCLUDE (filename, file_row_number) FROM {source} WHERE {where}"
            " ORDER BY filename, file_row_number LIMIT ? OFFSET ?")
     with _duckdb() as con:
-        table = con.execute(sql, [*params, limit, offset]).to_arrow_table()
+        # a relation: an executed DB-API result made an extra copy (and DuckDB warned)
+        table = con.sql(sql, params=[*params, limit, offset]).to_arrow_table()
     return [_render_file(row) for row in table.to_pylist()]
 
 
