@@ -103,6 +103,9 @@ _last = SyncRun.__table__.alias("last_run")
 _marks = ManagedObject.__table__.alias("mark")
 _MODELS = select(*(_models.c[name] for name in MODEL_FIELDS)).where(
     _models.c.id.in_(bindparam("ids", expanding=True)))
+# A backward scan of the (sync_id, id) index (migration 0940) from the sync's newest
+# run to its first that ran: without it PostgreSQL scanned the primary key backwards
+# through every later run of every sync.
 _LAST_RUN_ID = (select(func.max(SyncRun.id)).where(SyncRun.sync_id == _syncs.c.id, _RAN)
                 .correlate(_syncs).scalar_subquery())
 _OF_WORKSPACE = _syncs.c.workspace_id == bindparam("workspace_id")
