@@ -50,13 +50,14 @@ def hot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         result = initialize(runtime.engine)
         ids = _seed(runtime, result.workspace_id)
         statements: list[str] = []
-        event.listen(runtime.engine, "before_cursor_execute",
-                     lambda _c, _cur, sql, *_: statements.append(sql))
+        for engine in {runtime.engine, runtime.read_engine or runtime.engine}:
+            event.listen(engine, "before_cursor_execute",
+                         lambda _c, _cur, sql, *_: statements.append(sql))
         headers = {"Authorization": f"Bearer {result.workspace_token}"}
         with TestClient(create_app(runtime), headers=headers) as client:
             yield Hot(client, statements, ids)
     finally:
-        runtime.engine.dispose()
+        runtime.dispose()
         if db:
             drop_pg_database(db)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from fastapi import Depends, Request
@@ -44,30 +45,31 @@ async def get_session(runtime: Runtime = Depends(get_runtime)) -> AsyncIterator[
 
 def polled_read(endpoint: Callable[..., R]) -> Callable[..., Awaitable[R]]:
     """``endpoint`` (a ``def`` that only reads, taking ``ctx``): one of the reads clients
-    poll (a sync, its runs). On SQLite it runs on the event loop: it is CPU under the
-    GIL either way, and the hop to a worker thread and back (two cross-thread wake-ups,
-    ~0.5 ms of a 1-3 ms request on a virtual machine) cost more than the read; WAL mode
-    never makes a reader wait for a writer. On PostgreSQL it runs on a worker thread
-    (the loop serves other requests while it waits for round trips), outside a
-    transaction: under READ COMMITTED each statement sees its own snapshot anyway, and
-    the BEGIN and the ROLLBACK at the end were two of a fetch's three round trips."""
+    poll (a sync, its runs). It runs on the event loop: it is CPU under the GIL either
+    way, and the hop to a worker thread and back (two cross-thread wake-ups, and a wait
+    of up to the 5 ms switch interval for the GIL at each round trip while the loop
+    parses other requests) cost more than the read. On PostgreSQL it reads through
+    ``runtime.polled_reads``: autocommit (each statement sees its own snapshot, as under
+    READ COMMITTED; no BEGIN and ROLLBACK round trips), its own small pool, a statement
+    timeout bounding how long the loop can be held.
+
+    It first yields to the loop once: a request that never waits would otherwise run
+    from the edge to its response in one go, so a backlog would never be seen waiting
+    for a slot by ``api/overload.py`` and would queue instead of being refused."""
 
     @functools.wraps(endpoint)
     async def run(*args: Any, **kwargs: Any) -> R:
+        await asyncio.sleep(0)
         ctx = kwargs["ctx"]
-        if ctx.runtime.engine.dialect.name == "sqlite":
+        reads = ctx.runtime.polled_reads
+        if reads is None:  # SQLite: WAL mode never makes a reader wait for a writer
             return endpoint(*args, **kwargs)
-        return await run_in_threadpool(_autocommit, endpoint, *args, **kwargs)
+        if ctx.session.in_transaction():
+            ctx.session.commit()  # what resolving a personal access token wrote, if anything
+        with reads() as session:
+            return endpoint(*args, **{**kwargs, "ctx": replace(ctx, session=session)})
 
     return run
-
-
-def _autocommit(endpoint: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-    session = kwargs["ctx"].session
-    if session.in_transaction():
-        session.commit()  # what resolving a personal access token wrote, if anything
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    return endpoint(*args, **kwargs)
 
 
 def bearer_token(request: Request) -> str | None:
