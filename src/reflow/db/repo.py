@@ -77,7 +77,7 @@ class Paged:
         bound = {**values, "page_offset": offset, "page_limit": params.per_page}
         rows: list[Any] = (list(session.scalars(self._statement(params.order), bound))
                            if self.counted is None
-                           else list(session.execute(self._statement(params.order), bound)))
+                           else list(session.execute(self._statement(params.order), bound).all()))
         if len(rows) < params.per_page and (rows or offset == 0):
             return Page(rows, offset + len(rows), params)
         return Page(rows, session.scalar(self._statement("count"), values) or 0, params)

@@ -89,7 +89,7 @@ def models_of(session: Session, *, syncs: Sequence[Any]) -> dict[int, Row[Any]]:
            if obj.get("type") == "model" and isinstance(obj.get("id"), int)}
     if not ids:
         return {}
-    return {row.id: row for row in session.execute(_MODELS, {"ids": sorted(ids)})}
+    return {row.id: row for row in session.execute(_MODELS, {"ids": sorted(ids)}).all()}
 
 
 # -- a sync as the API shows it ------------------------------------------------------
@@ -158,8 +158,20 @@ def sync_item(session: Session, *, workspace_id: int, sync_id: int) -> SyncItem:
 def _items(session: Session, rows: Sequence[Row[Any]]) -> list[SyncItem]:
     models = models_of(session, syncs=rows)
     loaded = preload_source_objects(session, syncs=rows)
-    items = [SyncItem(row, describe(session, sync=row, models=models), _last_run(row),
-                      _mark(row)) for row in rows]
+    # The syncs of a page often read one model: it is described once (read-only: the
+    # items share the dict).
+    described: dict[tuple[Any, ...], dict[str, Any]] = {}
+    items = []
+    for row in rows:
+        obj = row.source_object or {}
+        if obj.get("type") != "model" or not isinstance(obj.get("id"), int):
+            source_object = describe(session, sync=row, models=models)
+        else:
+            key = (obj["id"], obj.get("as") == "dataset")  # all describe() looks at
+            if key not in described:
+                described[key] = describe(session, sync=row, models=models)
+            source_object = described[key]
+        items.append(SyncItem(row, source_object, _last_run(row), _mark(row)))
     del loaded  # held until every sync was described
     return items
 
