@@ -97,16 +97,19 @@ def _seed(runtime: Runtime, ws: int) -> dict[str, Any]:
         return {"syncs": [s.id for s in syncs], "run": ran.id, "model": model.id}
 
 
-def test_get_syncs_costs_three_statements_when_the_page_is_full(hot: Hot) -> None:
-    body, statements = hot.get("/api/v1/syncs?per_page=2")
-    assert len(body["data"]) == 2 and body["pagination"]["total_records"] == 4
-    assert len(statements) == 3, statements  # page, count, models
-
-
-def test_get_syncs_needs_no_count_on_its_last_page(hot: Hot) -> None:
-    body, statements = hot.get("/api/v1/syncs")
+@pytest.mark.parametrize("query", ["per_page=2", "per_page=2&page=2&order=asc", "per_page=3&page=2",
+                                   ""])
+def test_get_syncs_costs_two_statements_with_its_total(hot: Hot, query: str) -> None:
+    body, statements = hot.get(f"/api/v1/syncs?{query}")
     assert body["pagination"]["total_records"] == 4
-    assert len(statements) == 2, statements
+    assert len(statements) == 2, statements  # the page with its total, the models
+
+
+def test_a_page_past_the_end_is_counted(hot: Hot) -> None:
+    body, statements = hot.get("/api/v1/syncs?per_page=2&page=3")
+    assert body["data"] == [] and body["pagination"]["total_records"] == 4
+    assert body["pagination"]["last_page"] == 2
+    assert len(statements) == 2, statements  # the (empty) page, the count
 
 
 def test_get_sync_costs_two_statements(hot: Hot) -> None:

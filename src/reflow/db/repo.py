@@ -62,22 +62,16 @@ class Paged:
     filters as bound parameters, and passes their values to ``page``: building the
     statements (and their cache keys) cost as much as running them."""
 
-    def __init__(self, stmt: Select[Any], id_column: Any, *,
-                 counted: Select[Any] | None = None) -> None:
-        """``stmt`` selects one ORM entity, or columns (``counted``: the same rows
-        without the joins that only add columns, for the count); each page item is
-        then a ``Row``."""
-        self.stmt, self.id_column, self.counted = stmt, id_column, counted
+    def __init__(self, stmt: Select[Any], id_column: Any) -> None:
+        self.stmt, self.id_column = stmt, id_column
         self._built: dict[str, Select[Any]] = {}  # each built when first needed
 
     def page(self, session: Session, params: PageParams, **values: Any) -> Page:
         """A page that is not full, past an offset its rows show to exist, is the last
         one: its total needs no count."""
         offset = (params.page - 1) * params.per_page
-        bound = {**values, "page_offset": offset, "page_limit": params.per_page}
-        rows: list[Any] = (list(session.scalars(self._statement(params.order), bound))
-                           if self.counted is None
-                           else list(session.execute(self._statement(params.order), bound).all()))
+        rows = list(session.scalars(self._statement(params.order), {
+            **values, "page_offset": offset, "page_limit": params.per_page}))
         if len(rows) < params.per_page and (rows or offset == 0):
             return Page(rows, offset + len(rows), params)
         return Page(rows, session.scalar(self._statement("count"), values) or 0, params)
@@ -86,7 +80,7 @@ class Paged:
         built = self._built.get(kind)
         if built is None:
             if kind == "count":
-                built = (self.stmt if self.counted is None else self.counted).with_only_columns(
+                built = self.stmt.with_only_columns(
                     func.count(), maintain_column_froms=True).order_by(None)
             else:
                 column = self.id_column.asc() if kind == "asc" else self.id_column.desc()

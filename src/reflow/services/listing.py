@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Row, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from reflow.db.repo import Page, Paged, PageParams
+from reflow.db.repo import Page, PageParams
 from reflow.db.tables import SourceModel, Sync, SyncRun
 from reflow.db.tables_links import ProjectModel
 from reflow.db.tables_managed import ManagedObject
@@ -109,18 +109,37 @@ _MODELS = select(*(_models.c[name] for name in MODEL_FIELDS)).where(
 _LAST_RUN_ID = (select(func.max(SyncRun.id)).where(SyncRun.sync_id == _syncs.c.id, _RAN)
                 .correlate(_syncs).scalar_subquery())
 _OF_WORKSPACE = _syncs.c.workspace_id == bindparam("workspace_id")
-_SYNC_ROWS = (
-    select(_syncs, _last.c.id.label("run_id"), _last.c.status.label("run_status"),
-           _last.c.created_at.label("run_created_at"), _marks.c.slug.label("mark_slug"),
-           _marks.c.managed_by.label("mark_managed_by"),
-           _marks.c.object_created_at.label("mark_born"))
-    .select_from(_syncs.outerjoin(_last, _last.c.id == _LAST_RUN_ID).outerjoin(_marks, and_(
+_COLUMNS = (_syncs, _last.c.id.label("run_id"), _last.c.status.label("run_status"),
+            _last.c.created_at.label("run_created_at"), _marks.c.slug.label("mark_slug"),
+            _marks.c.managed_by.label("mark_managed_by"),
+            _marks.c.object_created_at.label("mark_born"))
+
+
+def _joined(base: Any) -> Any:
+    """``base`` (joined to the syncs) with each sync's last run and managed mark."""
+    return base.outerjoin(_last, _last.c.id == _LAST_RUN_ID).outerjoin(_marks, and_(
         _marks.c.workspace_id == _syncs.c.workspace_id, _marks.c.kind == "sync",
-        _marks.c.object_id == _syncs.c.id)))
-    .where(_OF_WORKSPACE)
-)
-_SYNC_PAGE = Paged(_SYNC_ROWS, _syncs.c.id, counted=select(_syncs.c.id).where(_OF_WORKSPACE))
-_SYNC_ROW = _SYNC_ROWS.where(_syncs.c.id == bindparam("sync_id"))
+        _marks.c.object_id == _syncs.c.id))
+
+
+_SYNC_ROW = select(*_COLUMNS).select_from(_joined(_syncs)).where(
+    _OF_WORKSPACE, _syncs.c.id == bindparam("sync_id"))
+
+
+def _sync_page(order: str) -> Select[Any]:
+    """A page of the workspace's syncs and, on each row, how many it has in all (the
+    window runs over the ids alone, before the joins: a page costs no count statement)."""
+    by_id = _syncs.c.id.asc() if order == "asc" else _syncs.c.id.desc()
+    page = (select(_syncs.c.id.label("page_id"), func.count().over().label("page_total"))
+            .where(_OF_WORKSPACE).order_by(by_id)
+            .offset(bindparam("page_offset")).limit(bindparam("page_limit")).subquery("page"))
+    return (select(*_COLUMNS, page.c.page_total)
+            .select_from(_joined(page.join(_syncs, _syncs.c.id == page.c.page_id)))
+            .order_by(by_id))
+
+
+_SYNC_PAGES = {order: _sync_page(order) for order in ("asc", "desc")}
+_SYNC_COUNT = select(func.count()).select_from(_syncs).where(_OF_WORKSPACE)
 
 
 class LastRun(NamedTuple):
@@ -142,10 +161,17 @@ class SyncItem(NamedTuple):
 
 
 def sync_items(session: Session, *, workspace_id: int, params: PageParams) -> Page:
-    """A page of the workspace's syncs as ``SyncItem``s: three statements (the page,
-    its count when the page is full, the models), whatever its length."""
-    page = _SYNC_PAGE.page(session, params, workspace_id=workspace_id)
-    return Page(_items(session, page.items), page.total, page.params)
+    """A page of the workspace's syncs as ``SyncItem``s: two statements (the page with
+    its total, the models), whatever its length; a count only for a page past the end."""
+    offset = (params.page - 1) * params.per_page
+    rows = session.execute(_SYNC_PAGES[params.order], {
+        "workspace_id": workspace_id, "page_offset": offset,
+        "page_limit": params.per_page}).all()
+    if rows:
+        total = rows[0].page_total
+    else:
+        total = session.scalar(_SYNC_COUNT, {"workspace_id": workspace_id}) if offset else 0
+    return Page(_items(session, rows), total or 0, params)
 
 
 def sync_item(session: Session, *, workspace_id: int, sync_id: int) -> SyncItem:
