@@ -89,7 +89,8 @@ def models_of(session: Session, *, syncs: Sequence[Any]) -> dict[int, Row[Any]]:
            if obj.get("type") == "model" and isinstance(obj.get("id"), int)}
     if not ids:
         return {}
-    return {row.id: row for row in session.execute(_MODELS, {"ids": sorted(ids)}).all()}
+    rows = session.connection().execute(_MODELS, {"ids": sorted(ids)}).all()
+    return {row.id: row for row in rows}
 
 
 # -- a sync as the API shows it ------------------------------------------------------
@@ -164,18 +165,21 @@ def sync_items(session: Session, *, workspace_id: int, params: PageParams) -> Pa
     """A page of the workspace's syncs as ``SyncItem``s: two statements (the page with
     its total, the models), whatever its length; a count only for a page past the end."""
     offset = (params.page - 1) * params.per_page
-    rows = session.execute(_SYNC_PAGES[params.order], {
+    # Core on the session's connection: the ORM's execution layer has nothing to do.
+    connection = session.connection()
+    rows = connection.execute(_SYNC_PAGES[params.order], {
         "workspace_id": workspace_id, "page_offset": offset,
         "page_limit": params.per_page}).all()
     if rows:
         total = rows[0].page_total
     else:
-        total = session.scalar(_SYNC_COUNT, {"workspace_id": workspace_id}) if offset else 0
+        total = connection.scalar(_SYNC_COUNT, {"workspace_id": workspace_id}) if offset else 0
     return Page(_items(session, rows), total or 0, params)
 
 
 def sync_item(session: Session, *, workspace_id: int, sync_id: int) -> SyncItem:
-    row = session.execute(_SYNC_ROW, {"workspace_id": workspace_id, "sync_id": sync_id}).first()
+    row = session.connection().execute(
+        _SYNC_ROW, {"workspace_id": workspace_id, "sync_id": sync_id}).first()
     if row is None:
         raise NotFound(f"sync {sync_id} not found")
     return _items(session, [row])[0]

@@ -79,7 +79,9 @@ _RUN = select(SyncRun.__table__).where(SyncRun.id == bindparam("run_id"),
 def read(session: Session, *, workspace_id: int, run_id: int) -> Row[Any]:
     """``get`` as a row of the run's columns, no ORM object: GET /sync_runs/{id}, the
     read orchestrators poll, only renders it."""
-    row = session.execute(_RUN, {"run_id": run_id, "workspace_id": workspace_id}).first()
+    # Core on the session's connection: the ORM's execution layer has nothing to do.
+    row = session.connection().execute(
+        _RUN, {"run_id": run_id, "workspace_id": workspace_id}).first()
     if row is None:
         raise NotFound(f"sync run {run_id} not found")
     return row
