@@ -38,7 +38,9 @@ def make_polled_read_engine(url: str) -> Engine | None:
     BEGIN, no ROLLBACK, no isolation level switched per request), writes holding the
     main pool's connections never make the loop wait for one, and a statement is
     cancelled after ``POLLED_READ_TIMEOUT_MS`` (a read that slow would hold up every
-    request of the process). None for SQLite, whose reads use the one engine."""
+    request of the process); a new connection waits at most 2 s for the server (while
+    PostgreSQL is unreachable each polled read holds the loop that long, then answers
+    500). None for SQLite, whose reads use the one engine."""
     if not (url.startswith("postgresql://") or url.startswith("postgres://")):
         return None
     url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -46,7 +48,7 @@ def make_polled_read_engine(url: str) -> Engine | None:
         url, pool_size=2, max_overflow=8, pool_timeout=5, isolation_level="AUTOCOMMIT",
         json_deserializer=json_loads,
         connect_args={"options": f"-c statement_timeout={POLLED_READ_TIMEOUT_MS}",
-                      "connect_timeout": 5})
+                      "connect_timeout": 2})
     _ping_when_idle(engine)
     return engine
 
