@@ -167,7 +167,7 @@ def run(*, requests: int = 300, postgres: bool = False, profile: str | None = No
         with tempfile.TemporaryDirectory(prefix="reflow-bench-inproc-") as tmp:
             runtime, demo, paths = seed(Path(tmp), common.dsn(db) if db else None)
             asyncio.run(measure(runtime, demo["workspace_token"], paths, requests, profile))
-            runtime.engine.dispose()
+            runtime.dispose()
     finally:
         if db:
             common.drop_database(db)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reflow.config import Settings, get_settings
 from reflow.crypto import Vault
-from reflow.db.engine import make_engine, make_session_factory
+from reflow.db.engine import make_engine, make_polled_read_engine, make_session_factory
 
 if TYPE_CHECKING:
     from reflow.storage import RunFiles, Storage
@@ -35,6 +35,10 @@ class Runtime:
     sessions: sessionmaker[Session]
     vault: Vault
     executor: Executor | None = field(default=None)
+    #: PostgreSQL: the engine and sessions of the API's polled reads
+    #: (``db.engine.make_polled_read_engine``); None on SQLite, where they use ``sessions``.
+    read_engine: Engine | None = field(default=None)
+    polled_reads: sessionmaker[Session] | None = field(default=None)
     _installation_id: str | None = field(default=None, repr=False)
     _snapshots: Storage | None = field(default=None, repr=False)
     _run_files: RunFiles | None = field(default=None, repr=False)
@@ -45,12 +49,21 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         install_outbound_policy(settings)
         engine = make_engine(settings.resolved_database_url)
+        reads = make_polled_read_engine(settings.resolved_database_url)
         return cls(
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
             vault=Vault(settings.resolved_secret_key()),
+            read_engine=reads,
+            polled_reads=sessionmaker(reads, expire_on_commit=False) if reads else None,
         )
+
+    def dispose(self) -> None:
+        """Close the pooled connections (both engines')."""
+        self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

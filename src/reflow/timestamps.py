@@ -15,10 +15,16 @@ def iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is not None:
+        if value.utcoffset() == _ZERO and value.year >= 1000:
+            # What PostgreSQL gives back in a UTC session: the text without "+00:00".
+            return value.isoformat(timespec="milliseconds")[:-6] + "Z"
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     if value.year < 1000:
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     return value.isoformat(timespec="milliseconds") + "Z"
+
+
+_ZERO = dt.timedelta(0)
 
 
 def utcnow() -> dt.datetime:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,6 +94,43 @@ async def test_a_request_past_capacity_waits_for_a_slot_within_the_queue_bound(
         release.set()
         assert (await held).status_code == 400
         assert (await queued).status_code == 200  # it got the slot, not a 503
+
+
+async def _asgi_get(app: Any, path: str, token: str) -> int:
+    """A GET as uvicorn drives it: the whole request already read, so ``receive`` and
+    ``send`` never wait (unlike an HTTP client's transport)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80), "state": {},
+             "headers": [(b"host", b"reflow"), (b"authorization", f"Bearer {token}".encode())]}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+@pytest.mark.anyio
+async def test_a_backlog_of_polled_reads_is_refused_past_capacity(tmp_path: Path) -> None:
+    """Polled reads run on the event loop and never wait there: without a yield to the
+    loop each would run from the edge to its response in one go, and a backlog would
+    queue behind it instead of meeting the guard (api/deps.polled_read)."""
+    settings = Settings(home=tmp_path, secret_key="k", log_level="WARNING",
+                        api_max_concurrency=1, api_queue_seconds=0)
+    runtime = Runtime.from_settings(settings)
+    token = initialize(runtime.engine).workspace_token
+    app = create_app(runtime)
+    assert await _asgi_get(app, "/api/v1/syncs", token) == 200  # token cached, stack built
+    codes = await asyncio.gather(*(_asgi_get(app, path, token) for path in (
+        "/api/v1/syncs", "/api/v1/syncs/1", "/api/v1/sync_runs/1") * 3))
+    assert sorted(codes)[1:] == [503] * 8, codes
+    runtime.dispose()
 
 
 @pytest.fixture

@@ -17,10 +17,11 @@ def _by_strftime(value: dt.datetime) -> str:
 def test_as_strftime_wrote_it() -> None:
     rng = random.Random(15)
     zones = [None, dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)),
-             dt.timezone(dt.timedelta(hours=-8))]
+             dt.timezone(dt.timedelta(hours=-8)), dt.timezone(dt.timedelta(0), "GMT")]
     values = [dt.datetime(2026, 12, 3, 12, 0, 0), dt.datetime(2024, 2, 29, 23, 59, 59, 999999),
               dt.datetime(1999, 12, 31, 23, 30, 0, 1000, tzinfo=zones[3]),
-              dt.datetime(5, 1, 1, 0, 0, 0, 123456), dt.datetime(9999, 12, 31, 12, 0, 0)]
+              dt.datetime(5, 1, 1, 0, 0, 0, 123456), dt.datetime(9999, 12, 31, 12, 0, 0),
+              dt.datetime(999, 1, 1, 0, 0, 0, 5000, tzinfo=dt.UTC)]
     for _ in range(2000):
         values.append(dt.datetime(rng.randint(1000, 9998), rng.randint(1, 12), rng.randint(1, 28),
                                   rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),

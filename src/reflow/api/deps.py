@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -44,30 +46,56 @@ async def get_session(runtime: Runtime = Depends(get_runtime)) -> AsyncIterator[
 
 def polled_read(endpoint: Callable[..., R]) -> Callable[..., Awaitable[R]]:
     """``endpoint`` (a ``def`` that only reads, taking ``ctx``): one of the reads clients
-    poll (a sync, its runs). On SQLite it runs on the event loop: it is CPU under the
-    GIL either way, and the hop to a worker thread and back (two cross-thread wake-ups,
-    ~0.5 ms of a 1-3 ms request on a virtual machine) cost more than the read; WAL mode
-    never makes a reader wait for a writer. On PostgreSQL it runs on a worker thread
-    (the loop serves other requests while it waits for round trips), outside a
-    transaction: under READ COMMITTED each statement sees its own snapshot anyway, and
-    the BEGIN and the ROLLBACK at the end were two of a fetch's three round trips."""
+    poll (a sync, its runs). It runs on the event loop: it is CPU under the GIL either
+    way, and the hop to a worker thread and back (two cross-thread wake-ups, and a wait
+    of up to the 5 ms switch interval for the GIL at each round trip while the loop
+    parses other requests) cost more than the read. On PostgreSQL it reads through
+    ``runtime.polled_reads``: autocommit (each statement sees its own snapshot, as under
+    READ COMMITTED; no BEGIN and ROLLBACK round trips), its own small pool, a statement
+    timeout bounding how long the loop can be held.
+
+    It first yields to the loop once: a request that never waits would otherwise run
+    from the edge to its response in one go, so a backlog would never be seen waiting
+    for a slot by ``api/overload.py`` and would queue instead of being refused."""
+
+    # FastAPI is shown ``ctx`` as the request itself (or, as it hands the request to one
+    # parameter only, not at all when the endpoint takes the request already): a
+    # workspace key the edge resolved needs no dependency to solve (workspace_context's
+    # chain, with the generator that opens and closes a session, cost ~460 Python calls
+    # a request), and the session is opened here, on the engine the read uses. The
+    # endpoint still receives the ``WorkspaceContext`` workspace_context would give.
+    signature = inspect.signature(endpoint, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.name != "ctx"]
+    request_param = next((p.name for p in params if p.annotation is Request), None)
+    if request_param is None:
+        request_param = "ctx"
+        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Request))
 
     @functools.wraps(endpoint)
     async def run(*args: Any, **kwargs: Any) -> R:
-        ctx = kwargs["ctx"]
-        if ctx.runtime.engine.dialect.name == "sqlite":
-            return endpoint(*args, **kwargs)
-        return await run_in_threadpool(_autocommit, endpoint, *args, **kwargs)
+        await asyncio.sleep(0)
+        request: Request = kwargs[request_param]
+        runtime = runtime_of(request)
+        principal = request.scope.get("state", {}).get("principal")
+        if isinstance(principal, Principal) and principal.workspace_id is not None:
+            workspace_id = principal.workspace_id
+        else:
+            principal, workspace_id = await run_in_threadpool(_resolve, request, runtime)
+        # SQLite: WAL mode never makes a reader wait for a writer.
+        with (runtime.polled_reads or runtime.sessions)() as session:
+            ctx = WorkspaceContext(session, runtime, workspace_id, principal)
+            return endpoint(*args, **{**kwargs, "ctx": ctx})
 
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     return run
 
 
-def _autocommit(endpoint: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-    session = kwargs["ctx"].session
-    if session.in_transaction():
-        session.commit()  # what resolving a personal access token wrote, if anything
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    return endpoint(*args, **kwargs)
+def _resolve(request: Request, runtime: Runtime) -> tuple[Principal, int]:
+    """A caller the edge did not resolve to a workspace (a personal access token: its
+    role in the workspace it names is read from the database), on a worker thread."""
+    with runtime.sessions() as session:
+        ctx = resolve_workspace(request, session, runtime)
+        return ctx.principal, ctx.workspace_id
 
 
 def bearer_token(request: Request) -> str | None:

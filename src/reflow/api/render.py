@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import Row
 
 from reflow.api.envelope import iso
 from reflow.connectors.base import DestinationConnector, DestinationObject, SourceConnector
 from reflow.db.tables import Destination, Source, SourceModel, Sync, SyncRun
 from reflow.errors import run_error_code
 from reflow.services.connections import configuration_fields
+from reflow.services.listing import LastRun
 from reflow.services.schedules import schedule_fields
 
 
@@ -179,7 +181,9 @@ def _option_type(prop: dict[str, Any]) -> tuple[str, list[Any]]:
     return "string", []
 
 
-def sync(row: Sync, *, source_object: dict[str, Any], last_run: SyncRun | None) -> dict[str, Any]:
+def sync(row: Sync | Row[Any], *, source_object: dict[str, Any],
+         last_run: SyncRun | LastRun | None) -> dict[str, Any]:
+    """``row``: the ORM object or a row of the table's columns (``services/listing``)."""
     settings = dict(row.settings)
     lead_union = settings.pop("lead_union_insert_to", None)
     return {
@@ -220,14 +224,15 @@ def _segment_ref(source_object: dict[str, Any]) -> dict[str, Any]:
     return {"filter_segment_id": source_object.get("filter_segment_id")}
 
 
-def _sync_status(last_run: SyncRun | None) -> str:
+def _sync_status(last_run: SyncRun | LastRun | None) -> str:
     """Census's sync health: never run, last run ok, last run failed."""
     if last_run is None:
         return "Ready"
     return {"failed": "Failing", "completed": "Up to Date"}.get(last_run.status, "Ready")
 
 
-def sync_run(row: SyncRun) -> dict[str, Any]:
+def sync_run(row: SyncRun | Row[Any]) -> dict[str, Any]:
+    """``row``: the ORM object or a row of the table's columns (``services/runs.read``)."""
     return {
         "id": row.id,
         "sync_id": row.sync_id,

@@ -28,6 +28,31 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+#: How long a polled read may run on PostgreSQL (``make_polled_read_engine``).
+POLLED_READ_TIMEOUT_MS = 2000
+
+
+def make_polled_read_engine(url: str) -> Engine | None:
+    """PostgreSQL: a small engine of its own for the API's polled reads, which run on
+    the event loop (``api/deps.polled_read``): its connections are in autocommit (no
+    BEGIN, no ROLLBACK, no isolation level switched per request), writes holding the
+    main pool's connections never make the loop wait for one, and a statement is
+    cancelled after ``POLLED_READ_TIMEOUT_MS`` (a read that slow would hold up every
+    request of the process); a new connection waits at most 2 s for the server (while
+    PostgreSQL is unreachable each polled read holds the loop that long, then answers
+    500). None for SQLite, whose reads use the one engine."""
+    if not (url.startswith("postgresql://") or url.startswith("postgres://")):
+        return None
+    url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = create_engine(
+        url, pool_size=2, max_overflow=8, pool_timeout=5, isolation_level="AUTOCOMMIT",
+        json_deserializer=json_loads,
+        connect_args={"options": f"-c statement_timeout={POLLED_READ_TIMEOUT_MS}",
+                      "connect_timeout": 2})
+    _ping_when_idle(engine)
+    return engine
+
+
 #: A pooled connection unused for longer than this is pinged before it is handed out.
 IDLE_PING_SECONDS = 10.0
 _CHECKED_IN = "reflow_checked_in"

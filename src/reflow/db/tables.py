@@ -134,7 +134,9 @@ class Sync(Timestamped, Base):
 
 class SyncRun(Timestamped, Base):
     __tablename__ = "sync_runs"
-    __table_args__ = (Index("ix_sync_runs_sync_status", "sync_id", "status"),)
+    __table_args__ = (Index("ix_sync_runs_sync_status", "sync_id", "status"),
+                      # A sync's runs newest first, and its last run (services/listing.py).
+                      Index("ix_sync_runs_sync_id_id", "sync_id", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
     sync_id: Mapped[int] = mapped_column(ForeignKey("syncs.id", ondelete="CASCADE"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
@@ -56,7 +56,20 @@ def _naive(value: dt.datetime) -> dt.datetime:
 def _live(rows: list[ManagedObject], born: dict[int, dt.datetime]) -> dict[int, ManagedObject]:
     """Rows whose object still exists: same id and same creation time."""
     return {r.object_id: r for r in rows if r.object_id in born
-            and _naive(born[r.object_id]) == _naive(r.object_created_at)}
+            and marks_object(r.object_created_at, born[r.object_id])}
+
+
+def marks_object(marked_born: dt.datetime, born: dt.datetime) -> bool:
+    """Whether a row that recorded ``marked_born`` marks the object of that id created
+    at ``born`` (not an earlier object that had its id)."""
+    return _naive(born) == _naive(marked_born)
+
+
+class Mark(NamedTuple):
+    """What ``annotate`` shows of a row, read beside its object (``listing``)."""
+
+    slug: str
+    managed_by: str
 
 
 def _rows(session: Session, workspace_id: int, kind: str) -> list[ManagedObject]:
@@ -95,7 +108,7 @@ def marks(session: Session, *, workspace_id: int, kind: str) -> dict[int, Manage
     return _live(_rows(session, workspace_id, kind), _born(session, workspace_id, kind))
 
 
-def annotate(item: dict[str, Any], row: ManagedObject | None) -> dict[str, Any]:
+def annotate(item: dict[str, Any], row: ManagedObject | Mark | None) -> dict[str, Any]:
     """Extra keys on a resource's wire object; Census keys are left as they are."""
     item["slug"] = row.slug if row else None
     item["managed_by"] = row.managed_by if row else None

@@ -6,13 +6,13 @@ import datetime as dt
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from reflow.db.engine import after_commit
 from reflow.db.repo import Page, Paged, PageParams, get_scoped
 from reflow.db.tables import Sync, SyncRun, utcnow
-from reflow.errors import BadRequest, Conflict
+from reflow.errors import BadRequest, Conflict, NotFound
 from reflow.services import events
 
 ACTIVE = ("queued", "working")
@@ -70,6 +70,21 @@ def serialize_on_sync(session: Session, *, sync_id: int) -> None:
 
 def get(session: Session, *, workspace_id: int, run_id: int) -> SyncRun:
     return get_scoped(session, SyncRun, run_id, workspace_id, "sync run")
+
+
+_RUN = select(SyncRun.__table__).where(SyncRun.id == bindparam("run_id"),
+                                       SyncRun.workspace_id == bindparam("workspace_id"))
+
+
+def read(session: Session, *, workspace_id: int, run_id: int) -> Row[Any]:
+    """``get`` as a row of the run's columns, no ORM object: GET /sync_runs/{id}, the
+    read orchestrators poll, only renders it."""
+    # Core on the session's connection: the ORM's execution layer has nothing to do.
+    row = session.connection().execute(
+        _RUN, {"run_id": run_id, "workspace_id": workspace_id}).first()
+    if row is None:
+        raise NotFound(f"sync run {run_id} not found")
+    return row
 
 
 _FOR_SYNC = Paged(select(SyncRun).where(SyncRun.sync_id == bindparam("sync_id")), SyncRun.id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from reflow.connectors.base import SourceConnector, TableRef
@@ -11,24 +13,16 @@ from reflow.db.tables import SourceModel, Sync
 from reflow.timestamps import iso
 
 
-def describe(session: Session, *, sync: Sync) -> dict[str, Any]:
-    """The richer object Census echoes in ``source_attributes.object``."""
+def describe(session: Session, *, sync: Sync | Row[Any],
+             models: Mapping[int, Any] | None = None) -> dict[str, Any]:
+    """The richer object Census echoes in ``source_attributes.object``. ``models``: the
+    models the caller already read (``MODEL_FIELDS``, by id, as ``listing`` does for a
+    page); any other is read here."""
     obj = sync.source_object
     if obj.get("type") == "model":
-        model = session.get(SourceModel, obj["id"])
-        if model is None:
-            return {"type": "model", "id": obj["id"]}
-        # A dataset is stored as the model it is, and echoed as it was given.
-        dataset = {"dataset_id": model.id} if obj.get("as") == "dataset" else {}
-        return {
-            "type": "dataset" if dataset else "model",
-            "id": model.id,
-            **dataset,
-            "name": model.name,
-            "created_at": iso(model.created_at),
-            "updated_at": iso(model.updated_at),
-            "query": model.query,
-        }
+        model = (models.get(obj["id"]) if models is not None and isinstance(obj["id"], int)
+                 else session.get(SourceModel, obj["id"]))
+        return _describe_model(obj, model)
     if obj.get("type") == "segment":
         return _describe_segment(session, obj)
     if obj.get("type") == "topic":
@@ -36,6 +30,27 @@ def describe(session: Session, *, sync: Sync) -> dict[str, Any]:
 
         return topics.describe(session, obj=obj)
     return dict(obj)
+
+
+#: What ``describe`` shows of a model (a model's ``columns`` can be large: not read).
+MODEL_FIELDS = ("id", "name", "created_at", "updated_at", "query")
+
+
+def _describe_model(obj: dict[str, Any], model: Any) -> dict[str, Any]:
+    """``model``: a ``SourceModel`` or a row of its ``MODEL_FIELDS``, or None."""
+    if model is None:
+        return {"type": "model", "id": obj["id"]}
+    # A dataset is stored as the model it is, and echoed as it was given.
+    dataset = {"dataset_id": model.id} if obj.get("as") == "dataset" else {}
+    return {
+        "type": "dataset" if dataset else "model",
+        "id": model.id,
+        **dataset,
+        "name": model.name,
+        "created_at": iso(model.created_at),
+        "updated_at": iso(model.updated_at),
+        "query": model.query,
+    }
 
 
 def _describe_segment(session: Session, obj: dict[str, Any]) -> dict[str, Any]:
