@@ -59,6 +59,7 @@ def test_a_crashed_runs_log_is_folded_by_the_next_run(tmp_path: Path) -> None:
     assert raw.execute("SELECT count(*) FROM log").fetchall() == [(3,)]
     raw.close()
     following = SnapshotStore(path)
+    assert following.modified
     assert following.con.execute("SELECT count(*) FROM log").fetchall() == [(0,)]
     assert following.delivered() == {"2": 22, "3": 33}
     rows = following.con.execute("SELECT key, hash FROM snapshot ORDER BY key").fetchall()
@@ -87,6 +88,7 @@ def test_a_snapshot_of_the_earlier_shape_keeps_its_hashes(tmp_path: Path) -> Non
     old.close()
 
     store = SnapshotStore(path)
+    assert store.modified  # checked back in upgraded, even by a run that sends nothing
     # the md5 row stays delivered (a mirror sync still deletes it), with no hash to match
     assert store.delivered() == {"1": hashes["1"], "2": None}
     store.stage(pa.table({"id": [1, 2], "v": ["a", "b"]}), "id")

@@ -88,7 +88,8 @@ class SnapshotStore:
         self.con.execute(f"SET temp_directory = '{spill}'")
         self.con.execute("SET preserve_insertion_order = false")
         self._file_db = _q(self.con.execute("SELECT current_database()").fetchall()[0][0])
-        _upgrade(self.con)
+        # an upgraded file is checked back in even if the run changes nothing else
+        self.modified = _upgrade(self.con)
         self.con.execute("CREATE TABLE IF NOT EXISTS snapshot (key VARCHAR, hash UBIGINT)")
         #: Acknowledged since the last fold: (key, hash), or (key, NULL) for a removal.
         self.con.execute(_CREATE_LOG)
@@ -97,6 +98,7 @@ class SnapshotStore:
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
         if self._log_rows():  # a crashed run's acknowledgements
             self._fold()
+            self.modified = True
         # Unqualified names resolve to the run's tables first, then the snapshot's; new
         # tables are created in the run's database (the first entry).
         self.con.execute(f"ATTACH ':memory:' AS {RUN_DB}")
@@ -366,7 +368,7 @@ class SnapshotStore:
             self._on_close(self.modified)
 
 
-def _upgrade(con: Any) -> None:
+def _upgrade(con: Any) -> bool:
     """A snapshot of an earlier version (``key VARCHAR PRIMARY KEY, hash VARCHAR``)
     becomes an unindexed ``(key, hash UBIGINT)`` one. Its hashes were DuckDB's own, as
     text, and keep their value; md5 hashes of older versions become NULL, which no row
@@ -377,13 +379,14 @@ def _upgrade(con: Any) -> None:
         " AND table_catalog = current_database()"
     ).fetchall()
     if not rows or rows[0][0] != "VARCHAR":
-        return
+        return False
     con.execute("BEGIN")
     con.execute("CREATE TABLE snapshot_upgraded AS"
                 " SELECT key, TRY_CAST(hash AS UBIGINT) AS hash FROM snapshot")
     con.execute("DROP TABLE snapshot")
     con.execute("ALTER TABLE snapshot_upgraded RENAME TO snapshot")
     con.execute("COMMIT")
+    return True
 
 
 def rows_of(table: pa.Table | pa.RecordBatch, limit: int | None = None) -> list[dict[str, Any]]:
