@@ -78,7 +78,6 @@ class SnapshotStore:
         #: Checks the snapshot back into storage once the connection is closed; told
         #: whether this run wrote to it (an unchanged one is not uploaded again).
         self._on_close = on_close
-        self.modified = False
         #: Set when the snapshot could not be read and this run starts from an empty one.
         self.notice: str | None = None
         spill = path.parent / "spill"
@@ -88,7 +87,8 @@ class SnapshotStore:
         self.con.execute(f"SET temp_directory = '{spill}'")
         self.con.execute("SET preserve_insertion_order = false")
         self._file_db = _q(self.con.execute("SELECT current_database()").fetchall()[0][0])
-        # an upgraded file is checked back in even if the run changes nothing else
+        #: Whether this run wrote to the file (see ``_on_close``); an upgraded file is
+        #: checked back in even if the run changes nothing else.
         self.modified = _upgrade(self.con)
         self.con.execute("CREATE TABLE IF NOT EXISTS snapshot (key VARCHAR, hash UBIGINT)")
         #: Acknowledged since the last fold: (key, hash), or (key, NULL) for a removal.
