@@ -21,11 +21,18 @@ def make_engine(url: str) -> Engine:
                                json_deserializer=json_loads)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    url = _psycopg_url(url) or url
     engine = create_engine(url, pool_size=10, max_overflow=20, json_deserializer=json_loads)
     _ping_when_idle(engine)
     return engine
+
+
+def _psycopg_url(url: str) -> str | None:
+    """A PostgreSQL URL with psycopg 3 as its driver (``postgres://`` and
+    ``postgresql://`` name none); None for any other database."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url if url.startswith("postgresql+") else None
 
 
 #: How long a polled read may run on PostgreSQL (``make_polled_read_engine``).
@@ -41,11 +48,11 @@ def make_polled_read_engine(url: str) -> Engine | None:
     request of the process); a new connection waits at most 2 s for the server (while
     PostgreSQL is unreachable each polled read holds the loop that long, then answers
     500). None for SQLite, whose reads use the one engine."""
-    if not (url.startswith("postgresql://") or url.startswith("postgres://")):
+    postgres = _psycopg_url(url)
+    if postgres is None:
         return None
-    url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = create_engine(
-        url, pool_size=2, max_overflow=8, pool_timeout=5, isolation_level="AUTOCOMMIT",
+        postgres, pool_size=2, max_overflow=8, pool_timeout=5, isolation_level="AUTOCOMMIT",
         json_deserializer=json_loads,
         connect_args={"options": f"-c statement_timeout={POLLED_READ_TIMEOUT_MS}",
                       "connect_timeout": 2})
