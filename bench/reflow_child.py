@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--setup", action="store_true", help="only set the home up")
     args = parser.parse_args()
-    state = Path(args.home) / "bench.json"
+    home = Path(args.home)
+    state = home / "bench.json"
     if not args.setup and not state.exists():
         subprocess.run([sys.executable, "-m", "bench.reflow_child", *sys.argv[1:], "--setup"],
                        check=True)
@@ -94,7 +95,6 @@ def main() -> None:
     from reflow.runtime import Runtime
     from reflow.services import runs, syncs
 
-    home = Path(args.home)
     rt = Runtime.from_settings(Settings(home=home, secret_key="reflow-bench", log_level="WARNING"))
     if args.setup:
         state.write_text(json.dumps(_setup(rt, args)))
