@@ -74,6 +74,7 @@ class SnapshotStore:
         import duckdb
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.con = duckdb.connect(str(path))
         #: Checks the snapshot back into storage once the connection is closed; told
         #: whether this run wrote to it (an unchanged one is not uploaded again).
@@ -136,11 +137,17 @@ class SnapshotStore:
                 self.con.execute(sql)
                 return
             except duckdb.OutOfMemoryException:
-                if self.memory_mb * 2 > MAX_MEMORY_MB:
+                if not self._more_memory(""):
                     raise
-                log.warning("engine-side diff: DuckDB ran out of its %s MB; retrying with %s MB",
-                            self.memory_mb, self.memory_mb * 2)
-                self._allow_memory(self.memory_mb * 2)
+
+    def _more_memory(self, doing: str) -> bool:
+        """Double DuckDB's limit after it ran out while ``doing``; False at the cap."""
+        if self.memory_mb * 2 > MAX_MEMORY_MB:
+            return False
+        log.warning("engine-side diff of %s: DuckDB ran out of its %s MB%s; retrying with %s MB",
+                    self.path.name, self.memory_mb, doing, self.memory_mb * 2)
+        self._allow_memory(self.memory_mb * 2)
+        return True
 
     # -- bookkeeping -------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -322,11 +329,8 @@ class SnapshotStore:
             except StopIteration:
                 first = []
             except (duckdb.OutOfMemoryException, OSError) as exc:  # OSError: through Arrow
-                if "Out of Memory" not in str(exc) or self.memory_mb * 2 > MAX_MEMORY_MB:
+                if "Out of Memory" not in str(exc) or not self._more_memory(f" reading {table}"):
                     raise
-                log.warning("engine-side diff: DuckDB ran out of its %s MB reading %s;"
-                            " retrying with %s MB", self.memory_mb, table, self.memory_mb * 2)
-                self._allow_memory(self.memory_mb * 2)
                 continue
             return pa.RecordBatchReader.from_batches(reader.schema, itertools.chain(first, reader))
 
