@@ -6,6 +6,10 @@ memory ends up ~60 MB above what its batches need at any one time (bench/, 300k 
 peak 312 MB -> 250 MB). Batches are allocated once and freed whole, so they go to the
 system allocator, and glibc maps blocks of 128 KiB and more on their own, returning
 them to the kernel when freed.
+
+``set_memory_pool`` below reaches what pyarrow's Python layer allocates; Arrow's C++
+code (casts, concatenation, Parquet) takes its pool from ``ARROW_DEFAULT_MEMORY_POOL``,
+which ``reflow/__init__.py`` sets before pyarrow is imported.
 """
 
 from __future__ import annotations

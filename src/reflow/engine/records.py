@@ -21,6 +21,8 @@ IDENTIFIER = "__reflow_identifier"
 OPERATION = "__reflow_operation"
 STARTED = "__reflow_batch_started_at"
 COMPLETED = "__reflow_batch_completed_at"
+#: Rows of a row group of a succeeded-log part (see ``SucceededLog.write_parts``).
+ROW_GROUP_ROWS = 10_000
 
 
 def run_dir(home: Path, run_id: int) -> Path:
@@ -74,7 +76,9 @@ class SucceededLog:
         tmp = self.directory / f".part-{self.parts:06d}.tmp"
         # Dictionary encoding only where values repeat: on keys, e-mails and amounts it
         # tripled the cost of the log (and made the files larger).
-        pq.write_table(table, tmp, use_dictionary=[OPERATION])
+        # Row groups of ``ROW_GROUP_ROWS``: the writer holds a whole row group encoded
+        # before it writes it out.
+        pq.write_table(table, tmp, use_dictionary=[OPERATION], row_group_size=ROW_GROUP_ROWS)
         os.chmod(tmp, 0o600)
         os.replace(tmp, final)
         if self.on_part is not None:

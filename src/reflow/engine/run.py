@@ -243,6 +243,12 @@ def _mapping_fingerprint(mappings: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(mappings, sort_keys=True).encode()).hexdigest()
 
 
+#: Rows of a batch read from the source for staging. The stage inserts several batches
+#: at once (``snapshot.STAGE_BYTES``), so smaller reads cost nothing there; they only
+#: hold less at once (the batch read ahead, the one mapped, the one coerced).
+READ_ROWS = 20_000
+
+
 def _stage(x: Execution, store: Store, stop: threading.Event) -> None:
     plan = x.plan
     x.reporter.progress(current_step="Unloading data from warehouse")
@@ -256,7 +262,7 @@ def _stage(x: Execution, store: Store, stop: threading.Event) -> None:
         store.on_uncastable = lambda rows, reasons: _log_uncastable(x, rows, reasons)
         return
     hwm = appending.hwm_attribute(plan.operation, x.settings)
-    for batch in plan.source.read(plan.query, batch_size=plan.batch_size):
+    for batch in plan.source.read(plan.query, batch_size=min(plan.batch_size, READ_ROWS)):
         if stop.is_set():
             raise Canceled("interrupted by shutdown before any record was sent", by_user=False)
         if x.reporter.progress():
