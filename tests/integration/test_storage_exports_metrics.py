@@ -10,10 +10,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 import httpx
+import obstore
 import pyarrow.parquet as pq
 import pytest
 
@@ -91,9 +93,13 @@ def test_storage_usage_is_listed_at_most_once_per_interval(
     run_files = RunFiles(tmp_path, S3Storage(f"s3://{bucket}/u/runs", tmp_path / "work"))
     runtime = SimpleNamespace(snapshots=snapshots, run_files=run_files)
     listings: list[str] = []
-    for client in (snapshots.client, run_files.shared.client):  # type: ignore[union-attr]
-        client.meta.events.register("before-call.s3.ListObjectsV2",
-                                    lambda **kw: listings.append("list"))
+    listed = obstore.list
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        listings.append("list")
+        return listed(*args, **kwargs)
+
+    monkeypatch.setattr(obstore, "list", counted)
     monkeypatch.setattr(metrics, "_usage", metrics._UsageCache())
 
     def scrape() -> dict[str, float]:
@@ -150,10 +156,13 @@ def test_a_run_that_changed_nothing_does_not_upload_its_snapshot_again(
         monkeypatch.setenv(key, value)
     storage = S3Storage(f"s3://{_bucket(s3_endpoint)}/snapshots", tmp_path / "work")
     puts: list[str] = []
-    storage.client.meta.events.register("before-call.s3.PutObject",
-                                        lambda **kw: puts.append("put"))
-    storage.client.meta.events.register("before-call.s3.CreateMultipartUpload",
-                                        lambda **kw: puts.append("put"))
+    put = obstore.put
+
+    def counted_put(*args: Any, **kwargs: Any) -> Any:
+        puts.append("put")
+        return put(*args, **kwargs)
+
+    monkeypatch.setattr(obstore, "put", counted_put)
 
     first = open_engine_side(storage, "sync_1.duckdb", sync_id=1)
     first.set_meta("mappings", "m1")
