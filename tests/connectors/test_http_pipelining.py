@@ -27,14 +27,14 @@ from reflow.config import Settings
 from reflow.connectors.base import WriteContext
 from reflow.connectors.destinations.http_request import HttpRequestDestination
 from reflow.connectors.errors import TransientError
-from reflow.db.tables import Destination, Source, Sync, SyncRun, SyncRunRecord
+from reflow.db.tables import SyncRunRecord
 from reflow.engine import writing
 from reflow.engine.records import SucceededLog
 from reflow.engine.snapshot import HASH, KEY, SnapshotStore
 from reflow.engine.writing import Delivery, deliver, finish_writer
 from reflow.jobs.progress import StateReporter
 from reflow.runtime import Runtime
-from reflow.services.bootstrap import initialize
+from tests.support.delivery import working_run
 
 #: How long the server holds a request for another one before giving up: only reached
 #: when the writer has a barrier per batch (the test then fails on ``held_too_long``).
@@ -114,28 +114,12 @@ def server() -> Iterator[Loopback]:
 def delivery(tmp_path: Path, server: Loopback) -> Iterator[Delivery]:
     """A working run's delivery into an HTTP Request writer: 2 records a request,
     2 requests in flight, no retries inside the writer (the engine retries)."""
-    runtime = Runtime.from_settings(Settings(home=tmp_path / "home", secret_key="k"))
-    workspace_id = initialize(runtime.engine).workspace_id
-    with runtime.session() as session:
-        common = {"workspace_id": workspace_id, "credentials_encrypted": "x"}
-        source = Source(name="s", type="postgres", **common)
-        dest = Destination(name="d", type="http_request", **common)
-        session.add_all([source, dest])
-        session.flush()
-        sync = Sync(workspace_id=workspace_id, operation="upsert", source_id=source.id,
-                    source_object={"type": "model", "id": 1}, destination_id=dest.id,
-                    destination_object="request", mappings=[])
-        session.add(sync)
-        session.flush()
-        run = SyncRun(workspace_id=workspace_id, sync_id=sync.id, status="working")
-        session.add(run)
-        session.flush()
-        run_id = run.id
+    runtime, sync_id, run_id = working_run(tmp_path / "home", "http_request", "request")
     config = HttpRequestDestination.config_model.model_validate(
         {"base_url": server.url, "concurrency": 2, "max_retries": 0, "timeout_seconds": 30})
     options = {"records_per_request": "multiple", "batch_size": 2}
     writer = HttpRequestDestination(config).open_writer(
-        WriteContext(sync.id, run_id, "request", "id", ("id", "name"), options=options))
+        WriteContext(sync_id, run_id, "request", "id", ("id", "name"), options=options))
     store = SnapshotStore(tmp_path / "snap.duckdb")
     yield Delivery(StateReporter(runtime, run_id), run_id, writer, store, threading.Event(), {},
                    SucceededLog(runtime.settings.home, run_id))

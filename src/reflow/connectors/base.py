@@ -280,6 +280,10 @@ class BatchWriter(abc.ABC):
     #: Batches a pipelined writer lets the engine have in flight through ``submit``;
     #: 0 (the default) for a writer the engine calls through ``write`` one at a time.
     pipeline_depth: int = 0
+    #: Whether the writer cuts each batch into requests of its own (the HTTP writers:
+    #: a sync's ``advanced_configuration.batch_size`` is then its records per request,
+    #: and the engine does not cut its batches to it).
+    cuts_requests: bool = False
 
     def submit(self, batch: pa.RecordBatch, action: Action) -> Future[WriteResult]:
         """Start writing one batch and return without waiting for it (writers with a

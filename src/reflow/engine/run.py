@@ -327,8 +327,8 @@ def _log_invalid(x: Execution, store: Store) -> None:
 
 def _batch_size(x: Execution, writer: BatchWriter) -> int:
     size = min(x.plan.batch_size, x.plan.destination.capabilities.batch_size)
-    if writer.pipeline_depth:
-        # A pipelined writer cuts batches into its own requests (``batch_size`` is its
+    if writer.cuts_requests:
+        # Such a writer cuts batches into its own requests (``batch_size`` is its
         # records per request) and batch boundaries are no barrier for it: a batch of
         # one request would only multiply the engine's per-batch work.
         return size

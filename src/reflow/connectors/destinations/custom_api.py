@@ -403,6 +403,7 @@ class CustomApiWriter(BatchWriter):
         self.pacer = _Pacer(_number(speed.get("maximum_records_per_second")))
         self.pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="custom-api")
         self.pipeline_depth = 2 * self.parallel  # batches in flight (BatchWriter.submit)
+        self.cuts_requests = True
 
     def _field(self, name: str) -> dict[str, Any]:
         # A field the object accepts on write (can_create_fields) but did not list.

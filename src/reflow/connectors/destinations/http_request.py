@@ -288,6 +288,7 @@ class HttpRequestWriter(BatchWriter):
         # Two batches per request slot: the next batch's requests are queued while the
         # last ones of this batch are in flight, so the connections never go idle.
         self.pipeline_depth = 2 * sender.concurrency
+        self.cuts_requests = True
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
         requests, rejected = self._requests(batch, action)

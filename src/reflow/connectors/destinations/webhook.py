@@ -244,6 +244,7 @@ class WebhookDestination(DestinationConnector):
         writer = WebhookWriter(self.config, ctx, sender, now or datetime.now(UTC),
                                full_deletes=full)
         writer.pipeline_depth = 2 * self.config.concurrency  # see HttpRequestWriter
+        writer.cuts_requests = True
         return writer
 
     def _client(self) -> httpx.Client:
