@@ -246,7 +246,7 @@ def _mapping_fingerprint(mappings: list[dict[str, Any]]) -> str:
 #: Rows of a batch read from the source for staging. The stage inserts several batches
 #: at once (``snapshot.STAGE_BYTES``), so smaller reads cost nothing there; they only
 #: hold less at once (the batch read ahead, the one mapped, the one coerced).
-READ_ROWS = 20_000
+READ_ROWS = 10_000
 
 
 def _stage(x: Execution, store: Store, stop: threading.Event) -> None:

@@ -37,9 +37,12 @@ _RUN_TABLES = ("stage", "dupes", "invalid", "changed", "removed")
 #: 600 MB held in Arrow, and more than DuckDB's memory limit to insert at once).
 STAGE_ROWS = 250_000
 STAGE_BYTES = 8 * 2**20
-#: Bytes of a batch read out of the store (see ``batches``): each batch is held by up
-#: to three stages at once (read, written, logged), so it is kept small.
-BATCH_BYTES = 2 * 2**20
+#: Bytes of a batch read out of the store (see ``batches``), 1.5 MB (~17,000 rows of 10
+#: columns): each batch is held at once by DuckDB's Arrow conversion (about five times
+#: its size), the writer (two batches in flight for a pipelined one) and the
+#: acknowledgement thread, so it is kept small. PostgreSQL merges of this size cost no
+#: more in all than 50,000-row ones once two are in flight.
+BATCH_BYTES = 3 * 2**19
 #: DuckDB's buffer pool, in MB: the stage and the diff spill to disk past it. Scanning
 #: and writing a table pins blocks of every column on each thread, so the limit grows
 #: with the stage's width (measured with one thread: 1M rows of 12 columns run in
@@ -50,14 +53,14 @@ MEMORY_MB_PER_COLUMN = 2
 MAX_MEMORY_MB = 2048
 #: DuckDB while rows stream out to the destination (``batches``): one thread, and a
 #: buffer pool of ``STREAM_MEMORY_MB`` plus ``STREAM_MEMORY_MB_PER_COLUMN`` per staged
-#: column (20 MB at 10 columns), where staging and the diff had every core and the
+#: column (16 MB at 10 columns), where staging and the diff had every core and the
 #: limit above. A stream pins one block of each column per thread; the staged rows it
 #: is not reading wait on disk rather than in the worker's memory while the destination
 #: takes its time. Delivery waits on the destination, not on DuckDB. Measured on a
-#: 1M-row first sync: the peak while delivering fell from 246 to ~234 MB (below the
-#: staging peak), with no measurable change in time.
+#: 1M-row first sync: the peak while delivering fell from 246 to ~230 MB (no higher
+#: than staging's), with no measurable change in time.
 STREAM_THREADS = 1
-STREAM_MEMORY_MB = 8
+STREAM_MEMORY_MB = 4
 STREAM_MEMORY_MB_PER_COLUMN = 1
 
 
