@@ -120,3 +120,21 @@ def test_a_statement_out_of_memory_is_retried_with_more(
         assert sum(b.num_rows for b in store.batches("changed", 50_000)) == rows
     store.close()
     assert "ran out of its 4 MB reading changed; retrying with 8 MB" in caplog.text
+
+
+def test_acknowledgements_out_of_memory_are_retried_with_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log's insert runs on the acknowledgement thread while rows stream out under
+    the streaming limit; one that runs out of memory is retried with twice the limit,
+    never a failed run."""
+    monkeypatch.setattr(snapshot, "BASE_MEMORY_MB", 1)
+    store = SnapshotStore(tmp_path / "s.duckdb")
+    rows = 300_000
+    keys = pc.binary_join_element_wise(
+        pc.cast(pa.array(range(rows), pa.int64()), pa.string()), pa.scalar("k" * 60), "-")
+    with caplog.at_level("WARNING", logger="reflow.engine.snapshot"):
+        store.commit_delivered(keys, pa.array(range(rows), pa.uint64()))
+    assert "ran out of its 1 MB; retrying with 2 MB" in caplog.text
+    assert store.con.execute("SELECT count(*) FROM log").fetchall() == [(rows,)]
+    store.close()

@@ -141,13 +141,15 @@ class SnapshotStore:
         cursor.execute(self._search_path)
         return cursor
 
-    def _allow_memory(self, mb: int) -> None:
+    def _allow_memory(self, mb: int, con: Any = None) -> None:
         if mb > self.memory_mb:
-            self._set_memory(mb)
+            self._set_memory(mb, con)
 
-    def _set_memory(self, mb: int) -> None:
+    def _set_memory(self, mb: int, con: Any = None) -> None:
+        """DuckDB's limit (one setting for all of the store's connections), set through
+        ``con`` when another thread may be using ``self.con``."""
         self.memory_mb = mb
-        self.con.execute(f"SET memory_limit = '{mb}MB'")
+        (con or self.con).execute(f"SET memory_limit = '{mb}MB'")
 
     def _stream(self) -> None:
         """DuckDB's settings for streaming rows out (see ``STREAM_THREADS``); once."""
@@ -155,29 +157,31 @@ class SnapshotStore:
             return
         self._diff_memory_mb = self.memory_mb
         self.con.execute(f"SET threads = {STREAM_THREADS}")
-        self._set_memory(min(self.memory_mb, STREAM_MEMORY_MB
-                             + STREAM_MEMORY_MB_PER_COLUMN * self._staged_columns))
+        wanted = STREAM_MEMORY_MB + STREAM_MEMORY_MB_PER_COLUMN * self._staged_columns
+        # Never below what the store opens with: the log's inserts and checkpoints need
+        # their blocks too.
+        self._set_memory(min(self.memory_mb, max(BASE_MEMORY_MB, wanted)))
 
-    def _run(self, sql: str) -> None:
-        """Execute ``sql`` (one statement, atomic), with twice the memory while it runs
-        out of it."""
+    def _run(self, sql: str, con: Any = None) -> None:
+        """Execute ``sql`` (one statement, atomic) on ``con`` (default ``self.con``),
+        with twice the memory while it runs out of it."""
         import duckdb
 
         while True:
             try:
-                self.con.execute(sql)
+                (con or self.con).execute(sql)
                 return
             except duckdb.OutOfMemoryException:
-                if not self._more_memory(""):
+                if not self._more_memory("", con):
                     raise
 
-    def _more_memory(self, doing: str) -> bool:
+    def _more_memory(self, doing: str, con: Any = None) -> bool:
         """Double DuckDB's limit after it ran out while ``doing``; False at the cap."""
         if self.memory_mb * 2 > MAX_MEMORY_MB:
             return False
         log.warning("engine-side diff of %s: DuckDB ran out of its %s MB%s; retrying with %s MB",
                     self.path.name, self.memory_mb, doing, self.memory_mb * 2)
-        self._allow_memory(self.memory_mb * 2)
+        self._allow_memory(self.memory_mb * 2, con)
         return True
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -382,7 +386,8 @@ class SnapshotStore:
         self.modified = True
         self._writer.register("acknowledged", acknowledged)
         try:
-            self._writer.execute("INSERT INTO log SELECT key, hash FROM acknowledged")
+            # On the acknowledgement thread, while the run streams on another cursor.
+            self._run("INSERT INTO log SELECT key, hash FROM acknowledged", self._writer)
         finally:
             self._writer.unregister("acknowledged")
 
