@@ -19,6 +19,7 @@ from reflow import __version__
 from reflow.api import openapi
 from reflow.api.edge import EdgeGuard
 from reflow.api.overload import OverloadGuard
+from reflow.api.polled import PolledReads, polled_reads
 from reflow.api.routers import (
     catalog,
     connect_links,
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from reflow.jobs.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -85,6 +88,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         static_url="/docs-assets",
     )
     app.state.runtime = runtime
+    # Inside the edge: the caller is resolved before a polled read is dispatched.
+    reads = polled_reads(syncs.router.routes)
+    app.add_middleware(PolledReads, prefix=API_PREFIX, reads=reads)
     app.add_middleware(EdgeGuard, runtime=runtime)  # token and size checked before a body is read
     # Routes are matched in order, at a few microseconds each (~160 routes): what is
     # polled most (health checks, then sync runs and syncs) comes first.
@@ -119,7 +125,7 @@ def _freeze_startup_objects() -> None:
 
 def _include_routers(app: FastAPI) -> None:
     def api(router: APIRouter) -> None:
-        app.include_router(router, prefix="/api/v1", responses=ERRORS)
+        app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 
     # First: its fixed paths would otherwise fall into /destinations/{destination_id}.
     api(unsupported.router)
