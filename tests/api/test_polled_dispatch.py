@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from reflow.api.app import create_app
 from reflow.api.polled import PolledReads
@@ -159,3 +160,34 @@ def test_a_bad_caller_is_refused_at_the_edge_first(apps: Apps, token: str | None
     _same(apps, "GET", "/api/v1/syncs", token=token)
     assert apps.passed.paths == []
 
+
+def test_a_process_runs_its_polled_reads_once_before_it_serves(tmp_path: Path) -> None:
+    """Its first polled requests open no connection and run statements it already ran
+    while starting (compiled, and on PostgreSQL the backend's catalog loaded)."""
+    db = create_pg_database("reflow_warm")
+    runtime = Runtime.from_settings(Settings(
+        home=tmp_path, secret_key="k", log_level="WARNING",
+        database_url=f"postgresql://postgres@127.0.0.1:5432/{db}"))
+    try:
+        result = initialize(runtime.engine)
+        ids = _seed(runtime, result.workspace_id)
+        statements: list[str] = []
+        engine = runtime.read_engine
+        assert engine is not None
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _cur, sql, *_: statements.append(sql))
+        connects: list[object] = []
+        event.listen(engine, "connect", lambda *_: connects.append(_))
+        headers = {"Authorization": f"Bearer {result.workspace_token}"}
+        with TestClient(create_app(runtime), headers=headers) as client:
+            at_start, opened = set(statements), len(connects)
+            assert opened >= 1
+            statements.clear()
+            for path in (f"/api/v1/sync_runs/{ids['run']}", "/api/v1/syncs"):
+                assert client.get(path).status_code == 200
+                assert statements[0] in at_start, path  # the run; the page of syncs
+                statements.clear()
+            assert len(connects) == opened
+    finally:
+        runtime.dispose()
+        drop_pg_database(db)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -19,7 +19,7 @@ from reflow import __version__
 from reflow.api import openapi
 from reflow.api.edge import EdgeGuard
 from reflow.api.overload import OverloadGuard
-from reflow.api.polled import PolledReads, polled_reads
+from reflow.api.polled import PolledRead, PolledReads, polled_reads, warm_up
 from reflow.api.routers import (
     catalog,
     connect_links,
@@ -44,8 +44,9 @@ from reflow.api.routers import sync_preview as sync_preview_router
 from reflow.api.routers import webhooks as webhooks_router
 from reflow.api.schemas.common import ERRORS
 from reflow.console import routes as console_routes
-from reflow.errors import ReflowError
+from reflow.errors import ReflowError, Unauthorized
 from reflow.runtime import Runtime
+from reflow.services.auth import authenticate
 
 if TYPE_CHECKING:
     from reflow.jobs.deliverer import WebhookDeliverer
@@ -66,6 +67,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         sweep_lost(runtime)  # refresh jobs a dead process left processing
         scheduler = _embedded_scheduler(runtime)
         deliverer = _webhook_deliverer(runtime)
+        await _warm_up(app, runtime, reads)
         _freeze_startup_objects()
         yield
         if deliverer is not None:
@@ -113,6 +115,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(OverloadGuard, capacity=runtime.settings.api_max_concurrency,
                        queue_seconds=runtime.settings.api_queue_seconds)
     return app
+
+
+async def _warm_up(app: FastAPI, runtime: Runtime, reads: list[PolledRead]) -> None:
+    """What a process does once, done before it serves (see ``polled.warm_up``): a
+    token's lookup, the polled reads. A failure here is the first request's to meet."""
+    try:
+        with runtime.sessions() as session, suppress(Unauthorized):
+            authenticate(session, token="warm-up")  # no such token: compiles the lookup
+        await warm_up(app, reads)
+    except Exception:
+        log.warning("warming up the polled reads failed", exc_info=True)
 
 
 def _freeze_startup_objects() -> None:
