@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Row, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from reflow.db.hot import HotRead
 from reflow.db.repo import Page, PageParams
 from reflow.db.tables import SourceModel, Sync, SyncRun
 from reflow.db.tables_links import ProjectModel
@@ -123,8 +124,8 @@ def _joined(base: Any) -> Any:
         _marks.c.object_id == _syncs.c.id))
 
 
-_SYNC_ROW = select(*_COLUMNS).select_from(_joined(_syncs)).where(
-    _OF_WORKSPACE, _syncs.c.id == bindparam("sync_id"))
+_SYNC_ROW = HotRead(select(*_COLUMNS).select_from(_joined(_syncs)).where(
+    _OF_WORKSPACE, _syncs.c.id == bindparam("sync_id")))
 
 
 def _sync_page(order: str) -> Select[Any]:
@@ -139,7 +140,7 @@ def _sync_page(order: str) -> Select[Any]:
             .order_by(by_id))
 
 
-_SYNC_PAGES = {order: _sync_page(order) for order in ("asc", "desc")}
+_SYNC_PAGES = {order: HotRead(_sync_page(order)) for order in ("asc", "desc")}
 _SYNC_COUNT = select(func.count()).select_from(_syncs).where(_OF_WORKSPACE)
 
 
@@ -167,9 +168,8 @@ def sync_items(session: Session, *, workspace_id: int, params: PageParams) -> Pa
     offset = (params.page - 1) * params.per_page
     # Core on the session's connection: the ORM's execution layer has nothing to do.
     connection = session.connection()
-    rows = connection.execute(_SYNC_PAGES[params.order], {
-        "workspace_id": workspace_id, "page_offset": offset,
-        "page_limit": params.per_page}).all()
+    rows = _SYNC_PAGES[params.order].rows(connection, {
+        "workspace_id": workspace_id, "page_offset": offset, "page_limit": params.per_page})
     if rows:
         total = rows[0].page_total
     else:
@@ -178,8 +178,8 @@ def sync_items(session: Session, *, workspace_id: int, params: PageParams) -> Pa
 
 
 def sync_item(session: Session, *, workspace_id: int, sync_id: int) -> SyncItem:
-    row = session.connection().execute(
-        _SYNC_ROW, {"workspace_id": workspace_id, "sync_id": sync_id}).first()
+    row = _SYNC_ROW.first(session.connection(), {"workspace_id": workspace_id,
+                                                 "sync_id": sync_id})
     if row is None:
         raise NotFound(f"sync {sync_id} not found")
     return _items(session, [row])[0]
