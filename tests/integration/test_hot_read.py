@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    any_,
     bindparam,
     event,
     exc,
@@ -112,6 +114,21 @@ def test_a_dead_connection_is_invalidated_and_replaced(engines: tuple[Engine, En
     with reader.connect() as conn:
         assert conn.scalar(text("SELECT pg_backend_pid()")) != dead
         assert len(HotRead(BY_KIND).rows(conn, {"low": 0})) == 2
+
+
+def test_an_array_parameter_stands_in_for_an_expanding_in(engines: tuple[Engine, Engine]) -> None:
+    ids = bindparam("ids", expanding=True)
+    read = HotRead(select(things.c.id).where(things.c.id.in_(ids)), on_psycopg=select(
+        things.c.id).where(things.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))))
+    seen: list[str] = []
+    listener = lambda _c, _cur, sql, *_: seen.append(sql)  # noqa: E731
+    event.listen(engines[1], "before_cursor_execute", listener)
+    try:
+        with engines[1].connect() as conn:
+            assert [r.id for r in read.rows(conn, {"ids": [3, 1, 2**40]})] == [1, 3]
+    finally:
+        event.remove(engines[1], "before_cursor_execute", listener)
+    assert read._plans[engines[1].dialect] is not None and "ANY" in seen[0]
 
 
 def test_what_it_cannot_run_the_same_way_is_sqlalchemys(

@@ -10,8 +10,10 @@ same pool), with a named tuple of the statement's column keys per row, so the ro
 read as SQLAlchemy's do (``row.id``, ``row.run_status``). It fires the engine's
 ``before_cursor_execute`` and ``after_cursor_execute`` events as SQLAlchemy does (what
 counts statements keeps counting). A statement this cannot run the same way (a result
-or bind processor, an expanding or post-compile parameter, another driver) is
-executed by SQLAlchemy as before.
+processor, an expanding or post-compile parameter, another driver) is
+executed by SQLAlchemy as before; ``on_psycopg`` gives one the same rows in a form it
+can run (an array parameter, ``= ANY(:ids)``, for an expanding ``IN``, which SQLite
+has no form of).
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ class _Plan:
     sql: str
     defaults: dict[str, Any]  # the statement's own literal values (``kind = 'sync'``)
     row: Callable[[Sequence[Any]], Any]
+    binds: dict[str, Callable[[Any], Any]]  # the types' bind processors, by parameter
 
 
 class HotRead:
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
+    def __init__(self, statement: Select[Any], *, on_psycopg: Select[Any] | None = None) -> None:
+        self.statement, self.on_psycopg = statement, on_psycopg
         self._plans: dict[Dialect, _Plan | None] = {}
 
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[Any]:
@@ -42,6 +45,8 @@ class HotRead:
         if plan is None:
             return connection.execute(self.statement, params).all()
         values = {**plan.defaults, **params}
+        for name, process in plan.binds.items():
+            values[name] = process(values[name])
         driver: Any = connection.connection.driver_connection
         dispatch = connection.dispatch
         with driver.cursor(row_factory=lambda _cursor: plan.row) as cursor:
@@ -63,7 +68,8 @@ class HotRead:
         return rows[0] if rows else None
 
     def _plan(self, dialect: Dialect) -> _Plan | None:
-        plan = self._plans[dialect] = _compile(self.statement, dialect)
+        statement = self.statement if self.on_psycopg is None else self.on_psycopg
+        plan = self._plans[dialect] = _compile(statement, dialect)
         return plan
 
 
@@ -71,8 +77,7 @@ def _compile(statement: Select[Any], dialect: Dialect) -> _Plan | None:
     if dialect.driver != "psycopg":
         return None
     compiled: Any = statement.compile(dialect=dialect)
-    if (compiled.positional or compiled.post_compile_params or compiled.literal_execute_params
-            or compiled._bind_processors):
+    if compiled.positional or compiled.post_compile_params or compiled.literal_execute_params:
         return None
     columns = compiled._result_columns
     if any(c[3]._cached_result_processor(dialect, None) for c in columns):
@@ -82,4 +87,4 @@ def _compile(statement: Select[Any], dialect: Dialect) -> _Plan | None:
     except ValueError:  # a key a named tuple cannot have
         return None
     defaults = {name: value for name, value in compiled.params.items() if value is not None}
-    return _Plan(compiled.string, defaults, row)
+    return _Plan(compiled.string, defaults, row, dict(compiled._bind_processors))

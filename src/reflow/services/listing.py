@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, and_, bindparam, func, select
+from sqlalchemy import ARRAY, BigInteger, Row, Select, and_, any_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from reflow.db.hot import HotRead
@@ -90,7 +90,7 @@ def models_of(session: Session, *, syncs: Sequence[Any]) -> dict[int, Row[Any]]:
            if obj.get("type") == "model" and isinstance(obj.get("id"), int)}
     if not ids:
         return {}
-    rows = session.connection().execute(_MODELS, {"ids": sorted(ids)}).all()
+    rows = _MODELS.rows(session.connection(), {"ids": sorted(ids)})
     return {row.id: row for row in rows}
 
 
@@ -103,8 +103,10 @@ def models_of(session: Session, *, syncs: Sequence[Any]) -> dict[int, Row[Any]]:
 _syncs, _models = Sync.__table__, SourceModel.__table__
 _last = SyncRun.__table__.alias("last_run")
 _marks = ManagedObject.__table__.alias("mark")
-_MODELS = select(*(_models.c[name] for name in MODEL_FIELDS)).where(
-    _models.c.id.in_(bindparam("ids", expanding=True)))
+_MODEL_FIELDS = select(*(_models.c[name] for name in MODEL_FIELDS))
+_MODELS = HotRead(_MODEL_FIELDS.where(_models.c.id.in_(bindparam("ids", expanding=True))),
+                  on_psycopg=_MODEL_FIELDS.where(_models.c.id == any_(
+                      bindparam("ids", type_=ARRAY(BigInteger)))))
 # A backward scan of the (sync_id, id) index (migration 0940) from the sync's newest
 # run to its first that ran: without it PostgreSQL scanned the primary key backwards
 # through every later run of every sync.
