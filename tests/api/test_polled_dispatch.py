@@ -132,6 +132,13 @@ def test_plain_polled_reads_skip_fastapi_and_answer_as_it_does(apps: Apps) -> No
         assert apps.passed.paths == [], path
 
 
+def test_an_id_beyond_the_stores_range_is_not_found(apps: Apps) -> None:
+    headers = {"Authorization": f"Bearer {apps.token}"}
+    for path in ("/api/v1/sync_runs/3000000000", "/api/v1/syncs/999999999999999999"):
+        response = apps.dispatched.get(path, headers=headers)
+        assert response.status_code == 404 and response.json()["status"] == "not_found", path
+
+
 @pytest.mark.parametrize("path", [
     "/api/v1/sync_runs/-1", "/api/v1/sync_runs/abc", "/api/v1/sync_runs/+1",
     "/api/v1/sync_runs/9223372036854775808", "/api/v1/syncs/99999999999999999999",
