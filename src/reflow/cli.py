@@ -141,9 +141,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     install_outbound_policy(settings, serving_host=args.host)
     print(f"Reflow console: {console}  (API under /api/v1)", flush=True)
-    if args.workers > 1:
-        from reflow.api import workers
+    from reflow.api import workers
 
+    if args.workers > 1:
         workers.serve(runtime, workers=args.workers, host=args.host, port=args.port,
                       log_level=settings.log_level.lower())
         return 0
@@ -153,7 +153,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # waits for it gets it within 1 ms instead of Python's default 5, so a request (which
     # takes and drops it at every query) is not held up ~5 ms at each step by a run.
     sys.setswitchinterval(0.001)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    level = settings.log_level.lower()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=level,
+                access_log=workers.access_log(level))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -19,6 +19,7 @@ from reflow import __version__
 from reflow.api import openapi
 from reflow.api.edge import EdgeGuard
 from reflow.api.overload import OverloadGuard
+from reflow.api.polled import PolledRead, PolledReads, polled_reads, warm_up
 from reflow.api.routers import (
     catalog,
     connect_links,
@@ -43,14 +44,17 @@ from reflow.api.routers import sync_preview as sync_preview_router
 from reflow.api.routers import webhooks as webhooks_router
 from reflow.api.schemas.common import ERRORS
 from reflow.console import routes as console_routes
-from reflow.errors import ReflowError
+from reflow.errors import ReflowError, Unauthorized
 from reflow.runtime import Runtime
+from reflow.services.auth import authenticate
 
 if TYPE_CHECKING:
     from reflow.jobs.deliverer import WebhookDeliverer
     from reflow.jobs.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -63,6 +67,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         sweep_lost(runtime)  # refresh jobs a dead process left processing
         scheduler = _embedded_scheduler(runtime)
         deliverer = _webhook_deliverer(runtime)
+        await _warm_up(app, runtime, reads)
         _freeze_startup_objects()
         yield
         if deliverer is not None:
@@ -85,6 +90,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         static_url="/docs-assets",
     )
     app.state.runtime = runtime
+    # Inside the edge: the caller is resolved before a polled read is dispatched.
+    reads = polled_reads(syncs.router.routes)
+    app.add_middleware(PolledReads, prefix=API_PREFIX, reads=reads)
     app.add_middleware(EdgeGuard, runtime=runtime)  # token and size checked before a body is read
     # Routes are matched in order, at a few microseconds each (~160 routes): what is
     # polled most (health checks, then sync runs and syncs) comes first.
@@ -109,6 +117,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     return app
 
 
+async def _warm_up(app: FastAPI, runtime: Runtime, reads: list[PolledRead]) -> None:
+    """What a process does once, done before it serves (see ``polled.warm_up``): a
+    token's lookup, the polled reads. A failure here is the first request's to meet."""
+    try:
+        with runtime.sessions() as session, suppress(Unauthorized):
+            authenticate(session, token="warm-up")  # no such token: compiles the lookup
+        await warm_up(app, reads)
+    except Exception:
+        log.warning("warming up the polled reads failed", exc_info=True)
+
+
 def _freeze_startup_objects() -> None:
     """Leave what start-up made (~200,000 objects: modules, routes, models, mappers)
     out of the garbage collector's full passes: each such pass walked all of them,
@@ -119,7 +138,7 @@ def _freeze_startup_objects() -> None:
 
 def _include_routers(app: FastAPI) -> None:
     def api(router: APIRouter) -> None:
-        app.include_router(router, prefix="/api/v1", responses=ERRORS)
+        app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 
     # First: its fixed paths would otherwise fall into /destinations/{destination_id}.
     api(unsupported.router)

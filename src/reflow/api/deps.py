@@ -87,6 +87,7 @@ def polled_read(endpoint: Callable[..., R]) -> Callable[..., Awaitable[R]]:
             return endpoint(*args, **{**kwargs, "ctx": ctx})
 
     run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    run.polled_read = True  # type: ignore[attr-defined]  # api/polled.py dispatches it
     return run
 
 

@@ -43,11 +43,19 @@ def serve(runtime: Runtime, *, workers: int, host: str, port: int, log_level: st
     log.info("reflow serve %s: scheduler and sync runs; %s API workers", os.getpid(), workers)
     try:
         uvicorn.run("reflow.api.workers:create_worker_app", factory=True, workers=workers,
-                    host=host, port=port, log_level=log_level)
+                    host=host, port=port, log_level=log_level, access_log=access_log(log_level))
     finally:
         if scheduler is not None:
             scheduler.stop()
         runtime.executor.shutdown(wait=True)
+
+
+def access_log(log_level: str) -> bool:
+    """uvicorn's access log only where its lines are kept: it logs at INFO, and formed
+    each line's arguments (the client's address, the quoted path) for every request
+    even when the level dropped the line."""
+    level = logging.getLevelName(log_level.upper())
+    return not isinstance(level, int) or level <= logging.INFO  # "trace" is uvicorn's own
 
 
 def create_worker_app() -> FastAPI:

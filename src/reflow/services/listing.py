@@ -9,9 +9,10 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, and_, bindparam, func, select
+from sqlalchemy import ARRAY, BigInteger, Row, Select, and_, any_, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from reflow.db.hot import HotRead
 from reflow.db.repo import Page, PageParams
 from reflow.db.tables import SourceModel, Sync, SyncRun
 from reflow.db.tables_links import ProjectModel
@@ -89,7 +90,7 @@ def models_of(session: Session, *, syncs: Sequence[Any]) -> dict[int, Row[Any]]:
            if obj.get("type") == "model" and isinstance(obj.get("id"), int)}
     if not ids:
         return {}
-    rows = session.connection().execute(_MODELS, {"ids": sorted(ids)}).all()
+    rows = _MODELS.rows(session.connection(), {"ids": sorted(ids)})
     return {row.id: row for row in rows}
 
 
@@ -102,8 +103,10 @@ def models_of(session: Session, *, syncs: Sequence[Any]) -> dict[int, Row[Any]]:
 _syncs, _models = Sync.__table__, SourceModel.__table__
 _last = SyncRun.__table__.alias("last_run")
 _marks = ManagedObject.__table__.alias("mark")
-_MODELS = select(*(_models.c[name] for name in MODEL_FIELDS)).where(
-    _models.c.id.in_(bindparam("ids", expanding=True)))
+_MODEL_FIELDS = select(*(_models.c[name] for name in MODEL_FIELDS))
+_MODELS = HotRead(_MODEL_FIELDS.where(_models.c.id.in_(bindparam("ids", expanding=True))),
+                  on_psycopg=_MODEL_FIELDS.where(_models.c.id == any_(
+                      bindparam("ids", type_=ARRAY(BigInteger)))))
 # A backward scan of the (sync_id, id) index (migration 0940) from the sync's newest
 # run to its first that ran: without it PostgreSQL scanned the primary key backwards
 # through every later run of every sync.
@@ -123,8 +126,8 @@ def _joined(base: Any) -> Any:
         _marks.c.object_id == _syncs.c.id))
 
 
-_SYNC_ROW = select(*_COLUMNS).select_from(_joined(_syncs)).where(
-    _OF_WORKSPACE, _syncs.c.id == bindparam("sync_id"))
+_SYNC_ROW = HotRead(select(*_COLUMNS).select_from(_joined(_syncs)).where(
+    _OF_WORKSPACE, _syncs.c.id == bindparam("sync_id")))
 
 
 def _sync_page(order: str) -> Select[Any]:
@@ -139,7 +142,7 @@ def _sync_page(order: str) -> Select[Any]:
             .order_by(by_id))
 
 
-_SYNC_PAGES = {order: _sync_page(order) for order in ("asc", "desc")}
+_SYNC_PAGES = {order: HotRead(_sync_page(order)) for order in ("asc", "desc")}
 _SYNC_COUNT = select(func.count()).select_from(_syncs).where(_OF_WORKSPACE)
 
 
@@ -167,9 +170,8 @@ def sync_items(session: Session, *, workspace_id: int, params: PageParams) -> Pa
     offset = (params.page - 1) * params.per_page
     # Core on the session's connection: the ORM's execution layer has nothing to do.
     connection = session.connection()
-    rows = connection.execute(_SYNC_PAGES[params.order], {
-        "workspace_id": workspace_id, "page_offset": offset,
-        "page_limit": params.per_page}).all()
+    rows = _SYNC_PAGES[params.order].rows(connection, {
+        "workspace_id": workspace_id, "page_offset": offset, "page_limit": params.per_page})
     if rows:
         total = rows[0].page_total
     else:
@@ -178,8 +180,8 @@ def sync_items(session: Session, *, workspace_id: int, params: PageParams) -> Pa
 
 
 def sync_item(session: Session, *, workspace_id: int, sync_id: int) -> SyncItem:
-    row = session.connection().execute(
-        _SYNC_ROW, {"workspace_id": workspace_id, "sync_id": sync_id}).first()
+    row = _SYNC_ROW.first(session.connection(), {"workspace_id": workspace_id,
+                                                 "sync_id": sync_id})
     if row is None:
         raise NotFound(f"sync {sync_id} not found")
     return _items(session, [row])[0]

@@ -10,6 +10,7 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from reflow.db.engine import after_commit
+from reflow.db.hot import HotRead
 from reflow.db.repo import Page, Paged, PageParams, get_scoped
 from reflow.db.tables import Sync, SyncRun, utcnow
 from reflow.errors import BadRequest, Conflict, NotFound
@@ -72,16 +73,15 @@ def get(session: Session, *, workspace_id: int, run_id: int) -> SyncRun:
     return get_scoped(session, SyncRun, run_id, workspace_id, "sync run")
 
 
-_RUN = select(SyncRun.__table__).where(SyncRun.id == bindparam("run_id"),
-                                       SyncRun.workspace_id == bindparam("workspace_id"))
+_RUN = HotRead(select(SyncRun.__table__).where(SyncRun.id == bindparam("run_id"),
+                                               SyncRun.workspace_id == bindparam("workspace_id")))
 
 
 def read(session: Session, *, workspace_id: int, run_id: int) -> Row[Any]:
     """``get`` as a row of the run's columns, no ORM object: GET /sync_runs/{id}, the
     read orchestrators poll, only renders it."""
     # Core on the session's connection: the ORM's execution layer has nothing to do.
-    row = session.connection().execute(
-        _RUN, {"run_id": run_id, "workspace_id": workspace_id}).first()
+    row = _RUN.first(session.connection(), {"run_id": run_id, "workspace_id": workspace_id})
     if row is None:
         raise NotFound(f"sync run {run_id} not found")
     return row
