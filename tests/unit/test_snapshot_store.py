@@ -104,6 +104,7 @@ def test_a_statement_out_of_memory_is_retried_with_more(
     """DuckDB's limit is sized to the stage's width; a model that still needs more gets
     it (twice, and again), never a failed run: a statement is retried, and so is a
     stream that runs out before its first batch."""
+    monkeypatch.setattr(snapshot, "OPEN_MEMORY_MB", 4)
     monkeypatch.setattr(snapshot, "BASE_MEMORY_MB", 4)
     monkeypatch.setattr(snapshot, "MEMORY_MB_PER_COLUMN", 0)
     store = SnapshotStore(tmp_path / "s.duckdb")
@@ -128,7 +129,7 @@ def test_acknowledgements_out_of_memory_are_retried_with_more(
     """The log's insert runs on the acknowledgement thread while rows stream out under
     the streaming limit; one that runs out of memory is retried with twice the limit,
     never a failed run."""
-    monkeypatch.setattr(snapshot, "BASE_MEMORY_MB", 1)
+    monkeypatch.setattr(snapshot, "OPEN_MEMORY_MB", 1)
     store = SnapshotStore(tmp_path / "s.duckdb")
     rows = 300_000
     keys = pc.binary_join_element_wise(

@@ -32,23 +32,28 @@ KEY, HASH = "__reflow_key", "__reflow_hash"
 #: The in-memory database holding a run's work tables (stage, dupes, invalid, ...).
 RUN_DB = "reflow_run"
 _RUN_TABLES = ("stage", "dupes", "invalid", "changed", "removed")
-#: Rows of consecutive same-schema batches inserted into the stage with one statement,
-#: and at most this many bytes of them (wide rows: 250,000 of 40 text columns are
-#: 600 MB held in Arrow, and more than DuckDB's memory limit to insert at once).
-STAGE_ROWS = 250_000
-STAGE_BYTES = 8 * 2**20
+#: Rows of consecutive same-schema batches inserted into the stage with one statement:
+#: one DuckDB row group (122,880 rows). An insert of part of one leaves it partly
+#: filled; on 1M rows, inserts of ~75,000 rows staged in 1.35 s, of 61,440 in 1.36 s,
+#: of 122,880 in 1.0 s. At most ``STAGE_BYTES`` of them (wide rows: 122,880 of 40 text
+#: columns are 300 MB held in Arrow, more than DuckDB's memory limit to insert at once).
+STAGE_ROWS = 122_880
+STAGE_BYTES = 16 * 2**20
 #: Bytes of a batch read out of the store (see ``batches``), 1.5 MB (~17,000 rows of 10
 #: columns): each batch is held at once by DuckDB's Arrow conversion (about five times
 #: its size), the writer (two batches in flight for a pipelined one) and the
 #: acknowledgement thread, so it is kept small. PostgreSQL merges of this size cost no
 #: more in all than 50,000-row ones once two are in flight.
 BATCH_BYTES = 3 * 2**19
-#: DuckDB's buffer pool, in MB: the stage and the diff spill to disk past it. Scanning
-#: and writing a table pins blocks of every column on each thread, so the limit grows
-#: with the stage's width (measured with one thread: 1M rows of 12 columns run in
-#: 36 MB); a statement that still runs out of memory is retried with twice the limit,
-#: up to ``MAX_MEMORY_MB``.
-BASE_MEMORY_MB = 12
+#: DuckDB's buffer pool, in MB, while staging and diffing: the stage and the diff spill
+#: to disk past it. Scanning and writing a table pins blocks of every column on each
+#: thread, so the limit grows with the stage's width (measured: 1M rows of 12 columns
+#: stage and diff in 32 MB on two threads); a statement that still runs out of memory
+#: is retried with twice the limit, up to ``MAX_MEMORY_MB``. The store opens with
+#: ``OPEN_MEMORY_MB`` and never has less (its bookkeeping statements are not retried:
+#: at 4 MB one of them ran out).
+OPEN_MEMORY_MB = 12
+BASE_MEMORY_MB = 8
 MEMORY_MB_PER_COLUMN = 2
 MAX_MEMORY_MB = 2048
 #: DuckDB while rows stream out to the destination (``batches``): one thread, and a
@@ -103,7 +108,7 @@ class SnapshotStore:
         self._diff_memory_mb = 0
         #: Columns of the widest staged batch, with the key and the hash.
         self._staged_columns = 0
-        self._allow_memory(BASE_MEMORY_MB)
+        self._allow_memory(OPEN_MEMORY_MB)
         self.con.execute(f"SET temp_directory = '{spill}'")
         self.con.execute("SET preserve_insertion_order = false")
         self._file_db = _q(self.con.execute("SELECT current_database()").fetchall()[0][0])
@@ -160,7 +165,7 @@ class SnapshotStore:
         wanted = STREAM_MEMORY_MB + STREAM_MEMORY_MB_PER_COLUMN * self._staged_columns
         # Never below what the store opens with: the log's inserts and checkpoints need
         # their blocks too.
-        self._set_memory(min(self.memory_mb, max(BASE_MEMORY_MB, wanted)))
+        self._set_memory(min(self.memory_mb, max(OPEN_MEMORY_MB, wanted)))
 
     def _run(self, sql: str, con: Any = None) -> None:
         """Execute ``sql`` (one statement, atomic) on ``con`` (default ``self.con``),
@@ -239,9 +244,9 @@ class SnapshotStore:
         Columns in ``unhashed`` (sync metadata such as the run id, which differs every
         run) travel with the row but do not count as a change.
 
-        Consecutive batches of one schema are inserted together, ``STAGE_ROWS`` at a
-        time: one INSERT per 50,000-row batch cost ~3x as much as one per 250,000 (each
-        statement's fixed work and its partly filled row groups). A batch of another
+        Consecutive batches of one schema are inserted together, ``STAGE_ROWS`` (one
+        row group) at a time: each statement's fixed work and its partly filled row
+        group cost more than the batches' size (see ``STAGE_ROWS``). A batch of another
         schema is never merged, so each row is hashed with its own batch's types."""
         if self._pending and (self._pending[0].schema != table.schema
                               or self._pending_args != (key_field, unhashed)):
