@@ -367,11 +367,24 @@ def _deliver(
                 deliver(d, batch, action, operation=plan.label)
         if plan.operation == "mirror":
             _delete_removed(plan, store, d, batch_size)
-    except BaseException:
+    except BaseException as exc:
         finish_writer(d, failed=True)
+        # Batches in flight when the run stopped were settled since, and those that
+        # succeeded acknowledged: the run's counters include them.
+        if isinstance(exc, Canceled):
+            exc.stats = {**d.counts, **d.stats.as_counters()}
+        else:
+            _report_counters(d)
         raise
     finish_writer(d, failed=False)
     return d.stats
+
+
+def _report_counters(d: Delivery) -> None:
+    try:
+        d.reporter.progress(**d.counts, **d.stats.as_counters())
+    except Exception:  # noqa: BLE001 - the run's own failure is the one to report
+        log.exception("run %s: its last counters could not be recorded", d.run_id)
 
 
 def _delete_removed(plan: RunPlan, store: Store, d: Delivery, batch_size: int) -> None:

@@ -4,8 +4,9 @@ batches, and the snapshot committed for exactly the acknowledged records.
 A writer with a ``pipeline_depth`` (the HTTP destinations) is given the next batches
 while the requests of earlier ones are in flight; its batches are settled in the order
 they were submitted, and only a settled batch is acknowledged. Acknowledgements are
-committed on a thread of their own (a pipelined writer's in groups: after a crash at
-most ``ACK_GROUP_ROWS`` records or ``ACK_GROUP_SECONDS`` of them more are resent), and
+committed on a thread of their own (those of a writer that cuts its own requests, the
+HTTP ones, in groups: after a crash at most ``ACK_GROUP_ROWS`` records or
+``ACK_GROUP_SECONDS`` of them more are resent), and
 progress is written at most every ``PROGRESS_INTERVAL`` seconds: a snapshot commit and
 a progress write per small batch cost more than sending the batch."""
 
@@ -268,10 +269,11 @@ def _group(d: Delivery, acked: _Acked, operation: str, removal: bool) -> None:
     if not d.group:
         d.group_key, d.group_since = key, time.monotonic()
     d.group.append(acked)
-    # Unpipelined writers (databases, brokers) write large batches: each is committed
-    # as it is acknowledged, so a crash resends at most the batch in flight.
+    # Writers of large batches (databases, brokers, pipelined or not): each is committed
+    # as it is acknowledged, so a crash resends at most the batches in flight. Writers
+    # that cut small batches into their own requests (HTTP) commit in groups.
     rows = sum(len(a.keys) for a in d.group)
-    if (not d.writer.pipeline_depth or rows >= ACK_GROUP_ROWS
+    if (not d.writer.cuts_requests or rows >= ACK_GROUP_ROWS
             or time.monotonic() - d.group_since >= ACK_GROUP_SECONDS):
         flush_group(d)
 
