@@ -17,12 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from reflow.api.app import create_app
-from reflow.config import Settings
-from reflow.db.tables import Destination, Source, SourceModel, Sync, SyncRun
+from reflow.db.tables import Sync, SyncRun
 from reflow.db.tables_managed import ManagedObject
 from reflow.runtime import Runtime
 from reflow.services.bootstrap import initialize
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.support.delivery import runtime_on, source_destination_model
 
 
 @dataclass
@@ -42,11 +41,7 @@ class Hot:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def hot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hot]:
     home: Path = tmp_path_factory.mktemp(f"hot-{request.param}")
-    db = create_pg_database("reflow_hot") if request.param == "postgres" else None
-    url = f"postgresql://postgres@127.0.0.1:5432/{db}" if db else None
-    runtime = Runtime.from_settings(Settings(home=home, secret_key="k", log_level="WARNING",
-                                             database_url=url))
-    try:
+    with runtime_on(request.param, home, "reflow_hot") as runtime:
         result = initialize(runtime.engine)
         ids = _seed(runtime, result.workspace_id)
         statements: list[str] = []
@@ -56,10 +51,6 @@ def hot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         headers = {"Authorization": f"Bearer {result.workspace_token}"}
         with TestClient(create_app(runtime), headers=headers) as client:
             yield Hot(client, statements, ids)
-    finally:
-        runtime.dispose()
-        if db:
-            drop_pg_database(db)
 
 
 def _seed(runtime: Runtime, ws: int) -> dict[str, Any]:
@@ -67,14 +58,7 @@ def _seed(runtime: Runtime, ws: int) -> dict[str, Any]:
     one read as a dataset, marked by a project; one with a stale mark (recorded for an
     object created at another time)."""
     with runtime.session() as session:
-        common = {"workspace_id": ws, "credentials_encrypted": "x"}
-        source, dest = Source(name="s", type="postgres", **common), Destination(
-            name="d", type="http_request", **common)
-        session.add_all([source, dest])
-        session.flush()
-        model = SourceModel(workspace_id=ws, source_id=source.id, name="m", query="SELECT 1")
-        session.add(model)
-        session.flush()
+        source, dest, model = source_destination_model(session, ws)
         objects = [{"type": "model", "id": model.id}, {"type": "model", "id": model.id},
                    {"type": "model", "id": model.id, "as": "dataset"},
                    {"type": "model", "id": model.id + 1000}]  # a model that is gone

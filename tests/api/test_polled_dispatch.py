@@ -17,10 +17,11 @@ from sqlalchemy import event
 from reflow.api.app import create_app
 from reflow.api.polled import PolledReads
 from reflow.config import Settings
-from reflow.db.tables import Destination, Source, SourceModel, Sync, SyncRun
+from reflow.db.tables import Sync, SyncRun
 from reflow.runtime import Runtime
 from reflow.services.bootstrap import initialize
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.support.delivery import runtime_on, source_destination_model
 
 
 @dataclass
@@ -65,32 +66,17 @@ def _spied(runtime: Runtime) -> tuple[Any, Passed]:
 def apps(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Apps]:
     home: Path = tmp_path_factory.mktemp(f"polled-{request.param}")
-    db = create_pg_database("reflow_polled") if request.param == "postgres" else None
-    url = f"postgresql://postgres@127.0.0.1:5432/{db}" if db else None
-    runtime = Runtime.from_settings(Settings(home=home, secret_key="k", log_level="WARNING",
-                                             database_url=url))
-    try:
+    with runtime_on(request.param, home, "reflow_polled") as runtime:
         result = initialize(runtime.engine)
         ids = _seed(runtime, result.workspace_id)
         app, passed = _spied(runtime)
         with TestClient(app) as dispatched, TestClient(_without_dispatch(runtime)) as fastapi:
             yield Apps(dispatched, fastapi, passed, ids, result.workspace_token)
-    finally:
-        runtime.dispose()
-        if db:
-            drop_pg_database(db)
 
 
 def _seed(runtime: Runtime, ws: int) -> dict[str, int]:
     with runtime.session() as session:
-        common = {"workspace_id": ws, "credentials_encrypted": "x"}
-        source, dest = Source(name="s", type="postgres", **common), Destination(
-            name="d", type="http_request", **common)
-        session.add_all([source, dest])
-        session.flush()
-        model = SourceModel(workspace_id=ws, source_id=source.id, name="m", query="SELECT 1")
-        session.add(model)
-        session.flush()
+        source, dest, model = source_destination_model(session, ws)
         syncs = [Sync(workspace_id=ws, operation="upsert", source_id=source.id,
                       source_object={"type": "model", "id": model.id}, destination_id=dest.id,
                       destination_object="request", mappings=[{"from": {"type": "column",
