@@ -20,7 +20,8 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -157,20 +158,28 @@ def main() -> None:
     run(requests=args.requests, postgres=args.postgres, profile=args.profile)
 
 
+@contextmanager
+def state_store(postgres: bool, prefix: str) -> Iterator[tuple[Path, str | None]]:
+    """A scratch directory and the state store's URL: a fresh PostgreSQL database
+    (dropped afterwards), or None for SQLite in the directory's home."""
+    os.environ.pop("REFLOW_DATABASE_URL", None)
+    db = common.create_database() if postgres else None
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Path(tmp), common.dsn(db) if db else None
+    finally:
+        if db:
+            common.drop_database(db)
+
+
 def run(*, requests: int = 300, postgres: bool = False, profile: str | None = None) -> None:
     store = "PostgreSQL" if postgres else "SQLite"
     print(f"\nAPI in process ({store} state): CPU per request, best of 10 rounds of "
           f"{requests // 10}")
-    os.environ.pop("REFLOW_DATABASE_URL", None)
-    db = common.create_database() if postgres else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="reflow-bench-inproc-") as tmp:
-            runtime, demo, paths = seed(Path(tmp), common.dsn(db) if db else None)
-            asyncio.run(measure(runtime, demo["workspace_token"], paths, requests, profile))
-            runtime.dispose()
-    finally:
-        if db:
-            common.drop_database(db)
+    with state_store(postgres, "reflow-bench-inproc-") as (tmp, url):
+        runtime, demo, paths = seed(tmp, url)
+        asyncio.run(measure(runtime, demo["workspace_token"], paths, requests, profile))
+        runtime.dispose()
 
 
 if __name__ == "__main__":

@@ -21,11 +21,10 @@ import functools
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench import api_inprocess, common
+from bench import api_inprocess
 
 
 def child(path: str, requests: int, go: Path) -> None:
@@ -88,31 +87,24 @@ def run(*, requests: int = 100, postgres: bool = False) -> None:
     store = "PostgreSQL" if postgres else "SQLite"
     print(f"\nAPI in process ({store} state): instructions per request (callgrind, "
           f"{requests} requests each)")
-    os.environ.pop("REFLOW_DATABASE_URL", None)
-    db = common.create_database() if postgres else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="reflow-bench-instr-") as tmp:
-            home = Path(tmp) / "home"
-            home.mkdir()
-            url = common.dsn(db) if db else None
-            runtime, demo, paths = api_inprocess.seed(home, url)
-            runtime.dispose()
-            env = {**os.environ, "REFLOW_HOME": str(home), "BENCH_TOKEN":
-                   demo["workspace_token"], "BENCH_PATHS": ",".join(paths),
-                   "BENCH_DATABASE_URL": url or ""}
-            if not url:
-                env.pop("BENCH_DATABASE_URL")
-            procs = [(path, count(path, requests, env, Path(tmp))) for path in paths]
-            for path, proc in procs:
-                if proc.wait() != 0:
-                    raise RuntimeError(f"{path}: the child failed")
-                name = path.strip("/").replace("/", "_")
-                per = instructions(Path(tmp) / f"{name}.callgrind") / requests
-                print(f"  {'reflow GET ' + path:<44} {per / 1e6:6.3f} M instructions/request",
-                      flush=True)
-    finally:
-        if db:
-            common.drop_database(db)
+    with api_inprocess.state_store(postgres, "reflow-bench-instr-") as (tmp, url):
+        home = tmp / "home"
+        home.mkdir()
+        runtime, demo, paths = api_inprocess.seed(home, url)
+        runtime.dispose()
+        env = {**os.environ, "REFLOW_HOME": str(home), "BENCH_TOKEN":
+               demo["workspace_token"], "BENCH_PATHS": ",".join(paths),
+               "BENCH_DATABASE_URL": url or ""}
+        if not url:
+            env.pop("BENCH_DATABASE_URL")
+        procs = [(path, count(path, requests, env, tmp)) for path in paths]
+        for path, proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"{path}: the child failed")
+            name = path.strip("/").replace("/", "_")
+            per = instructions(tmp / f"{name}.callgrind") / requests
+            print(f"  {'reflow GET ' + path:<44} {per / 1e6:6.3f} M instructions/request",
+                  flush=True)
 
 
 def main() -> None:

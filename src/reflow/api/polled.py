@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -46,8 +47,8 @@ Argument = Callable[[Request, dict[str, str]], Any]
 @dataclass(frozen=True)
 class PolledRead:
     route: APIRoute
-    #: Parameter name -> how to get its value from the request and the path's values;
-    #: None for a value that is not plain (FastAPI decides about it).
+    #: Parameter name -> how to get its value from the request and the path's values
+    #: (a route with a parameter of another kind is left to FastAPI: ``polled_read_of``).
     arguments: dict[str, Argument]
     #: Query parameters the endpoint reads (a dependency's): name -> an Int64 (else text).
     query: dict[str, bool]
@@ -92,15 +93,17 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     read, values = scope.pop(_KEY)
     route: APIRoute = read.route
     scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, values
-    request = Request(scope, receive, send)
-    kwargs = {name: await _value(argument(request, values))
-              for name, argument in read.arguments.items()}
-    response = await route.endpoint(**kwargs)
+    response = await _call(read, Request(scope, receive, send), values)
     await response(scope, receive, send)
 
 
-async def _value(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+async def _call(read: PolledRead, request: Request, values: dict[str, str]) -> Any:
+    """``read``'s endpoint with the arguments FastAPI would have given it."""
+    kwargs = {}
+    for name, argument in read.arguments.items():
+        value = argument(request, values)
+        kwargs[name] = await value if inspect.isawaitable(value) else value
+    return await read.route.endpoint(**kwargs)
 
 
 async def warm_up(app: Any, reads: Sequence[PolledRead]) -> None:
@@ -115,12 +118,8 @@ async def warm_up(app: Any, reads: Sequence[PolledRead]) -> None:
     request = Request(scope)
     for read in reads:
         values = dict.fromkeys(read.route.param_convertors, "0")
-        try:
-            kwargs = {name: await _value(argument(request, values))
-                      for name, argument in read.arguments.items()}
-            await read.route.endpoint(**kwargs)
-        except ReflowError:  # not found, as meant
-            pass
+        with suppress(ReflowError):  # not found, as meant
+            await _call(read, request, values)
 
 
 def _with_exception_handlers(app: ASGIApp, fastapi_app: Any) -> ASGIApp:

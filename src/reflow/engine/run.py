@@ -244,8 +244,9 @@ def _mapping_fingerprint(mappings: list[dict[str, Any]]) -> str:
 
 
 #: Rows of a batch read from the source for staging. The stage inserts several batches
-#: at once (``snapshot.STAGE_BYTES``), so smaller reads cost nothing there; they only
-#: hold less at once (the batch read ahead, the one mapped, the one coerced).
+#: at once (``snapshot.STAGE_ROWS``, a DuckDB row group), so smaller reads cost nothing
+#: there; they only hold less at once (the batch read ahead, the one mapped, the one
+#: coerced).
 READ_ROWS = 10_000
 
 

@@ -1,7 +1,7 @@
 """Delivering one batch: retries for transient failures, splitting for rejected
 batches, and the snapshot committed for exactly the acknowledged records.
 
-A writer with a ``pipeline_depth`` (the HTTP destinations) is given the next batches
+A writer with a ``pipeline_depth`` (the HTTP destinations, PostgreSQL) is given the next batches
 while the requests of earlier ones are in flight; its batches are settled in the order
 they were submitted, and only a settled batch is acknowledged. Acknowledgements are
 committed on a thread of their own (those of a writer that cuts its own requests, the

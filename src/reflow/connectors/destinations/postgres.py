@@ -146,7 +146,8 @@ class PostgresDestination(DestinationConnector):
 
 #: Batches a PostgreSQL writer has in flight at once, each on a connection of its own:
 #: the server loads and merges them in parallel (a batch's COPY and merge each run in
-#: one backend). Measured on a 1M-row first sync on two cores: 6.5 -> 5.3 s.
+#: one backend). Measured on a 1M-row engine-side first sync on two cores: delivery
+#: 4.4-4.9 s -> 3.6-3.9 s (bench/README.md).
 CONNECTIONS = 2
 
 
@@ -169,19 +170,19 @@ class PostgresWriter(BatchWriter):
         self.ctx = ctx
         self._config = config
         # The first connection now: a destination that refuses it fails the run at once.
-        self._lanes = [_Connection(config, ctx)]
+        self._connections = [_Connection(config, ctx)]
         self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
-        self._idle.put(self._lanes[0])
+        self._idle.put(self._connections[0])
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self.pipeline_depth = CONNECTIONS - 1
 
     def write(self, batch: pa.RecordBatch, action: Action) -> WriteResult:
-        lane = self._take()
+        connection = self._take()
         try:
-            return lane.write(batch, action)
+            return connection.write(batch, action)
         finally:
-            self._idle.put(lane)
+            self._idle.put(connection)
 
     def submit(self, batch: pa.RecordBatch, action: Action) -> Future[WriteResult]:
         if self._pool is None:
@@ -195,22 +196,22 @@ class PostgresWriter(BatchWriter):
             try:
                 return self._idle.get_nowait()
             except queue.Empty:
-                if len(self._lanes) < CONNECTIONS:
+                if len(self._connections) < CONNECTIONS:
                     import adbc_driver_manager as adbc
 
                     try:
-                        lane = _Connection(self._config, self.ctx)
+                        connection = _Connection(self._config, self.ctx)
                     except adbc.Error as exc:  # this batch's failure (a lost server: retried)
                         raise _classify(exc) from exc
-                    self._lanes.append(lane)
-                    return lane
+                    self._connections.append(connection)
+                    return connection
         return self._idle.get()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        for lane in self._lanes:
-            lane.close()
+        for connection in self._connections:
+            connection.close()
 
 
 class _Connection:
