@@ -47,5 +47,9 @@ def test_run_record_files_are_owner_only(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "7"
     for directory in (tmp_path / "runs", run_dir, run_dir / "succeeded"):
         assert _mode(directory) == 0o700, directory
+    being_written = list((run_dir / "succeeded").iterdir())
+    assert being_written and all(_mode(p) == 0o600 for p in being_written)
+    log.close()
     parts = list((run_dir / "succeeded").iterdir())
-    assert parts and all(_mode(p) == 0o600 for p in parts)
+    assert [p.name for p in parts] == ["part-000001.parquet"]
+    assert _mode(parts[0]) == 0o600

@@ -280,7 +280,7 @@ def _group(d: Delivery, acked: _Acked, operation: str, removal: bool) -> None:
 
 def flush_group(d: Delivery) -> None:
     """Hand the commit group to the acknowledgement thread: one snapshot commit and one
-    succeeded-log part for all of its batches."""
+    append to the succeeded log for all of its batches."""
     group, d.group = d.group, []
     if not group:
         return
@@ -317,7 +317,10 @@ def finish_writer(d: Delivery, *, failed: bool) -> None:
     _abandon_in_flight(d)
     flush_group(d)
     try:
-        d.after.drain()
+        try:
+            d.after.drain()
+        finally:
+            d.succeeded.close()  # its last part, also of a failed run: delivered records
     except Exception:
         if not failed:
             _end_writer(d, failed=True)
