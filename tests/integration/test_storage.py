@@ -68,6 +68,31 @@ def test_objects_round_trip_through_checkout_and_checkin(storage: Storage) -> No
     assert storage.checkout("sync_1.duckdb") is None
 
 
+def test_a_large_object_goes_up_in_parts_and_a_small_one_in_one_put(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from reflow import storage as module
+
+    monkeypatch.setattr(module, "PART_BYTES", 5 * 2**20)  # S3's smallest part
+    bucket = _bucket(aws_env)
+    store = S3Storage(f"s3://{bucket}/p", tmp_path / "work")
+    large, small = tmp_path / "large", tmp_path / "small"
+    large.write_bytes(os.urandom(11 * 2**20))
+    small.write_bytes(os.urandom(5 * 2**20))
+    store.upload(large, "large")
+    store.upload(small, "small")
+    s3 = boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    # A multipart upload's ETag ends with its number of parts.
+    assert s3.head_object(Bucket=bucket, Key="p/large")["ETag"].endswith('-3"')
+    assert "-" not in s3.head_object(Bucket=bucket, Key="p/small")["ETag"]
+    for name, original in (("large", large), ("small", small)):
+        store.download(name, tmp_path / f"{name}.copy")
+        assert (tmp_path / f"{name}.copy").read_bytes() == original.read_bytes()
+
+
 def test_an_unreachable_or_missing_store_is_an_error_naming_its_url(
     aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
