@@ -237,6 +237,17 @@ def test_a_cancel_asked_through_the_reporter_stops_before_any_record_is_sent(
     assert destination.records == {} and destination.closed
 
 
+def test_staging_reports_progress_at_most_every_interval_not_every_batch(
+    tmp_path: Path, destination: MemoryDestination
+) -> None:
+    """Each report is a state-store transaction: once per read batch it took a third of
+    a 1M-row no-change re-sync."""
+    reporter = run(plan_for(tmp_path, people(400), destination, run_id=1))  # 100 batches
+    assert reporter.outcome["status"] == "completed"
+    heartbeats = [call for call in reporter.progress_calls if not call]  # staging's own
+    assert 1 <= len(heartbeats) < 10, len(heartbeats)
+
+
 def test_a_failing_destination_fails_the_run_and_the_next_run_resends(
     tmp_path: Path, destination: MemoryDestination
 ) -> None:
