@@ -7,12 +7,12 @@ identifier, operation and batch times. The records API and the export read these
 with DuckDB.
 
 A part is completed (renamed into place, and shared when runs keep files in object
-storage) once it holds ``PART_BYTES``, ``PART_SECONDS`` after it was begun, and when the
-run ends. With the log in S3 a part per acknowledged batch was ~60 PUTs for 1M rows,
-and the acknowledgement thread that also commits the snapshot spent ~1.3 s of a 10 s
-first sync on them. The cost: a reader sees a running run's records up to
-``PART_SECONDS`` late, and a worker killed mid-run loses that much of its log (the
-records were delivered and are in the snapshot; only their log lines are missing).
+storage) once it holds ``PART_BYTES``, at the first append ``PART_SECONDS`` after it
+was begun, and when the run ends. With the log in S3, a part per acknowledged batch
+was ~60 PUTs for 1M rows, and the acknowledgement thread that also commits the
+snapshot spent ~1.3 s of a 10 s first sync on them. The cost: a reader sees a running
+run's records about ``PART_SECONDS`` late, and a worker killed mid-run loses the open
+part's log lines (the records were delivered and are in the snapshot).
 """
 
 from __future__ import annotations
