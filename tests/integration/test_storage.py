@@ -3,6 +3,7 @@ on loopback), and what a run does when its store is unreadable or unreachable.""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from reflow import storage as storage_module
 from reflow.storage import LocalStorage, S3Storage, Storage, StorageError
 from tests.api.conftest import start_server, stop_server, wait_for_run
 from tests.conftest import unique_name
@@ -71,11 +73,7 @@ def test_objects_round_trip_through_checkout_and_checkin(storage: Storage) -> No
 def test_a_large_object_goes_up_in_parts_and_a_small_one_in_one_put(
     aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-
-    from reflow import storage as module
-
-    monkeypatch.setattr(module, "PART_BYTES", 5 * 2**20)  # S3's smallest part
+    monkeypatch.setattr(storage_module, "PART_BYTES", 5 * 2**20)  # S3's smallest part
     bucket = _bucket(aws_env)
     store = S3Storage(f"s3://{bucket}/p", tmp_path / "work")
     large, small = tmp_path / "large", tmp_path / "small"

@@ -58,6 +58,7 @@ class SucceededLog:
         #: Called with each complete part (shares it when runs keep files in object storage).
         self.on_part = on_part
         self._writer: pq.ParquetWriter | None = None
+        self._tmp = self.directory / ".part.tmp"  # the open part's file (see ``_begin``)
         self._begun = 0.0
 
     def write(
@@ -85,13 +86,11 @@ class SucceededLog:
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         if self._writer is not None and not self._writer.schema.equals(table.schema):
             self.close()  # a mirror's deletions carry only the key: a part of their own
-        if self._writer is None:
-            self._begin(table.schema)
-        assert self._writer is not None
+        writer = self._writer or self._begin(table.schema)
         # Row groups of ``ROW_GROUP_ROWS``: the writer holds a whole row group encoded
         # before it writes it out.
-        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        if (self._pending().stat().st_size >= PART_BYTES
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        if (self._tmp.stat().st_size >= PART_BYTES
                 or time.monotonic() - self._begun >= PART_SECONDS):
             self.close()
 
@@ -102,11 +101,11 @@ class SucceededLog:
         writer, self._writer = self._writer, None
         writer.close()
         final = self.directory / f"part-{self.parts:06d}.parquet"
-        os.replace(self._pending(), final)
+        os.replace(self._tmp, final)
         if self.on_part is not None:
             self.on_part(final)
 
-    def _begin(self, schema: pa.Schema) -> None:
+    def _begin(self, schema: pa.Schema) -> pq.ParquetWriter:
         # Record payloads are customer data: owner-only directories and files.
         for directory in (self.directory.parents[1], self.directory.parent, self.directory):
             directory.mkdir(mode=0o700, exist_ok=True)
@@ -116,13 +115,12 @@ class SucceededLog:
         # the cost of the log (and made the files larger). zstd at its fastest level:
         # 1M rows of ten columns took 14 MB where Snappy took 38 MB, for 0.05 s more
         # CPU; what a run uploads, and what the disk holds for the retention period.
-        self._writer = pq.ParquetWriter(self._pending(), schema, use_dictionary=[OPERATION],
+        self._tmp = self.directory / f".part-{self.parts:06d}.tmp"
+        self._writer = pq.ParquetWriter(self._tmp, schema, use_dictionary=[OPERATION],
                                         compression="zstd", compression_level=1)
-        os.chmod(self._pending(), 0o600)
+        os.chmod(self._tmp, 0o600)
         self._begun = time.monotonic()
-
-    def _pending(self) -> Path:
-        return self.directory / f".part-{self.parts:06d}.tmp"
+        return self._writer
 
     @staticmethod
     def _table(payload: pa.RecordBatch, keys: pa.Array, started: dt.datetime,

@@ -265,7 +265,7 @@ def _stage(x: Execution, store: Store, stop: threading.Event) -> None:
         store.on_uncastable = lambda rows, reasons: _log_uncastable(x, rows, reasons)
         return
     hwm = appending.hwm_attribute(plan.operation, x.settings)
-    reported = None
+    reported = float("-inf")
     for batch in plan.source.read(plan.query, batch_size=min(plan.batch_size, READ_ROWS)):
         if stop.is_set():
             raise Canceled("interrupted by shutdown before any record was sent", by_user=False)
@@ -273,7 +273,7 @@ def _stage(x: Execution, store: Store, stop: threading.Event) -> None:
         # delivering: once per 10,000-row batch, its transactions took 0.7-1.0 s of a
         # 1M-row no-change re-sync with SQLite state (a third of the run).
         now = time.monotonic()
-        if reported is None or now - reported >= PROGRESS_INTERVAL:
+        if now - reported >= PROGRESS_INTERVAL:
             reported = now
             if x.reporter.progress():
                 raise Canceled("canceled by request before any record was sent", by_user=True)

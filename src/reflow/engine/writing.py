@@ -1,14 +1,14 @@
 """Delivering one batch: retries for transient failures, splitting for rejected
 batches, and the snapshot committed for exactly the acknowledged records.
 
-A writer with a ``pipeline_depth`` (the HTTP destinations, PostgreSQL) is given the next batches
-while the requests of earlier ones are in flight; its batches are settled in the order
+A writer with a ``pipeline_depth`` (the HTTP destinations, PostgreSQL) is given the
+next batches while earlier ones are in flight; its batches are settled in the order
 they were submitted, and only a settled batch is acknowledged. Acknowledgements are
 committed on a thread of their own (those of a writer that cuts its own requests, the
 HTTP ones, in groups: after a crash at most ``ACK_GROUP_ROWS`` records or
-``ACK_GROUP_SECONDS`` of them more are resent), and
-progress is written at most every ``PROGRESS_INTERVAL`` seconds: a snapshot commit and
-a progress write per small batch cost more than sending the batch."""
+``ACK_GROUP_SECONDS`` of them more are resent), and progress is written at most every
+``PROGRESS_INTERVAL`` seconds: a snapshot commit and a progress write per small batch
+cost more than sending the batch."""
 
 from __future__ import annotations
 
